@@ -1,0 +1,58 @@
+/**
+ * The typed event stream: every transition of every child and supervisor, timestamped with the
+ * engine's clock. The rest of captree observes the engine only through these events and through
+ * queries, so a journal, a live `ps` or `events -f` are all subscribers.
+ */
+import type { ExitReason } from './types.ts';
+
+interface Base {
+  /** Path of the child or supervisor the event is about. */
+  readonly path: string;
+  /** Clock time (monotonic ms). */
+  readonly at: number;
+}
+
+export type SupervisorEvent =
+  | (Base & { readonly type: 'starting' })
+  | (Base & { readonly type: 'started'; readonly pid: number | null })
+  | (Base & { readonly type: 'ready'; readonly declared: boolean })
+  | (Base & { readonly type: 'exited'; readonly reason: ExitReason; readonly expected: boolean })
+  | (Base & { readonly type: 'start_failed'; readonly reason: ExitReason })
+  | (Base & { readonly type: 'restarting'; readonly delay: number; readonly restarts: number })
+  | (Base & { readonly type: 'permanent_failure'; readonly reason: ExitReason })
+  | (Base & { readonly type: 'stopping' })
+  | (Base & { readonly type: 'stopped'; readonly reason: ExitReason })
+  | (Base & {
+      readonly type: 'intensity_exceeded';
+      readonly restarts: number;
+      readonly intensity: number;
+      readonly period: number;
+    })
+  | (Base & { readonly type: 'escalated'; readonly reason: ExitReason })
+  | (Base & { readonly type: 'auto_shutdown'; readonly trigger: string })
+  | (Base & { readonly type: 'child_added' })
+  | (Base & { readonly type: 'child_deleted' })
+  | (Base & { readonly type: 'checkpoint' });
+
+export type SupervisorEventType = SupervisorEvent['type'];
+export type Listener = (event: SupervisorEvent) => void;
+
+/** Fan-out to subscribers; `active` lets hot paths skip building events nobody reads. */
+export class EventSink {
+  #listeners: Listener[] = [];
+
+  get active(): boolean {
+    return this.#listeners.length > 0;
+  }
+
+  subscribe(listener: Listener): () => void {
+    this.#listeners = [...this.#listeners, listener];
+    return () => {
+      this.#listeners = this.#listeners.filter((l) => l !== listener);
+    };
+  }
+
+  emit(event: SupervisorEvent): void {
+    for (const l of this.#listeners) l(event);
+  }
+}

@@ -1,0 +1,2 @@
+/** captree's public library API. */
+export * from './core/index.ts';
