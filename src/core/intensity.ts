@@ -4,11 +4,16 @@
  * that as this supervisor's crash. Every restart counts, including failed restart attempts.
  */
 
-/** Timestamps of recent restarts, oldest first; pruned on every add so memory stays ≤ intensity + 1. */
+/**
+ * Timestamps of recent restarts, oldest first from `#head`; pruned on every add. Dropping from the
+ * front moves a head index instead of shifting the array, so a large intensity costs O(1) per
+ * restart; the dead prefix is compacted once it outweighs the live part.
+ */
 export class RestartWindow {
   readonly intensity: number;
   readonly period: number;
   #times: number[] = [];
+  #head = 0;
 
   constructor(intensity: number, period: number) {
     this.intensity = intensity;
@@ -18,14 +23,18 @@ export class RestartWindow {
   /** Records a restart at `now`; returns false when this restart exceeds the intensity. */
   add(now: number): boolean {
     const threshold = now - this.period;
-    let drop = 0;
-    while (drop < this.#times.length && (this.#times[drop] as number) <= threshold) drop++;
-    if (drop > 0) this.#times.splice(0, drop);
-    this.#times.push(now);
-    return this.#times.length <= this.intensity;
+    const times = this.#times;
+    while (this.#head < times.length && (times[this.#head] as number) <= threshold) this.#head++;
+    if (this.#head > 64 && this.#head * 2 > times.length) {
+      times.splice(0, this.#head);
+      this.#head = 0;
+    }
+    times.push(now);
+    return times.length - this.#head <= this.intensity;
   }
 
+  /** Restarts currently inside the window. */
   get count(): number {
-    return this.#times.length;
+    return this.#times.length - this.#head;
   }
 }

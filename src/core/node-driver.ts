@@ -4,11 +4,14 @@
  * exceeds its restart intensity (`escalated`), which its parent treats as a crash: escalation.
  */
 import type { ChildDriver, ChildHandle } from './driver.ts';
-import { crashOf, Supervisor, type SupervisorOptions } from './supervisor.ts';
 import { checkSupervisorSpec, InvalidSpecError } from './spec.ts';
+import { crashOf, Supervisor, type SupervisorOptions } from './supervisor.ts';
 import type { ExitReason, SupervisorSpec } from './types.ts';
 
-export function node(spec: SupervisorSpec, options: Pick<SupervisorOptions, 'checkpoints'> = {}): ChildDriver {
+export function node(
+  spec: SupervisorSpec,
+  options: Pick<SupervisorOptions, 'checkpoints'> = {},
+): ChildDriver {
   // Reject a bad nested spec when it is given, not when the parent first starts it.
   const problems = checkSupervisorSpec(spec);
   if (problems.length > 0) throw new InvalidSpecError(`supervisor spec ${spec.name}`, problems);

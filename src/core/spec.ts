@@ -61,7 +61,9 @@ export function checkChildSpec(
     errors.push(new SpecError(f('id'), spec.id, 'to be a name of letters, digits, `_`, `.` or `-`'));
   }
   if (!spec.driver || typeof spec.driver.start !== 'function') {
-    errors.push(new SpecError(f('driver'), typeof spec.driver, 'to be a child driver (task, node or process)'));
+    errors.push(
+      new SpecError(f('driver'), typeof spec.driver, 'to be a child driver (task, node or process)'),
+    );
   }
   const restart = spec.restart ?? 'permanent';
   if (!restartTypes.includes(restart)) {
@@ -76,7 +78,11 @@ export function checkChildSpec(
   }
   if (spec.significant === true && restart === 'permanent') {
     errors.push(
-      new SpecError(f('significant'), true, 'to be false for a permanent child (make it transient or temporary)'),
+      new SpecError(
+        f('significant'),
+        true,
+        'to be false for a permanent child (make it transient or temporary)',
+      ),
     );
   }
   if (spec.significant === true && (supervisor.autoShutdown ?? 'never') === 'never') {
@@ -120,7 +126,9 @@ export function checkSupervisorSpec(spec: SupervisorSpec): SpecError[] {
     errors.push(new SpecError('period', spec.period, 'to be ms > 0'));
   }
   if (spec.autoShutdown !== undefined && !autoShutdowns.includes(spec.autoShutdown)) {
-    errors.push(new SpecError('autoShutdown', spec.autoShutdown, `to be one of ${autoShutdowns.join(' | ')}`));
+    errors.push(
+      new SpecError('autoShutdown', spec.autoShutdown, `to be one of ${autoShutdowns.join(' | ')}`),
+    );
   }
   if (spec.maxChildren !== undefined) {
     if (strategy !== 'dynamic') {
@@ -138,12 +146,15 @@ export function checkSupervisorSpec(spec: SupervisorSpec): SpecError[] {
     return errors;
   }
   if (strategy === 'dynamic' && spec.maxChildren !== undefined && children.length > spec.maxChildren) {
-    errors.push(new SpecError('children', children.length, `to hold at most maxChildren (${spec.maxChildren})`));
+    errors.push(
+      new SpecError('children', children.length, `to hold at most maxChildren (${spec.maxChildren})`),
+    );
   }
   const seen = new Set<string>();
   children.forEach((child, i) => {
     errors.push(...checkChildSpec(child, spec, `children[${i}]`));
-    if (seen.has(child.id)) errors.push(new SpecError(`children[${i}].id`, child.id, 'to be unique (duplicate id)'));
+    if (seen.has(child.id))
+      errors.push(new SpecError(`children[${i}].id`, child.id, 'to be unique (duplicate id)'));
     seen.add(child.id);
   });
   return errors;

@@ -112,7 +112,7 @@ type LaunchOutcome = ExitReason | null;
 
 class ChildRecord {
   readonly spec: ChildSpec;
-  readonly path: string;
+  readonly parentPath: string;
   readonly restart: RestartType;
   readonly shutdown: Shutdown;
   state: ChildState = 'stopped';
@@ -130,11 +130,16 @@ class ChildRecord {
   timer: Timer | null = null;
   waiter: ((outcome: LaunchOutcome) => void) | null = null;
 
-  constructor(spec: ChildSpec, path: string) {
+  constructor(spec: ChildSpec, parentPath: string) {
     this.spec = spec;
-    this.path = path;
+    this.parentPath = parentPath;
     this.restart = spec.restart ?? 'permanent';
     this.shutdown = spec.shutdown ?? (spec.driver.kind === 'node' ? 'infinity' : 5000);
+  }
+
+  /** Built on demand: 100,000 idle children should not hold 100,000 path strings. */
+  get path(): string {
+    return `${this.parentPath}/${this.spec.id}`;
   }
 
   get active(): boolean {
@@ -142,7 +147,37 @@ class ChildRecord {
   }
 }
 
+/**
+ * The events a driver reports for one instance of a child. A class rather than two closures per
+ * start keeps an idle child small; `gen` makes reports from a replaced instance harmless.
+ */
+class InstanceEvents implements ChildEvents {
+  readonly #sup: Supervisor;
+  readonly #rec: ChildRecord;
+  readonly #gen: number;
+  constructor(sup: Supervisor, rec: ChildRecord, gen: number) {
+    this.#sup = sup;
+    this.#rec = rec;
+    this.#gen = gen;
+  }
+  ready(declared: boolean): void {
+    report(this.#sup).ready(this.#rec, this.#gen, declared);
+  }
+  exited(reason: ExitReason): void {
+    report(this.#sup).exited(this.#rec, this.#gen, reason);
+  }
+}
+
+interface Reporter {
+  ready(rec: ChildRecord, gen: number, declared: boolean): void;
+  exited(rec: ChildRecord, gen: number, reason: ExitReason): void;
+}
+let report: (sup: Supervisor) => Reporter;
+
 const shutdownReason: ExitReason = { kind: 'shutdown' };
+
+/** Queued supervision operations run back to back before yielding to the event loop once. */
+const burstLimit = 256;
 
 export class Supervisor {
   readonly name: string;
@@ -165,6 +200,7 @@ export class Supervisor {
   #restarts = 0;
   #startedAt: number | null = null;
   #terminating: Promise<void> | null = null;
+  #burst = 0;
 
   constructor(spec: SupervisorSpec, options: SupervisorOptions = {}) {
     const problems = checkSupervisorSpec(spec);
@@ -293,7 +329,11 @@ export class Supervisor {
       rec.held = false;
       const outcome = await this.#launch(rec);
       if (outcome !== null) {
-        throw new SupervisorError('start_failed', `${rec.path} failed to start: ${describeExit(outcome)}`, outcome);
+        throw new SupervisorError(
+          'start_failed',
+          `${rec.path} failed to start: ${describeExit(outcome)}`,
+          outcome,
+        );
       }
       return this.#info(rec);
     });
@@ -398,7 +438,7 @@ export class Supervisor {
   // ---- internals: one child -------------------------------------------------------------------
 
   #insert(spec: ChildSpec): ChildRecord {
-    const rec = new ChildRecord(spec, `${this.path}/${spec.id}`);
+    const rec = new ChildRecord(spec, this.path);
     const stored = this.#checkpoints?.load(rec.path);
     if (stored) rec.saved = stored;
     this.#children.push(rec);
@@ -447,15 +487,15 @@ export class Supervisor {
     rec.startedAt = this.clock.now();
     rec.earlyReady = null;
     this.#emit({ type: 'starting', path: rec.path, at: rec.startedAt });
-    const events: ChildEvents = {
-      ready: (declared) => this.#onReady(rec, gen, declared),
-      exited: (reason) => this.#onExit(rec, gen, reason),
-    };
+    const events = new InstanceEvents(this, rec, gen);
     const ctx: StartContext = {
       path: rec.path,
       clock: this.clock,
       sink: this.events,
-      checkpoint: rec.saved || rec.lastExit ? { state: rec.saved?.state, previousExit: rec.lastExit ?? undefined } : undefined,
+      checkpoint:
+        rec.saved || rec.lastExit
+          ? { state: rec.saved?.state, previousExit: rec.lastExit ?? undefined }
+          : undefined,
       save: (state) => this.#save(rec, gen, state),
     };
     rec.launching = true;
@@ -468,9 +508,10 @@ export class Supervisor {
       return rec.lastExit ?? crashOf(err);
     }
     rec.launching = false;
-    if (rec.gen !== gen || rec.state !== 'starting' || rec.earlyReady !== null) {
-      // The child became ready, or exited, while the driver was still starting it.
-      if (rec.state === 'stopped' || rec.state === 'failed') return rec.lastExit ?? shutdownReason;
+    // The driver may have reported readiness or an exit from inside start(); TypeScript cannot see that.
+    const state = rec.state as ChildState;
+    if (rec.gen !== gen || state !== 'starting' || rec.earlyReady !== null) {
+      if (state === 'stopped' || state === 'failed') return rec.lastExit ?? shutdownReason;
       rec.handle = handle;
       this.#emit({ type: 'started', path: rec.path, at: this.clock.now(), pid: handle.pid });
       this.#emit({ type: 'ready', path: rec.path, at: this.clock.now(), declared: rec.earlyReady ?? false });
@@ -754,7 +795,15 @@ export class Supervisor {
   }
 
   #enqueue(op: () => Promise<void>): void {
-    this.#serial(op).catch((err: unknown) => {
+    this.#serial(async () => {
+      // A crash loop of in-process children is all microtasks; without a macrotask boundary now
+      // and then it would starve timers and I/O (the control API, a stop request) for ever.
+      if (++this.#burst >= burstLimit) {
+        this.#burst = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await op();
+    }).catch((err: unknown) => {
       // Supervision code must not fail silently: make the defect visible, then stop safely.
       this.#emit({
         type: 'escalated',
@@ -762,6 +811,14 @@ export class Supervisor {
         at: this.clock.now(),
         reason: { kind: 'crashed', message: `internal error: ${(err as Error)?.stack ?? String(err)}` },
       });
+    });
+  }
+
+  static {
+    // Gives InstanceEvents access to the private handlers without exposing them publicly.
+    report = (sup) => ({
+      ready: (rec, gen, declared) => sup.#onReady(rec, gen, declared),
+      exited: (rec, gen, reason) => sup.#onExit(rec, gen, reason),
     });
   }
 
@@ -814,7 +871,8 @@ export function describeExit(reason: ExitReason): string {
     case 'crashed': {
       if (reason.oom) return `killed by ${reason.signal ?? 'SIGKILL'} (out of memory)`;
       if (reason.signal) return `killed by ${reason.signal}`;
-      if (reason.code !== undefined) return `exit code ${reason.code}${reason.message ? `: ${reason.message}` : ''}`;
+      if (reason.code !== undefined)
+        return `exit code ${reason.code}${reason.message ? `: ${reason.message}` : ''}`;
       return `crashed: ${reason.message}`;
     }
     case 'permanent_failure':

@@ -4,7 +4,13 @@
  * tests can assert exact orders.
  */
 import type { ChildDriver, ChildEvents, ExitReason, SupervisorEvent } from '../../src/core/index.ts';
-import { EventSink, flushMicrotasks, Supervisor, type SupervisorSpec, VirtualClock } from '../../src/core/index.ts';
+import {
+  EventSink,
+  flushMicrotasks,
+  Supervisor,
+  type SupervisorSpec,
+  VirtualClock,
+} from '../../src/core/index.ts';
 
 export type StopBehavior = 'exit' | 'ignore';
 
@@ -47,7 +53,13 @@ export class Probe {
   readonly driver: ChildDriver = {
     kind: 'task',
     start: (_ctx, events) => {
-      const inst: Instance = { n: this.instances.length + 1, events, alive: true, stopAsked: false, killed: false };
+      const inst: Instance = {
+        n: this.instances.length + 1,
+        events,
+        alive: true,
+        stopAsked: false,
+        killed: false,
+      };
       this.instances.push(inst);
       this.log.push(`start:${this.id}`);
       if (this.failNext > 0 || this.readiness === 'fail') {

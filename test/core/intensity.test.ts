@@ -41,12 +41,22 @@ describe('intensity', () => {
     assert.equal(sup.state, 'stopped');
     const reason = await sup.whenStopped();
     assert.equal(reason.kind, 'escalated');
-    assert.deepEqual(typesFor(h.events, '/root').slice(-4), ['intensity_exceeded', 'stopping', 'escalated', 'stopped']);
+    assert.deepEqual(typesFor(h.events, '/root').slice(-4), [
+      'intensity_exceeded',
+      'stopping',
+      'escalated',
+      'stopped',
+    ]);
   });
 
   it('restarts spread wider than the period never exceed the intensity', async () => {
     const h = harness();
-    const sup = h.supervisor({ name: 'root', intensity: 1, period: 1000, children: [{ id: 'a', driver: h.probe('a').driver }] });
+    const sup = h.supervisor({
+      name: 'root',
+      intensity: 1,
+      period: 1000,
+      children: [{ id: 'a', driver: h.probe('a').driver }],
+    });
     await sup.start();
     for (let i = 0; i < 10; i++) {
       h.probe('a').crash();
@@ -59,7 +69,12 @@ describe('intensity', () => {
 
   it('failed restart attempts count against the intensity', async () => {
     const h = harness();
-    const sup = h.supervisor({ name: 'root', intensity: 3, period: 1000, children: [{ id: 'a', driver: h.probe('a').driver }] });
+    const sup = h.supervisor({
+      name: 'root',
+      intensity: 3,
+      period: 1000,
+      children: [{ id: 'a', driver: h.probe('a').driver }],
+    });
     await sup.start();
     h.probe('a').failNext = 10;
     h.probe('a').crash();
@@ -77,7 +92,10 @@ describe('intensity', () => {
     const level3 = node({ name: 'l3', intensity: 0, children: [{ id: 'leaf', driver: leaf.driver }] });
     const level2 = node({ name: 'l2', intensity: 0, children: [{ id: 'l3', driver: level3 }] });
     const level1 = node({ name: 'l1', intensity: 0, children: [{ id: 'l2', driver: level2 }] });
-    const root = new Supervisor({ name: 'root', intensity: 0, children: [{ id: 'l1', driver: level1 }] }, { clock });
+    const root = new Supervisor(
+      { name: 'root', intensity: 0, children: [{ id: 'l1', driver: level1 }] },
+      { clock },
+    );
     const events: SupervisorEvent[] = [];
     root.subscribe((e) => events.push(e));
     await root.start();
@@ -95,7 +113,10 @@ describe('intensity', () => {
     const log: string[] = [];
     const leaf = new Probe('leaf', log);
     const inner = node({ name: 'inner', intensity: 0, children: [{ id: 'leaf', driver: leaf.driver }] });
-    const root = new Supervisor({ name: 'root', intensity: 5, children: [{ id: 'inner', driver: inner }] }, { clock });
+    const root = new Supervisor(
+      { name: 'root', intensity: 5, children: [{ id: 'inner', driver: inner }] },
+      { clock },
+    );
     await root.start();
     leaf.crash();
     await new Promise((r) => setImmediate(r));
@@ -113,7 +134,13 @@ describe('backoff', () => {
       name: 'root',
       intensity: 100,
       period: 1_000_000,
-      children: [{ id: 'a', driver: h.probe('a').driver, backoff: { initial: 100, max: 400, factor: 2, resetAfter: 10_000 } }],
+      children: [
+        {
+          id: 'a',
+          driver: h.probe('a').driver,
+          backoff: { initial: 100, max: 400, factor: 2, resetAfter: 10_000 },
+        },
+      ],
     });
     await sup.start();
     const delays: number[] = [];
@@ -137,7 +164,9 @@ describe('backoff', () => {
     const sup = h.supervisor({
       name: 'root',
       intensity: 100,
-      children: [{ id: 'a', driver: h.probe('a').driver, backoff: { initial: 100, max: 10_000, resetAfter: 5000 } }],
+      children: [
+        { id: 'a', driver: h.probe('a').driver, backoff: { initial: 100, max: 10_000, resetAfter: 5000 } },
+      ],
     });
     await sup.start();
     const delays: number[] = [];
@@ -191,7 +220,10 @@ describe('backoff', () => {
 describe('shutdown', () => {
   it('milliseconds: asks, waits the deadline, then kills', async () => {
     const h = harness();
-    const sup = h.supervisor({ name: 'root', children: [{ id: 'a', driver: h.probe('a').driver, shutdown: 2000 }] });
+    const sup = h.supervisor({
+      name: 'root',
+      children: [{ id: 'a', driver: h.probe('a').driver, shutdown: 2000 }],
+    });
     h.probe('a').onStop = 'ignore';
     await sup.start();
     const stopped = sup.stop();
@@ -206,7 +238,10 @@ describe('shutdown', () => {
 
   it('brutal: kills at once without asking', async () => {
     const h = harness();
-    const sup = h.supervisor({ name: 'root', children: [{ id: 'a', driver: h.probe('a').driver, shutdown: 'brutal' }] });
+    const sup = h.supervisor({
+      name: 'root',
+      children: [{ id: 'a', driver: h.probe('a').driver, shutdown: 'brutal' }],
+    });
     await sup.start();
     await sup.stop();
     assert.deepEqual(h.log, ['start:a', 'kill:a']);
@@ -214,7 +249,10 @@ describe('shutdown', () => {
 
   it('infinity: waits for as long as the child takes', async () => {
     const h = harness();
-    const sup = h.supervisor({ name: 'root', children: [{ id: 'a', driver: h.probe('a').driver, shutdown: 'infinity' }] });
+    const sup = h.supervisor({
+      name: 'root',
+      children: [{ id: 'a', driver: h.probe('a').driver, shutdown: 'infinity' }],
+    });
     h.probe('a').onStop = 'ignore';
     await sup.start();
     let done = false;

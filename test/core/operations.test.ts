@@ -164,7 +164,10 @@ describe('checkpoints', () => {
 describe('operations', () => {
   it('stopChild holds a child stopped; startChild starts it again; deleteChild removes it', async () => {
     const h = harness();
-    const sup = h.supervisor({ name: 'root', children: ['a', 'b'].map((id) => ({ id, driver: h.probe(id).driver })) });
+    const sup = h.supervisor({
+      name: 'root',
+      children: ['a', 'b'].map((id) => ({ id, driver: h.probe(id).driver })),
+    });
     await sup.start();
     await sup.stopChild('a');
     assert.equal(sup.child('a')?.state, 'stopped');
@@ -323,16 +326,28 @@ describe('bad input is rejected when given and changes nothing', () => {
     ],
     [
       'significant child under autoShutdown never',
-      () => new Supervisor({ name: 'r', children: [{ id: 'a', driver, restart: 'transient', significant: true }] }),
+      () =>
+        new Supervisor({
+          name: 'r',
+          children: [{ id: 'a', driver, restart: 'transient', significant: true }],
+        }),
       /autoShutdown `never`/,
     ],
-    ['negative intensity', () => new Supervisor({ name: 'r', intensity: -1 }), /`intensity` to be an integer ≥ 0, got `-1`/],
+    [
+      'negative intensity',
+      () => new Supervisor({ name: 'r', intensity: -1 }),
+      /`intensity` to be an integer ≥ 0, got `-1`/,
+    ],
     [
       'unknown strategy',
       () => new Supervisor({ name: 'r', strategy: 'one_for_some' as never }),
       /`strategy` to be one of .*got `one_for_some`/,
     ],
-    ['maxChildren on a static supervisor', () => new Supervisor({ name: 'r', maxChildren: 3 }), /maxChildren/],
+    [
+      'maxChildren on a static supervisor',
+      () => new Supervisor({ name: 'r', maxChildren: 3 }),
+      /maxChildren/,
+    ],
     [
       'bad shutdown',
       () => new Supervisor({ name: 'r', children: [{ id: 'a', driver, shutdown: -5 }] }),
@@ -386,7 +401,9 @@ describe('task driver', () => {
     sup.subscribe((e) => events.push(e));
     await sup.start();
     await new Promise((r) => setImmediate(r));
-    const exits = events.filter((e) => e.type === 'exited').map((e) => (e.type === 'exited' ? [e.path, e.reason.kind] : []));
+    const exits = events
+      .filter((e) => e.type === 'exited')
+      .map((e) => (e.type === 'exited' ? [e.path, e.reason.kind] : []));
     assert.deepEqual(exits, [
       ['/root/ok', 'normal'],
       ['/root/perm', 'permanent_failure'],

@@ -154,7 +154,9 @@ it('random trees under random crashes keep the supervision invariants', async ()
       for (const { childPaths } of supervisors.values()) {
         const order = stopped.filter((p) => childPaths.some((c) => p === c || p.startsWith(`${c}/`)));
         const firstIndex = (c: string) => order.findIndex((p) => p === c || p.startsWith(`${c}/`));
-        const seen = childPaths.filter((c) => firstIndex(c) >= 0).sort((x, y) => firstIndex(x) - firstIndex(y));
+        const seen = childPaths
+          .filter((c) => firstIndex(c) >= 0)
+          .sort((x, y) => firstIndex(x) - firstIndex(y));
         assert.deepEqual(seen, childPaths.filter((c) => firstIndex(c) >= 0).reverse(), 'reverse start order');
       }
     }),

@@ -1,0 +1,1068 @@
+/*
+ * captree launcher: the small, long-lived process that starts every OS process for captree.
+ *
+ * Node's child_process.spawn forks the whole Node process, so its cost grows with the
+ * supervisor's heap and blocks its event loop. This process stays small, so fork is cheap; it is
+ * also the children's parent and a child subreaper, so it reaps everything below it (double-forked
+ * daemons included) and can keep children running while its client restarts.
+ *
+ * Usage: captree-launcher --runtime-dir DIR [--socket PATH] [--remove-runtime-dir]
+ *   fd 3 is the first client connection (a socketpair from the Node client).
+ *   DIR holds per-child sd_notify sockets (path sockets, so they work across network namespaces).
+ *   With --socket, a later client may connect at PATH (re-attach) and the launcher outlives a
+ *   client disconnect; without it, losing the client SIGKILLs every child's process group and
+ *   the launcher exits.
+ *
+ * Protocol (both directions): frames of
+ *   u32 little-endian payload length | payload
+ * payload = one type byte, then fields, each "name=value" terminated by NUL. Names may repeat
+ * (arg, env, cgroup, listen, ...). The one exception is the output event: type 'o', one field
+ * "key=<stream key>" NUL, then the raw bytes up to the end of the frame.
+ *
+ * Requests (client -> launcher); every request carries id=<u32> and is answered by exactly one
+ * 'R' reply with the same id, either ok=1 plus result fields, or err=<strerror text> errno=<n>:
+ *   'S' spawn  arg=.. (1+) env=.. (0+, exactly the child's env) cwd= uid= gid= cgroup=<path of a
+ *              cgroup.procs file> (0+) notifyfd=<N> sdnotify=1 stdout=<key> stderr=<key>
+ *              listen=<handle>:<name> (0+, placed at fd 3,4,...) netns=1 nonewprivs=1
+ *              -> ok pid=<pid> t=<CLOCK_MONOTONIC ns just before fork>
+ *              A failure before exec (cgroup write, chdir, setuid, exec...) is an err reply whose
+ *              text names the step; the child then never ran the program.
+ *   'K' kill   pid= sig= [group=1]               -> ok
+ *   'L' listen tcp=<host>:<port> | unix=<path> [backlog=]  -> ok handle=<n> [port=<bound port>]
+ *   'C' close-listen handle=                     -> ok
+ *   'c' close-stream key=                        -> ok
+ *   'l' list                                     -> ok child=<pid> (0+) stream=<key> (0+) handle=<n> (0+)
+ *   'P' ping                                     -> ok pid=<launcher pid> children=<n> t=<ns>
+ *   'Q' shutdown (SIGKILL every child's group, reply, exit)   -> ok
+ * Events (launcher -> client):
+ *   'h' hello    pid=<launcher pid> version=1   (on every new client connection)
+ *   'x' exited   pid= (code=<n> | sig=<n>) t=<CLOCK_MONOTONIC ns of reap>
+ *   'r' ready    pid=                           (a newline arrived on the child's notify fd)
+ *   'n' notify   pid= text=<datagram text>      (one per sd_notify datagram)
+ *   'o' output   key=<stream key> NUL <bytes>
+ * Events for a child (ready, notify, its streams' output) are sent before its 'x' event.
+ * While no client is attached, small events queue (bounded, 1 MiB) and stream pipes are not
+ * read, so children block on a full pipe rather than lose output (that output then arrives
+ * after the exits that queued meanwhile). Anything unsent to a client that disconnects is lost.
+ * Closing: on shutdown, or losing the only client without --socket, every descendant (tracked
+ * children's process groups, and every orphan adopted as subreaper) is SIGKILLed and reaped.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/capability.h>
+
+#define MAX_FRAME (16u << 20)
+#define OUT_HIGH (4u << 20)     /* stop reading child streams above this much unsent output */
+#define DETACHED_MAX (1u << 20) /* queued events kept while no client is attached */
+#define MAX_FIELDS 8192
+
+struct buf {
+  char *p;
+  size_t len, cap;
+};
+
+struct child {
+  pid_t pid;
+  int notify_fd; /* read end of the s6-style notification pipe, or -1 */
+  int sd_fd;     /* sd_notify datagram socket, or -1 */
+  char *sd_path;
+  struct child *next;
+};
+
+struct stream {
+  char *key;
+  int rfd, wfd; /* the launcher keeps the write end so the pipe outlives each child */
+  struct stream *next;
+};
+
+struct handle {
+  int id;
+  int fd;
+  char *unix_path;
+  struct handle *next;
+};
+
+static struct child *children;
+static struct stream *streams;
+static struct handle *handles;
+static int next_handle = 1;
+static unsigned long sd_seq;
+
+static int cfd = -1; /* current client */
+static int lfd = -1; /* re-attach listening socket */
+static char *socket_path;
+static char *runtime_dir;
+static int remove_runtime_dir;
+static struct buf inbuf, outbuf;
+static size_t frame_start;
+static int sigfd = -1;
+
+static void die(const char *what) {
+  fprintf(stderr, "captree-launcher: %s: %s\n", what, strerror(errno));
+  exit(111);
+}
+
+static void buf_reserve(struct buf *b, size_t extra) {
+  if (b->len + extra <= b->cap) return;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < b->len + extra) cap *= 2;
+  char *p = realloc(b->p, cap);
+  if (!p) die("realloc");
+  b->p = p;
+  b->cap = cap;
+}
+
+static void buf_put(struct buf *b, const void *data, size_t n) {
+  buf_reserve(b, n);
+  memcpy(b->p + b->len, data, n);
+  b->len += n;
+}
+
+static void buf_consume(struct buf *b, size_t n) {
+  memmove(b->p, b->p + n, b->len - n);
+  b->len -= n;
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---------- outgoing frames ---------- */
+
+static void frame_begin(char type) {
+  frame_start = outbuf.len;
+  uint32_t zero = 0;
+  buf_put(&outbuf, &zero, 4);
+  buf_put(&outbuf, &type, 1);
+}
+
+static void field(const char *name, const char *value) {
+  buf_put(&outbuf, name, strlen(name));
+  buf_put(&outbuf, "=", 1);
+  buf_put(&outbuf, value, strlen(value));
+  buf_put(&outbuf, "", 1);
+}
+
+static void fieldf(const char *name, const char *fmt, ...) {
+  char tmp[64];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  field(name, tmp);
+}
+
+static void flush_out(void);
+
+static void frame_end(void) {
+  uint32_t n = (uint32_t)(outbuf.len - frame_start - 4);
+  unsigned char le[4] = {n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, (n >> 24) & 0xff};
+  memcpy(outbuf.p + frame_start, le, 4);
+  if (cfd < 0 && outbuf.len > DETACHED_MAX) outbuf.len = frame_start; /* drop: nobody listens */
+  flush_out();
+}
+
+static void flush_out(void) {
+  while (cfd >= 0 && outbuf.len > 0) {
+    ssize_t n = write(cfd, outbuf.p, outbuf.len);
+    if (n > 0) {
+      buf_consume(&outbuf, (size_t)n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return; /* EAGAIN: poll for POLLOUT; errors show up as EOF/POLLERR on read */
+  }
+}
+
+static void reply_err(const char *id, int err, const char *context) {
+  char text[512];
+  if (context)
+    snprintf(text, sizeof text, "%s: %s", context, strerror(err));
+  else
+    snprintf(text, sizeof text, "%s", strerror(err));
+  frame_begin('R');
+  field("id", id);
+  field("err", text);
+  fieldf("errno", "%d", err);
+  frame_end();
+}
+
+static void reply_ok(const char *id) {
+  frame_begin('R');
+  field("id", id);
+  field("ok", "1");
+  frame_end();
+}
+
+/* ---------- request fields ---------- */
+
+struct req {
+  char type;
+  int n;
+  char *name[MAX_FIELDS];
+  char *value[MAX_FIELDS];
+};
+
+static const char *get(struct req *r, const char *name) {
+  for (int i = 0; i < r->n; i++)
+    if (strcmp(r->name[i], name) == 0) return r->value[i];
+  return NULL;
+}
+
+static int parse_int(const char *s, long *out) {
+  if (!s || !*s) return -1;
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end) return -1;
+  *out = v;
+  return 0;
+}
+
+/* ---------- streams, handles, children ---------- */
+
+static struct stream *stream_get(const char *key) {
+  for (struct stream *s = streams; s; s = s->next)
+    if (strcmp(s->key, key) == 0) return s;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return NULL;
+  fcntl(p[0], F_SETFL, O_NONBLOCK);
+  struct stream *s = calloc(1, sizeof *s);
+  s->key = strdup(key);
+  s->rfd = p[0];
+  s->wfd = p[1];
+  s->next = streams;
+  streams = s;
+  return s;
+}
+
+/* Forwards what is readable now, at most `limit` bytes; returns 0 at EAGAIN, -1 at EOF/error. */
+static int stream_pump(struct stream *s, size_t limit, int ignore_high) {
+  char data[65536];
+  while (limit > 0) {
+    if (cfd < 0 || (outbuf.len > OUT_HIGH && !ignore_high)) return 0;
+    ssize_t n = read(s->rfd, data, limit < sizeof data ? limit : sizeof data);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return (n < 0 && errno == EAGAIN) ? 0 : -1;
+    frame_begin('o');
+    field("key", s->key);
+    buf_put(&outbuf, data, (size_t)n);
+    frame_end();
+    limit -= (size_t)n;
+  }
+  return 0;
+}
+
+/* What a child wrote before it exited is in the pipe now and goes out before its exit event
+   (bounded by the pipe's capacity); a sibling still writing must not keep us here, so take only
+   what is buffered at this moment. */
+static void stream_drain(struct stream *s) {
+  int avail = 0;
+  if (ioctl(s->rfd, FIONREAD, &avail) == 0 && avail > 0) stream_pump(s, (size_t)avail, 1);
+}
+
+static void stream_close(struct stream *s) {
+  struct stream **pp = &streams;
+  while (*pp && *pp != s) pp = &(*pp)->next;
+  if (*pp) *pp = s->next;
+  close(s->rfd);
+  close(s->wfd);
+  free(s->key);
+  free(s);
+}
+
+static struct handle *handle_find(long id) {
+  for (struct handle *h = handles; h; h = h->next)
+    if (h->id == id) return h;
+  return NULL;
+}
+
+static void emit_pid(char type, pid_t pid) {
+  frame_begin(type);
+  fieldf("pid", "%d", (int)pid);
+  frame_end();
+}
+
+/* s6 convention: the first newline means ready; the fd is then of no further use. */
+static void notify_pump(struct child *c) {
+  char data[512];
+  for (;;) {
+    ssize_t n = read(c->notify_fd, data, sizeof data);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n > 0 && !memchr(data, '\n', (size_t)n)) continue;
+    if (n > 0) emit_pid('r', c->pid);
+    close(c->notify_fd);
+    c->notify_fd = -1;
+    return;
+  }
+}
+
+static void sd_pump(struct child *c) {
+  char data[4097];
+  for (;;) {
+    ssize_t n = recv(c->sd_fd, data, sizeof data - 1, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return;
+    for (ssize_t i = 0; i < n; i++)
+      if (data[i] == '\0') data[i] = '\n';
+    data[n] = '\0';
+    frame_begin('n');
+    fieldf("pid", "%d", (int)c->pid);
+    field("text", data);
+    frame_end();
+  }
+}
+
+static void child_free(struct child *c) {
+  if (c->notify_fd >= 0) close(c->notify_fd);
+  if (c->sd_fd >= 0) close(c->sd_fd);
+  if (c->sd_path) {
+    unlink(c->sd_path);
+    free(c->sd_path);
+  }
+  free(c);
+}
+
+static void reap(void) {
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    struct child **pp = &children;
+    while (*pp && (*pp)->pid != pid) pp = &(*pp)->next;
+    struct child *c = *pp;
+    if (!c) continue; /* an adopted orphan: reaping it is the whole point */
+    *pp = c->next;
+    uint64_t t = now_ns();
+    if (c->notify_fd >= 0) notify_pump(c);
+    if (c->sd_fd >= 0) sd_pump(c);
+    for (struct stream *s = streams; s; s = s->next) stream_drain(s);
+    frame_begin('x');
+    fieldf("pid", "%d", (int)pid);
+    if (WIFSIGNALED(status))
+      fieldf("sig", "%d", WTERMSIG(status));
+    else
+      fieldf("code", "%d", WEXITSTATUS(status));
+    fieldf("t", "%llu", (unsigned long long)t);
+    frame_end();
+    child_free(c);
+  }
+}
+
+/* SIGKILLs every process below us, then reaps. Tracked children's groups catch what they
+   forked; as subreaper every other orphan (a setsid daemon, a group whose leader already
+   exited) is our child, listed in /proc, so repeat until nothing is left to wait for. */
+static void kill_descendants(void) {
+  char path[64], data[65536];
+  snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+  for (struct child *c = children; c; c = c->next) kill(-c->pid, SIGKILL);
+  for (;;) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t n = read(fd, data, sizeof data - 1);
+      close(fd);
+      data[n > 0 ? n : 0] = '\0';
+      for (char *s = data, *end; *s; s = end) {
+        long pid = strtol(s, &end, 10);
+        if (end == s) break;
+        if (pid > 0) {
+          kill(-(pid_t)pid, SIGKILL);
+          kill((pid_t)pid, SIGKILL);
+        }
+      }
+    }
+    if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD) return;
+  }
+}
+
+static void kill_all_and_exit(int code) {
+  /* A child stuck in uninterruptible sleep must not keep us alive forever. */
+  alarm(5);
+  kill_descendants();
+  for (struct child *c = children; c; c = c->next)
+    if (c->sd_path) unlink(c->sd_path);
+  for (struct handle *h = handles; h; h = h->next)
+    if (h->unix_path) unlink(h->unix_path);
+  if (socket_path) unlink(socket_path);
+  if (remove_runtime_dir) rmdir(runtime_dir);
+  exit(code);
+}
+
+/* ---------- the child side of spawn ---------- */
+
+struct child_report {
+  int err;
+  char what[256];
+};
+
+static void child_fail(int errpipe, const char *what) {
+  struct child_report rep;
+  rep.err = errno;
+  snprintf(rep.what, sizeof rep.what, "%s", what);
+  ssize_t ignored = write(errpipe, &rep, sizeof rep);
+  (void)ignored;
+  _exit(127);
+}
+
+static int write_all(int fd, const char *s, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, s, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -1;
+    s += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static void drop_privileges_bounding(int errpipe) {
+  for (int cap = 0; cap <= 63; cap++) {
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+      if (errno == EINVAL) break; /* past CAP_LAST_CAP */
+      child_fail(errpipe, "drop capability bounding set");
+    }
+  }
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  /* Root's caps after exec come from the inheritable set as well as the bounding set. */
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  if (syscall(SYS_capget, &hdr, data) < 0) child_fail(errpipe, "capget");
+  data[0].inheritable = data[1].inheritable = 0;
+  if (syscall(SYS_capset, &hdr, data) < 0) child_fail(errpipe, "capset");
+}
+
+static void bring_lo_up(int errpipe) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) child_fail(errpipe, "socket for lo");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) child_fail(errpipe, "SIOCGIFFLAGS lo");
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) child_fail(errpipe, "SIOCSIFFLAGS lo");
+  close(s);
+}
+
+struct spawn_plan {
+  char **argv;
+  char **envp;
+  char *listen_pid; /* the envp entry filled in by the child with its own pid */
+  const char *path; /* PATH from the child's env, for argv[0] lookup */
+  const char *cwd;
+  long uid, gid; /* -1: unchanged */
+  char **cgroups;
+  int ncgroups;
+  int nfds;
+  int src[MAX_FIELDS + 8]; /* fd to place ... */
+  int dst[MAX_FIELDS + 8]; /* ... at this number */
+  int netns, nonewprivs;
+};
+
+static void child_exec(struct spawn_plan *p, int errpipe) {
+  char what[PATH_MAX + 64];
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGPIPE, SIG_DFL);
+  signal(SIGALRM, SIG_DFL);
+
+  if (setsid() < 0) child_fail(errpipe, "setsid");
+
+  /* Join cgroups before anything else so nothing the child runs escapes accounting. */
+  char pidstr[32];
+  int pidlen = snprintf(pidstr, sizeof pidstr, "%d\n", (int)getpid());
+  for (int i = 0; i < p->ncgroups; i++) {
+    snprintf(what, sizeof what, "join cgroup %s", p->cgroups[i]);
+    int fd = open(p->cgroups[i], O_WRONLY | O_CLOEXEC);
+    if (fd < 0) child_fail(errpipe, what);
+    if (write_all(fd, pidstr, (size_t)pidlen) < 0) child_fail(errpipe, what);
+    close(fd);
+  }
+
+  if (p->netns) {
+    if (unshare(CLONE_NEWNET) < 0) child_fail(errpipe, "unshare(CLONE_NEWNET)");
+    bring_lo_up(errpipe);
+  }
+
+  /* Lift every source above all targets first, so a dup2 never clobbers a source not yet placed. */
+  int maxdst = 2;
+  for (int i = 0; i < p->nfds; i++)
+    if (p->dst[i] > maxdst) maxdst = p->dst[i];
+  for (int i = 0; i < p->nfds; i++) {
+    int hi = fcntl(p->src[i], F_DUPFD_CLOEXEC, maxdst + 1);
+    if (hi < 0) child_fail(errpipe, "dup fd");
+    p->src[i] = hi;
+  }
+  if (errpipe <= maxdst) {
+    int hi = fcntl(errpipe, F_DUPFD_CLOEXEC, maxdst + 1);
+    if (hi < 0) child_fail(errpipe, "dup fd");
+    errpipe = hi;
+  }
+  for (int i = 0; i < p->nfds; i++)
+    if (dup2(p->src[i], p->dst[i]) < 0) child_fail(errpipe, "dup2");
+  /* Everything of ours is O_CLOEXEC already; this catches fds inherited from whoever started us. */
+  syscall(SYS_close_range, maxdst + 1, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */);
+
+  if (p->cwd && chdir(p->cwd) < 0) {
+    snprintf(what, sizeof what, "chdir %s", p->cwd);
+    child_fail(errpipe, what);
+  }
+  if (p->nonewprivs) drop_privileges_bounding(errpipe);
+  if (p->gid >= 0) {
+    gid_t g = (gid_t)p->gid;
+    if (setgroups(1, &g) < 0) child_fail(errpipe, "setgroups");
+    if (setgid(g) < 0) child_fail(errpipe, "setgid");
+  } else if (p->uid >= 0 && getuid() == 0) {
+    if (setgroups(0, NULL) < 0) child_fail(errpipe, "setgroups");
+  }
+  if (p->uid >= 0 && setuid((uid_t)p->uid) < 0) child_fail(errpipe, "setuid");
+  if (p->nonewprivs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    child_fail(errpipe, "PR_SET_NO_NEW_PRIVS");
+
+  if (p->listen_pid) snprintf(p->listen_pid, 32, "LISTEN_PID=%d", (int)getpid());
+
+  const char *file = p->argv[0];
+  snprintf(what, sizeof what, "exec %s", file);
+  if (strchr(file, '/')) {
+    execve(file, p->argv, p->envp);
+    child_fail(errpipe, what);
+  }
+  /* Look argv[0] up in the child's own PATH, not ours: the env given is the child's world. */
+  const char *path = p->path ? p->path : "/usr/local/bin:/usr/bin:/bin";
+  int saved = ENOENT;
+  char full[PATH_MAX];
+  while (*path) {
+    const char *colon = strchr(path, ':');
+    size_t len = colon ? (size_t)(colon - path) : strlen(path);
+    if (len == 0)
+      snprintf(full, sizeof full, "%s", file);
+    else
+      snprintf(full, sizeof full, "%.*s/%s", (int)len, path, file);
+    execve(full, p->argv, p->envp);
+    if (errno == EACCES) saved = EACCES;
+    else if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+    path += len;
+    if (*path == ':') path++;
+  }
+  errno = saved;
+  child_fail(errpipe, what);
+}
+
+/* ---------- requests ---------- */
+
+static void do_spawn(struct req *r, const char *id) {
+  static struct spawn_plan p;
+  static char *argv[MAX_FIELDS + 1], *envp[MAX_FIELDS + 8];
+  static char listen_pid[32];
+  static char names_env[8192 + 16];
+  char fdnames[8192], listen_fds[32], notify_env[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
+  memset(&p, 0, sizeof p);
+  p.uid = p.gid = -1;
+  p.argv = argv;
+  p.envp = envp;
+  int argc = 0, envc = 0, nlisten = 0;
+  long notifyfd = -1;
+  int sdnotify = 0, devnull = -1, notify_pipe[2] = {-1, -1}, sd_fd = -1;
+  char *sd_path = NULL;
+  const char *out_key = NULL, *err_key = NULL;
+  static char *cgroups[MAX_FIELDS];
+  p.cgroups = cgroups;
+  fdnames[0] = '\0';
+  size_t fdnames_len = 0;
+  int err = 0;
+  const char *ctx = NULL;
+
+  for (int i = 0; i < r->n; i++) {
+    const char *k = r->name[i];
+    char *v = r->value[i];
+    long n;
+    if (!strcmp(k, "arg")) argv[argc++] = v;
+    else if (!strcmp(k, "env")) {
+      if (!strncmp(v, "PATH=", 5)) p.path = v + 5;
+      envp[envc++] = v;
+    } else if (!strcmp(k, "cwd")) p.cwd = v;
+    else if (!strcmp(k, "uid")) {
+      if (parse_int(v, &p.uid) < 0) { err = EINVAL; ctx = "uid"; }
+    } else if (!strcmp(k, "gid")) {
+      if (parse_int(v, &p.gid) < 0) { err = EINVAL; ctx = "gid"; }
+    } else if (!strcmp(k, "cgroup")) cgroups[p.ncgroups++] = v;
+    else if (!strcmp(k, "notifyfd")) {
+      if (parse_int(v, &notifyfd) < 0 || notifyfd < 3 || notifyfd > 1000) { err = EINVAL; ctx = "notifyfd"; }
+    } else if (!strcmp(k, "sdnotify")) sdnotify = !strcmp(v, "1");
+    else if (!strcmp(k, "stdout")) out_key = v;
+    else if (!strcmp(k, "stderr")) err_key = v;
+    else if (!strcmp(k, "netns")) p.netns = !strcmp(v, "1");
+    else if (!strcmp(k, "nonewprivs")) p.nonewprivs = !strcmp(v, "1");
+    else if (!strcmp(k, "listen")) {
+      char *colon = strchr(v, ':');
+      if (colon) *colon = '\0';
+      struct handle *h = (parse_int(v, &n) == 0) ? handle_find(n) : NULL;
+      if (!h) { err = EBADF; ctx = "listen handle"; continue; }
+      const char *name = colon ? colon + 1 : "unknown";
+      size_t nl = strlen(name);
+      if (fdnames_len + nl + 2 >= sizeof fdnames) { err = E2BIG; ctx = "listen names"; continue; }
+      if (nlisten > 0) fdnames[fdnames_len++] = ':';
+      memcpy(fdnames + fdnames_len, name, nl + 1);
+      fdnames_len += nl;
+      p.src[p.nfds] = h->fd;
+      p.dst[p.nfds] = 3 + nlisten;
+      p.nfds++;
+      nlisten++;
+    }
+  }
+  if (!err && argc == 0) { err = EINVAL; ctx = "argv is empty"; }
+  if (!err && notifyfd >= 0 && notifyfd < 3 + nlisten) { err = EINVAL; ctx = "notifyfd collides with listen fds"; }
+  argv[argc] = NULL;
+
+  if (!err) {
+    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0) { err = errno; ctx = "open /dev/null"; }
+  }
+  struct stream *so = NULL, *se = NULL;
+  if (!err && out_key && !(so = stream_get(out_key))) { err = errno; ctx = "stdout pipe"; }
+  if (!err && err_key && !(se = stream_get(err_key))) { err = errno; ctx = "stderr pipe"; }
+  if (!err) {
+    p.src[p.nfds] = devnull; p.dst[p.nfds++] = 0;
+    p.src[p.nfds] = so ? so->wfd : devnull; p.dst[p.nfds++] = 1;
+    p.src[p.nfds] = se ? se->wfd : devnull; p.dst[p.nfds++] = 2;
+  }
+  if (!err && notifyfd >= 0) {
+    if (pipe2(notify_pipe, O_CLOEXEC) < 0) { err = errno; ctx = "notify pipe"; }
+    else {
+      fcntl(notify_pipe[0], F_SETFL, O_NONBLOCK);
+      p.src[p.nfds] = notify_pipe[1];
+      p.dst[p.nfds++] = (int)notifyfd;
+    }
+  }
+  if (!err && sdnotify) {
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    int len = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/n%lu.sock", runtime_dir, ++sd_seq);
+    if (len >= (int)sizeof sa.sun_path) { err = ENAMETOOLONG; ctx = "sd_notify socket path"; }
+    else if ((sd_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) { err = errno; ctx = "sd_notify socket"; }
+    else {
+      unlink(sa.sun_path);
+      if (bind(sd_fd, (struct sockaddr *)&sa, sizeof sa) < 0) { err = errno; ctx = "bind sd_notify socket"; }
+      else {
+        /* The child may drop to another uid and must still be able to send. */
+        chmod(sa.sun_path, 0666);
+        sd_path = strdup(sa.sun_path);
+        snprintf(notify_env, sizeof notify_env, "NOTIFY_SOCKET=%s", sa.sun_path);
+        envp[envc++] = notify_env;
+      }
+    }
+  }
+  if (nlisten > 0) {
+    snprintf(listen_fds, sizeof listen_fds, "LISTEN_FDS=%d", nlisten);
+    envp[envc++] = listen_fds;
+    envp[envc++] = listen_pid;
+    p.listen_pid = listen_pid;
+    snprintf(names_env, sizeof names_env, "LISTEN_FDNAMES=%s", fdnames);
+    envp[envc++] = names_env;
+  }
+  envp[envc] = NULL;
+
+  int errpipe[2] = {-1, -1};
+  if (!err && pipe2(errpipe, O_CLOEXEC) < 0) { err = errno; ctx = "pipe"; }
+
+  pid_t pid = -1;
+  uint64_t t = 0;
+  if (!err) {
+    t = now_ns();
+    pid = fork();
+    if (pid < 0) { err = errno; ctx = "fork"; }
+    if (pid == 0) {
+      close(errpipe[0]);
+      child_exec(&p, errpipe[1]);
+    }
+  }
+  if (errpipe[1] >= 0) close(errpipe[1]);
+  if (notify_pipe[1] >= 0) close(notify_pipe[1]);
+  if (devnull >= 0) close(devnull);
+  char ctxbuf[300];
+  if (pid > 0) {
+    /* Exec closes the pipe (O_CLOEXEC): EOF means the program runs; a report means it never did. */
+    struct child_report rep;
+    ssize_t n;
+    do n = read(errpipe[0], &rep, sizeof rep);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      waitpid(pid, NULL, 0);
+      rep.what[sizeof rep.what - 1] = '\0';
+      snprintf(ctxbuf, sizeof ctxbuf, "%s", rep.what);
+      err = rep.err;
+      ctx = ctxbuf;
+      pid = -1;
+    }
+  }
+  if (errpipe[0] >= 0) close(errpipe[0]);
+  if (err) {
+    if (notify_pipe[0] >= 0) close(notify_pipe[0]);
+    if (sd_fd >= 0) close(sd_fd);
+    if (sd_path) {
+      unlink(sd_path);
+      free(sd_path);
+    }
+    reply_err(id, err, ctx);
+    return;
+  }
+  struct child *c = calloc(1, sizeof *c);
+  c->pid = pid;
+  c->notify_fd = notify_pipe[0];
+  c->sd_fd = sd_fd;
+  c->sd_path = sd_path;
+  c->next = children;
+  children = c;
+  frame_begin('R');
+  field("id", id);
+  field("ok", "1");
+  fieldf("pid", "%d", (int)pid);
+  fieldf("t", "%llu", (unsigned long long)t);
+  frame_end();
+}
+
+static void do_listen(struct req *r, const char *id) {
+  const char *tcp = get(r, "tcp"), *upath = get(r, "unix");
+  long backlog = 128;
+  if (get(r, "backlog") && parse_int(get(r, "backlog"), &backlog) < 0) { reply_err(id, EINVAL, "backlog"); return; }
+  int fd = -1, port = -1;
+  if (tcp) {
+    char host[256];
+    const char *colon = strrchr(tcp, ':');
+    if (!colon || (size_t)(colon - tcp) >= sizeof host) { reply_err(id, EINVAL, "tcp address must be host:port"); return; }
+    size_t hl = (size_t)(colon - tcp);
+    memcpy(host, tcp, hl);
+    host[hl] = '\0';
+    char *h = host;
+    if (h[0] == '[' && hl > 1 && h[hl - 1] == ']') {
+      h[hl - 1] = '\0';
+      h++;
+    }
+    struct addrinfo hints, *ai;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gerr = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &ai);
+    if (gerr) {
+      frame_begin('R');
+      field("id", id);
+      field("err", gai_strerror(gerr));
+      field("errno", "22");
+      frame_end();
+      return;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, (int)backlog) < 0) {
+      int e = errno;
+      freeaddrinfo(ai);
+      if (fd >= 0) close(fd);
+      { reply_err(id, e, tcp); return; }
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+      port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                            : ((struct sockaddr_in *)&ss)->sin_port);
+  } else if (upath) {
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(upath) >= sizeof sa.sun_path) { reply_err(id, ENAMETOOLONG, upath); return; }
+    strcpy(sa.sun_path, upath);
+    struct stat st;
+    /* A stale socket from an earlier run would make bind fail; anything else is not ours. */
+    if (lstat(upath, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(upath);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, (int)backlog) < 0) {
+      int e = errno;
+      if (fd >= 0) close(fd);
+      { reply_err(id, e, upath); return; }
+    }
+  } else {
+    { reply_err(id, EINVAL, "listen needs tcp= or unix="); return; }
+  }
+  struct handle *hd = calloc(1, sizeof *hd);
+  hd->id = next_handle++;
+  hd->fd = fd;
+  hd->unix_path = upath ? strdup(upath) : NULL;
+  hd->next = handles;
+  handles = hd;
+  frame_begin('R');
+  field("id", id);
+  field("ok", "1");
+  fieldf("handle", "%d", hd->id);
+  if (port >= 0) fieldf("port", "%d", port);
+  frame_end();
+}
+
+static void dispatch(struct req *r) {
+  const char *id = get(r, "id");
+  if (!id) id = "0";
+  long n, sig;
+  switch (r->type) {
+  case 'S':
+    do_spawn(r, id);
+    return;
+  case 'K': {
+    if (parse_int(get(r, "pid"), &n) < 0 || n <= 0 || parse_int(get(r, "sig"), &sig) < 0)
+      { reply_err(id, EINVAL, "kill needs pid= and sig="); return; }
+    const char *g = get(r, "group");
+    if (kill(g && !strcmp(g, "1") ? -(pid_t)n : (pid_t)n, (int)sig) < 0) { reply_err(id, errno, "kill"); return; }
+    { reply_ok(id); return; }
+  }
+  case 'L':
+    do_listen(r, id);
+    return;
+  case 'C': {
+    struct handle **pp = &handles;
+    if (parse_int(get(r, "handle"), &n) < 0) { reply_err(id, EINVAL, "handle"); return; }
+    while (*pp && (*pp)->id != n) pp = &(*pp)->next;
+    if (!*pp) { reply_err(id, EBADF, "no such listen handle"); return; }
+    struct handle *h = *pp;
+    *pp = h->next;
+    close(h->fd);
+    if (h->unix_path) {
+      unlink(h->unix_path);
+      free(h->unix_path);
+    }
+    free(h);
+    { reply_ok(id); return; }
+  }
+  case 'c': {
+    const char *key = get(r, "key");
+    for (struct stream *s = streams; key && s; s = s->next)
+      if (!strcmp(s->key, key)) {
+        stream_drain(s);
+        stream_close(s);
+        { reply_ok(id); return; }
+      }
+    { reply_err(id, ENOENT, "no such stream"); return; }
+  }
+  case 'l':
+    frame_begin('R');
+    field("id", id);
+    field("ok", "1");
+    for (struct child *c = children; c; c = c->next) fieldf("child", "%d", (int)c->pid);
+    for (struct stream *s = streams; s; s = s->next) field("stream", s->key);
+    for (struct handle *h = handles; h; h = h->next) fieldf("handle", "%d", h->id);
+    frame_end();
+    return;
+  case 'P': {
+    int nc = 0;
+    for (struct child *c = children; c; c = c->next) nc++;
+    frame_begin('R');
+    field("id", id);
+    field("ok", "1");
+    fieldf("pid", "%d", (int)getpid());
+    fieldf("children", "%d", nc);
+    fieldf("t", "%llu", (unsigned long long)now_ns());
+    frame_end();
+    return;
+  }
+  case 'Q':
+    reply_ok(id);
+    if (cfd >= 0) {
+      fcntl(cfd, F_SETFL, 0);
+      flush_out();
+    }
+    kill_all_and_exit(0);
+    return;
+  default:
+    { reply_err(id, ENOSYS, "unknown request type"); return; }
+  }
+}
+
+static void client_gone(void) {
+  close(cfd);
+  cfd = -1;
+  inbuf.len = 0;
+  outbuf.len = 0; /* may hold half a frame meant for the old client */
+  if (lfd < 0) kill_all_and_exit(0);
+}
+
+static void client_read(void) {
+  static struct req r;
+  char tmp[65536];
+  ssize_t n = read(cfd, tmp, sizeof tmp);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (n <= 0) { client_gone(); return; }
+  buf_put(&inbuf, tmp, (size_t)n);
+  size_t off = 0;
+  while (inbuf.len - off >= 4) {
+    unsigned char *h = (unsigned char *)inbuf.p + off;
+    uint32_t len = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    if (len == 0 || len > MAX_FRAME) {
+      fprintf(stderr, "captree-launcher: bad frame length %u\n", len);
+      { client_gone(); return; }
+    }
+    if (inbuf.len - off - 4 < len) break;
+    char *payload = inbuf.p + off + 4;
+    if (len > 1 && payload[len - 1] != '\0') {
+      fprintf(stderr, "captree-launcher: unterminated field\n");
+      { client_gone(); return; }
+    }
+    r.type = payload[0];
+    r.n = 0;
+    for (char *f = payload + 1, *end = payload + len; f < end && r.n < MAX_FIELDS;) {
+      size_t fl = strlen(f);
+      char *eq = strchr(f, '=');
+      if (eq) {
+        *eq = '\0';
+        r.name[r.n] = f;
+        r.value[r.n] = eq + 1;
+        r.n++;
+      }
+      f += fl + 1;
+    }
+    dispatch(&r);
+    if (cfd < 0) return; /* dispatch dropped the client */
+    off += 4 + len;
+  }
+  buf_consume(&inbuf, off);
+}
+
+static void hello(void) {
+  frame_begin('h');
+  fieldf("pid", "%d", (int)getpid());
+  field("version", "1");
+  frame_end();
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--runtime-dir") && i + 1 < argc) runtime_dir = argv[++i];
+    else if (!strcmp(argv[i], "--socket") && i + 1 < argc) socket_path = argv[++i];
+    else if (!strcmp(argv[i], "--remove-runtime-dir")) remove_runtime_dir = 1;
+    else {
+      fprintf(stderr, "usage: %s --runtime-dir DIR [--socket PATH] [--remove-runtime-dir]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (!runtime_dir) runtime_dir = "/tmp";
+  signal(SIGPIPE, SIG_IGN);
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) die("PR_SET_CHILD_SUBREAPER");
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) die("sigprocmask");
+  sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sigfd < 0) die("signalfd");
+
+  cfd = 3;
+  if (fcntl(cfd, F_SETFD, FD_CLOEXEC) < 0) die("fd 3 (the client socket) is not open");
+  fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK);
+
+  if (socket_path) {
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(socket_path) >= sizeof sa.sun_path) {
+      errno = ENAMETOOLONG;
+      die(socket_path);
+    }
+    strcpy(sa.sun_path, socket_path);
+    struct stat st;
+    if (lstat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(socket_path);
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    mode_t old = umask(077); /* the socket is full authority over the children: owner only */
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 8) < 0) die(socket_path);
+    umask(old);
+  }
+  hello();
+
+  struct pollfd *pfd = NULL;
+  void **owner = NULL;
+  char *kind = NULL;
+  size_t cap = 0;
+  for (;;) {
+    size_t n = 0, need = 3;
+    for (struct child *c = children; c; c = c->next) need += 2;
+    for (struct stream *s = streams; s; s = s->next) need++;
+    if (need > cap) {
+      cap = need * 2;
+      pfd = realloc(pfd, cap * sizeof *pfd);
+      owner = realloc(owner, cap * sizeof *owner);
+      kind = realloc(kind, cap);
+      if (!pfd || !owner || !kind) die("realloc");
+    }
+#define ADD(fd_, ev_, kind_, owner_) \
+  (pfd[n].fd = (fd_), pfd[n].events = (ev_), pfd[n].revents = 0, kind[n] = (kind_), owner[n] = (owner_), n++)
+    int readable_streams = cfd >= 0 && outbuf.len <= OUT_HIGH;
+    for (struct stream *s = streams; s && readable_streams; s = s->next) ADD(s->rfd, POLLIN, 's', s);
+    for (struct child *c = children; c; c = c->next) {
+      if (c->notify_fd >= 0) ADD(c->notify_fd, POLLIN, 'r', c);
+      if (c->sd_fd >= 0) ADD(c->sd_fd, POLLIN, 'n', c);
+    }
+    if (cfd >= 0) ADD(cfd, POLLIN | (outbuf.len ? POLLOUT : 0), 'c', NULL);
+    if (lfd >= 0) ADD(lfd, POLLIN, 'a', NULL);
+    ADD(sigfd, POLLIN, 'x', NULL);
+    if (poll(pfd, n, -1) < 0) {
+      if (errno == EINTR) continue;
+      die("poll");
+    }
+    /* Order matters: client requests may free streams/handles and reaping frees children, so
+       both run after every entry that points at one of those. */
+    for (size_t i = 0; i < n; i++) {
+      if (!pfd[i].revents) continue;
+      if (kind[i] == 's') stream_pump(owner[i], 65536, 0);
+      else if (kind[i] == 'r') notify_pump(owner[i]);
+      else if (kind[i] == 'n') sd_pump(owner[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (!pfd[i].revents) continue;
+      if (kind[i] == 'c') {
+        if (pfd[i].revents & POLLOUT) flush_out();
+        if (cfd >= 0 && (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))) client_read();
+      } else if (kind[i] == 'a') {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+          /* The newest client wins: a restarted supervisor replaces a dead one. */
+          if (cfd >= 0) {
+            close(cfd);
+            outbuf.len = 0;
+            inbuf.len = 0;
+          }
+          cfd = fd;
+          hello();
+        }
+      } else if (kind[i] == 'x') {
+        struct signalfd_siginfo si;
+        while (read(sigfd, &si, sizeof si) == sizeof si) {
+        }
+        reap();
+      }
+    }
+  }
+}

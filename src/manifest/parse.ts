@@ -1,0 +1,576 @@
+/**
+ * Loads a manifest: YAML text → validated, fully defaulted `ManifestTree`, or every error in the
+ * file at once, each with `file:line:col`. Children are validated one by one (their kind is
+ * chosen by `command` or `children`), so an error in one child never hides errors in another.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import type { z } from 'zod';
+import {
+  NAME_RE,
+  nodeSchema,
+  type ProcessInput,
+  processSchema,
+  type requiresSchema,
+  show,
+} from './schema.ts';
+import { fieldText, type ManifestSource, positionOf } from './source.ts';
+import type {
+  ChildSpec,
+  Endpoint,
+  Liveness,
+  ManifestError,
+  ManifestTree,
+  NodeSpec,
+  PathGrant,
+  ProcessSpec,
+  ProvidedService,
+  Ready,
+  Requires,
+  YamlPath,
+} from './types.ts';
+
+export type ParseResult =
+  | { ok: true; tree: ManifestTree; source: ManifestSource }
+  | { ok: false; errors: ManifestError[]; source: ManifestSource };
+
+export interface ParseOptions {
+  /** Directory relative paths (cwd, requires.paths) resolve against; default: the file's. */
+  baseDir?: string;
+}
+
+export const DEFAULT_MANIFEST = 'captree.yaml';
+
+/** Reads and parses a manifest file (default `captree.yaml` in the current directory). */
+export async function loadManifest(path = DEFAULT_MANIFEST): Promise<ParseResult> {
+  const text = await readFile(path, 'utf8');
+  return parseManifest(text, path, { baseDir: dirname(resolve(path)) });
+}
+
+/** Parses manifest text; `fileName` is what errors are reported against. */
+export function parseManifest(text: string, fileName: string, options: ParseOptions = {}): ParseResult {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const source: ManifestSource = {
+    file: fileName,
+    dir: options.baseDir ?? dirname(resolve(fileName)),
+    doc,
+    lineCounter,
+    nodes: new Map(),
+  };
+  const errors: ManifestError[] = [];
+  for (const error of doc.errors) {
+    const start = lineCounter.linePos(error.pos[0]);
+    const message = (error.message.split('\n')[0] ?? error.message).replace(
+      / at line \d+, column \d+:?$/,
+      '',
+    );
+    errors.push({
+      file: fileName,
+      line: start.line,
+      col: start.col,
+      path: '',
+      field: '',
+      message: `YAML: ${message}`,
+    });
+  }
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 1000 });
+  } catch (error) {
+    errors.push({
+      file: fileName,
+      line: 1,
+      col: 1,
+      path: '',
+      field: '',
+      message: `YAML: ${(error as Error).message}`,
+    });
+    return { ok: false, errors: sortErrors(errors), source };
+  }
+  const checked: ManifestError[] = [];
+  const root = new Checker(source, checked).root(raw);
+  // After a syntax error the recovered document is a guess; only what precedes it is reliable.
+  const firstBroken = Math.min(...errors.map((error) => error.line));
+  errors.push(...checked.filter((error) => error.line < firstBroken));
+  if (errors.length > 0 || !root) return { ok: false, errors: sortErrors(errors), source };
+  return { ok: true, tree: { file: fileName, dir: source.dir, root }, source };
+}
+
+function sortErrors(errors: ManifestError[]): ManifestError[] {
+  return errors.sort((a, b) => a.line - b.line || a.col - b.col);
+}
+
+type Issue = z.core.$ZodIssue;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Walks the raw document child by child, collecting errors and building specs. */
+class Checker {
+  private readonly source: ManifestSource;
+  private readonly errors: ManifestError[];
+
+  constructor(source: ManifestSource, errors: ManifestError[]) {
+    this.source = source;
+    this.errors = errors;
+  }
+
+  root(raw: unknown): NodeSpec | null {
+    if (raw === null || raw === undefined) {
+      this.fail([], '', '', 'the manifest is empty; it needs at least `name:` and `children:`');
+      return null;
+    }
+    if (!isRecord(raw)) {
+      this.fail([], '', '', `the manifest must be a mapping (the root node), got ${show(raw)}`);
+      return null;
+    }
+    const treePath = typeof raw.name === 'string' && NAME_RE.test(raw.name) ? `/${raw.name}` : '/';
+    if ('command' in raw) {
+      this.fail(
+        ['command'],
+        treePath,
+        'command',
+        'the root is a node and cannot run a command; move it into `children:` as a process',
+        'key',
+      );
+      const { command: _, ...rest } = raw;
+      raw = rest;
+    }
+    return this.node(raw as Record<string, unknown>, [], treePath);
+  }
+
+  private fail(
+    at: YamlPath,
+    treePath: string,
+    field: string,
+    message: string,
+    which: 'value' | 'key' = 'value',
+  ) {
+    const { line, col } = positionOf(this.source, at, which);
+    this.errors.push({ file: this.source.file, line, col, path: treePath, field, message });
+  }
+
+  private child(
+    raw: unknown,
+    at: YamlPath,
+    parentPath: string,
+    index: number,
+    parent: Record<string, unknown>,
+  ) {
+    const named = isRecord(raw) && typeof raw.name === 'string' && NAME_RE.test(raw.name);
+    const prefix = parentPath === '/' ? '' : parentPath;
+    const treePath = named ? `${prefix}/${raw.name}` : `${prefix}/children[${index}]`;
+    if (!isRecord(raw)) {
+      this.fail(
+        at,
+        treePath,
+        '',
+        `must be a mapping with \`command\` (a process) or \`children\` (a node), got ${show(raw)}`,
+      );
+      return null;
+    }
+    const hasCommand = 'command' in raw;
+    const hasChildren = 'children' in raw;
+    if (hasCommand && hasChildren) {
+      this.fail(
+        [...at, 'children'],
+        treePath,
+        'children',
+        '`command` makes this a process and `children` makes it a node; keep one (a process cannot have children)',
+        'key',
+      );
+      return null;
+    }
+    if (!hasCommand && !hasChildren) {
+      this.fail(
+        at,
+        treePath,
+        '',
+        'needs `command` (a process) or `children` (a node; `children: []` if empty)',
+      );
+      return null;
+    }
+    const spec = hasCommand ? this.process(raw, at, treePath) : this.node(raw, at, treePath);
+    if (spec) this.checkSignificant(spec, at, treePath, parent);
+    return spec;
+  }
+
+  /** `parent` is raw so these rules are still checked when the parent has errors of its own. */
+  private checkSignificant(spec: ChildSpec, at: YamlPath, treePath: string, parent: Record<string, unknown>) {
+    if (!spec.significant) return;
+    if (spec.restart === 'permanent') {
+      this.fail(
+        [...at, 'significant'],
+        treePath,
+        'significant',
+        'a permanent child cannot be significant (OTP rule: it never exits for good); set `restart: transient` or `temporary`, or remove `significant`',
+      );
+    }
+    if ((parent.autoShutdown ?? 'never') === 'never') {
+      this.fail(
+        [...at, 'significant'],
+        treePath,
+        'significant',
+        "has no effect under a parent with `autoShutdown: never` (OTP rule); set the parent's `autoShutdown: any_significant` or `all_significant`, or remove `significant`",
+      );
+    }
+  }
+
+  /** Validates `raw` against `schema`, reporting every issue; the parsed value on success. */
+  private validate<S extends z.ZodType>(
+    schema: S,
+    raw: unknown,
+    at: YamlPath,
+    treePath: string,
+  ): z.output<S> | null {
+    const result = schema.safeParse(raw, { error: defaultMessage, reportInput: true });
+    if (result.success) return result.data;
+    for (const issue of result.error.issues) this.report(issue, schema, raw, at, treePath);
+    return null;
+  }
+
+  private report(issue: Issue, schema: z.ZodType, raw: unknown, at: YamlPath, treePath: string) {
+    const path = issue.path.filter((part): part is string | number => typeof part !== 'symbol');
+    if (issue.code === 'invalid_union') {
+      // When only one alternative matched the value's type, its own complaint is the precise one.
+      const typed = issue.errors.filter(
+        (branch) => !branch.every((inner) => inner.code === 'invalid_type' && inner.path.length === 0),
+      );
+      if (typed.length === 1 && typed[0]) {
+        for (const inner of typed[0]) {
+          this.report({ ...inner, path: [...issue.path, ...inner.path] } as Issue, schema, raw, at, treePath);
+        }
+        return;
+      }
+    }
+    if (issue.code === 'unrecognized_keys') {
+      const known = keysAt(schema, path);
+      for (const key of issue.keys) {
+        const hint = suggest(key, known);
+        const help = hint ? `did you mean '${hint}'?` : `known fields: ${known.join(', ')}`;
+        this.fail(
+          [...at, ...path, key],
+          treePath,
+          fieldText([...path, key]),
+          `unknown field; ${help}`,
+          'key',
+        );
+      }
+      return;
+    }
+    if (issue.code === 'invalid_key') {
+      this.fail(
+        [...at, ...path],
+        treePath,
+        fieldText(path),
+        `key ${issue.issues[0]?.message ?? issue.message}`,
+        'key',
+      );
+      return;
+    }
+    if (issue.code === 'invalid_type' && !hasPath(raw, path)) {
+      this.fail(
+        [...at, ...path],
+        treePath,
+        fieldText(path),
+        `is required: ${issue.message.replace(/, got nothing$/, '')}`,
+      );
+      return;
+    }
+    let message = issue.message;
+    if (issue.code === 'invalid_value' && typeof issue.input === 'string') {
+      const hint = suggest(
+        issue.input,
+        issue.values.filter((value): value is string => typeof value === 'string'),
+      );
+      if (hint) message += `; did you mean '${hint}'?`;
+    }
+    this.fail([...at, ...path], treePath, fieldText(path), message);
+  }
+
+  private node(raw: Record<string, unknown>, at: YamlPath, treePath: string): NodeSpec | null {
+    this.source.nodes.set(treePath, at);
+    const input = this.validate(nodeSchema, raw, at, treePath);
+    const rawChildren = Array.isArray(raw.children) ? raw.children : [];
+    const children: (ChildSpec | null)[] = rawChildren.map((child, index) =>
+      this.child(child, [...at, 'children', index], treePath, index, raw),
+    );
+    this.checkDuplicates(rawChildren, at, treePath);
+    if (!input) return null;
+    if (input.maxChildren !== undefined) {
+      if (input.strategy !== 'dynamic') {
+        this.fail(
+          [...at, 'maxChildren'],
+          treePath,
+          'maxChildren',
+          `only applies to \`strategy: dynamic\` (this node is ${input.strategy}); remove it or make the node dynamic`,
+        );
+      } else if (rawChildren.length > input.maxChildren) {
+        this.fail(
+          [...at, 'maxChildren'],
+          treePath,
+          'maxChildren',
+          `is ${input.maxChildren} but the node already lists ${rawChildren.length} children; raise it`,
+        );
+      }
+    }
+    if (children.some((child) => child === null)) return null;
+    return {
+      kind: 'node',
+      name: input.name,
+      path: treePath,
+      strategy: input.strategy,
+      intensity: input.intensity,
+      period: input.period,
+      autoShutdown: input.autoShutdown,
+      maxChildren: input.maxChildren ?? null,
+      restart: input.restart,
+      shutdown: input.shutdown,
+      significant: input.significant,
+      requires: this.requires(input.requires),
+      provides: provides(input.provides),
+      policy: {
+        never: input.policy.never,
+        maxDepth: input.policy.maxDepth ?? null,
+        allowAdvisory: input.policy.allowAdvisory,
+      },
+      admission: input.admission ?? null,
+      children: children as ChildSpec[],
+    };
+  }
+
+  private checkDuplicates(rawChildren: unknown[], at: YamlPath, treePath: string) {
+    const seen = new Map<string, number>();
+    rawChildren.forEach((child, index) => {
+      if (!isRecord(child) || typeof child.name !== 'string') return;
+      const first = seen.get(child.name);
+      if (first === undefined) {
+        seen.set(child.name, index);
+        return;
+      }
+      const line = positionOf(this.source, [...at, 'children', first, 'name']).line;
+      this.fail(
+        [...at, 'children', index, 'name'],
+        `${treePath}/${child.name}`,
+        'name',
+        `duplicate name '${child.name}' (also at line ${line}); names must be unique within a node`,
+      );
+    });
+  }
+
+  private process(raw: Record<string, unknown>, at: YamlPath, treePath: string): ProcessSpec | null {
+    this.source.nodes.set(treePath, at);
+    const input = this.validate(processSchema, raw, at, treePath);
+    if (!input) return null;
+    return {
+      kind: 'process',
+      name: input.name,
+      path: treePath,
+      command: argv(input.command),
+      env: Object.fromEntries(Object.entries(input.env).map(([key, value]) => [key, String(value)])),
+      inheritEnv: input.inheritEnv,
+      cwd: resolve(this.source.dir, input.cwd ?? '.'),
+      user: input.user ?? null,
+      group: input.group ?? null,
+      restart: input.restart,
+      shutdown: input.shutdown,
+      stopSignal: input.stopSignal,
+      significant: input.significant,
+      backoff: input.backoff === false ? null : input.backoff,
+      permanentExitCodes: input.permanentExitCodes,
+      ready: ready(input.ready),
+      liveness: liveness(input.liveness),
+      watchdog: input.watchdog ?? null,
+      logs: input.logs,
+      requires: this.requires(input.requires),
+      provides: provides(input.provides),
+    };
+  }
+
+  private requires(input: z.output<typeof requiresSchema> | undefined): Requires {
+    const paths: PathGrant[] = [];
+    const rawPaths = input?.paths;
+    if (Array.isArray(rawPaths)) {
+      for (const entry of rawPaths) {
+        paths.push(
+          typeof entry === 'string'
+            ? { path: resolve(this.source.dir, entry), mode: 'ro' }
+            : { path: resolve(this.source.dir, entry.path), mode: entry.mode },
+        );
+      }
+    } else if (rawPaths) {
+      for (const [path, mode] of Object.entries(rawPaths))
+        paths.push({ path: resolve(this.source.dir, path), mode });
+    }
+    return {
+      cpu: input?.cpu ?? null,
+      cpuWeight: input?.cpuWeight ?? null,
+      memory: input?.memory ?? null,
+      pids: input?.pids ?? null,
+      net: input?.net ?? null,
+      services: input?.services ?? [],
+      listen: Object.fromEntries(
+        Object.entries(input?.listen ?? {}).map(([name, value]) => [
+          name,
+          typeof value === 'string' ? tcp(value) : ({ type: 'unix', path: value.unix } as const),
+        ]),
+      ),
+      paths,
+      secrets: input?.secrets ?? [],
+      env: input?.env ?? [],
+    };
+  }
+}
+
+function argv(command: string | string[]): string[] {
+  return typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
+}
+
+/** A port alone means loopback: nothing is exposed beyond the host unless written out. */
+function tcp(value: number | string): { type: 'tcp'; host: string; port: number } {
+  if (typeof value === 'number') return { type: 'tcp', host: '127.0.0.1', port: value };
+  const colon = value.lastIndexOf(':');
+  const host = value.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  return { type: 'tcp', host, port: Number(value.slice(colon + 1)) };
+}
+
+function provides(input: ProcessInput['provides']): Record<string, ProvidedService> {
+  const out: Record<string, ProvidedService> = {};
+  for (const [name, service] of Object.entries(input ?? {})) {
+    const endpoint: Endpoint =
+      service.unix !== undefined ? { type: 'unix', path: service.unix } : tcp(service.tcp as number | string);
+    out[name] = { endpoint, kind: service.kind ?? null };
+  }
+  return out;
+}
+
+function ready(input: ProcessInput['ready']): Ready | null {
+  if (!input) return null;
+  const { timeout } = input;
+  if (input.notify !== undefined) {
+    const fd = input.notify === 'fd' ? 3 : typeof input.notify === 'number' ? input.notify : input.notify.fd;
+    return { type: 'notify', fd, timeout };
+  }
+  if (input.sd_notify) return { type: 'sd_notify', timeout };
+  if (input.tcp !== undefined) return { ...tcp(input.tcp), timeout };
+  if (input.http !== undefined) return { type: 'http', url: input.http, timeout };
+  if (input.exec !== undefined) return { type: 'exec', command: argv(input.exec), timeout };
+  return { type: 'log', pattern: input.log ?? '', timeout };
+}
+
+function liveness(input: ProcessInput['liveness']): Liveness | null {
+  if (!input) return null;
+  const { interval, timeout, failures } = input;
+  if (input.http !== undefined) return { type: 'http', url: input.http, interval, timeout, failures };
+  if (input.tcp !== undefined) return { ...tcp(input.tcp), interval, timeout, failures };
+  return { type: 'exec', command: argv(input.exec ?? []), interval, timeout, failures };
+}
+
+function hasPath(raw: unknown, path: YamlPath): boolean {
+  let value = raw;
+  for (const part of path) {
+    if (typeof value !== 'object' || value === null || !(part in value)) return false;
+    value = (value as Record<string | number, unknown>)[part];
+  }
+  return true;
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a mapping',
+  record: 'a mapping',
+};
+
+/** Messages for checks that carry none of their own, in the same "must be …, got …" voice. */
+function defaultMessage(issue: z.core.$ZodRawIssue): string | undefined {
+  const got = `got ${show(issue.input)}`;
+  switch (issue.code) {
+    case 'invalid_type':
+      return `must be ${TYPE_NAMES[issue.expected] ?? issue.expected}, ${got}`;
+    case 'too_small':
+      if (issue.origin === 'array') return `must list at least ${issue.minimum} item(s)`;
+      if (issue.origin === 'string') return 'must not be empty';
+      return `must be ≥ ${issue.minimum}, ${got}`;
+    case 'too_big':
+      return `must be ≤ ${issue.maximum}, ${got}`;
+    case 'invalid_value':
+      return `must be ${issue.values.map((value) => show(value)).join(' | ')}, ${got}`;
+    case 'invalid_format':
+      return `must match ${issue.pattern ?? issue.format}, ${got}`;
+    default:
+      return undefined;
+  }
+}
+
+/** The field names an object schema at `path` accepts, looking through wrappers and unions. */
+function keysAt(schema: z.ZodType, path: YamlPath): string[] {
+  const walk = (current: unknown, depth: number): string[] => {
+    const def = (current as { _zod?: { def?: Record<string, unknown> } })?._zod?.def;
+    if (!def) return [];
+    switch (def.type) {
+      case 'object': {
+        const shape = def.shape as Record<string, unknown>;
+        if (depth === path.length) return Object.keys(shape);
+        const next = shape[String(path[depth])];
+        return next ? walk(next, depth + 1) : [];
+      }
+      case 'optional':
+      case 'nullable':
+      case 'default':
+      case 'prefault':
+      case 'readonly':
+      case 'nonoptional':
+        return walk(def.innerType, depth);
+      case 'pipe':
+        return walk(def.in, depth);
+      case 'union':
+        return [...new Set((def.options as unknown[]).flatMap((option) => walk(option, depth)))];
+      case 'array':
+        return depth < path.length ? walk(def.element, depth + 1) : [];
+      case 'record':
+        return depth < path.length ? walk(def.valueType, depth + 1) : [];
+      default:
+        return [];
+    }
+  };
+  return walk(schema, 0);
+}
+
+/** The closest known word, by case- and underscore-blind comparison, then edit distance. */
+export function suggest(word: string, known: readonly string[]): string | undefined {
+  const squash = (text: string) => text.toLowerCase().replace(/[_-]/g, '');
+  const exact = known.find((candidate) => squash(candidate) === squash(word));
+  if (exact) return exact;
+  let best: string | undefined;
+  let bestDistance = Math.max(1, Math.floor(word.length / 3)) + 1;
+  for (const candidate of known) {
+    const distance = editDistance(squash(word), squash(candidate));
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current.push(
+        Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + cost),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}

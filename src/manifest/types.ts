@@ -1,0 +1,151 @@
+/**
+ * The typed tree a manifest becomes: every default applied, units resolved (durations in
+ * milliseconds, sizes in bytes, cpu in cores) and every node and child carrying its absolute
+ * path (`/shop/db`). Plain data, so layers above can compare, serialise and journal it.
+ */
+import type { AUTO_SHUTDOWNS, RESTART_TYPES, SIGNALS, STRATEGIES } from './schema.ts';
+
+export type Strategy = (typeof STRATEGIES)[number];
+export type RestartType = (typeof RESTART_TYPES)[number];
+export type AutoShutdown = (typeof AUTO_SHUTDOWNS)[number];
+export type Signal = (typeof SIGNALS)[number];
+/** Milliseconds to wait after the stop signal, or kill at once, or wait forever. */
+export type Shutdown = number | 'brutal' | 'infinity';
+
+export type Endpoint = { type: 'tcp'; host: string; port: number } | { type: 'unix'; path: string };
+
+export interface PathGrant {
+  /** Absolute: relative paths are resolved against the manifest's directory. */
+  path: string;
+  mode: 'ro' | 'rw';
+}
+
+/**
+ * What a child asks of its parent. A quantity left out (null) reserves nothing: the child shares
+ * the parent's unreserved remainder. `net: null` inherits the parent's network.
+ */
+export interface Requires {
+  /** Cores. */
+  cpu: number | null;
+  cpuWeight: number | null;
+  /** Bytes. */
+  memory: number | null;
+  pids: number | null;
+  /** 'none' | 'host' | 'any' | a network name; null inherits. */
+  net: string | null;
+  services: string[];
+  /** Listening sockets by name, passed as LISTEN_FDS with LISTEN_FDNAMES = the names. */
+  listen: Record<string, Endpoint>;
+  paths: PathGrant[];
+  secrets: string[];
+  env: string[];
+}
+
+export interface ProvidedService {
+  endpoint: Endpoint;
+  kind: string | null;
+}
+
+export interface Policy {
+  /** Capability combinations no descendant may hold together. */
+  never: string[][];
+  maxDepth: number | null;
+  allowAdvisory: boolean;
+}
+
+interface ChildCommon {
+  name: string;
+  /** Absolute: `/root/child/grandchild`. */
+  path: string;
+  restart: RestartType;
+  shutdown: Shutdown;
+  significant: boolean;
+  requires: Requires;
+  provides: Record<string, ProvidedService>;
+}
+
+export interface NodeSpec extends ChildCommon {
+  kind: 'node';
+  strategy: Strategy;
+  intensity: number;
+  /** Milliseconds. */
+  period: number;
+  autoShutdown: AutoShutdown;
+  maxChildren: number | null;
+  policy: Policy;
+  /** null: closed; an object (possibly empty): open to `captree admit` with these rules. */
+  admission: Record<string, unknown> | null;
+  children: ChildSpec[];
+}
+
+export type Ready = { timeout: number } & (
+  | { type: 'notify'; fd: number }
+  | { type: 'sd_notify' }
+  | { type: 'tcp'; host: string; port: number }
+  | { type: 'http'; url: string }
+  | { type: 'exec'; command: string[] }
+  | { type: 'log'; pattern: string }
+);
+
+export type Liveness = { interval: number; timeout: number; failures: number } & (
+  | { type: 'tcp'; host: string; port: number }
+  | { type: 'http'; url: string }
+  | { type: 'exec'; command: string[] }
+);
+
+export interface Backoff {
+  initial: number;
+  max: number;
+  factor: number;
+  resetAfter: number;
+}
+
+export interface ProcessSpec extends ChildCommon {
+  kind: 'process';
+  /** argv; a string command becomes ['/bin/sh', '-c', command]. */
+  command: string[];
+  env: Record<string, string>;
+  /** Names inherited from captree's environment beyond PATH, LANG, TZ, HOME; true: everything. */
+  inheritEnv: string[] | true;
+  /** Absolute. */
+  cwd: string;
+  user: string | number | null;
+  group: string | number | null;
+  stopSignal: Signal;
+  /** null: restart at once (`backoff: false`). */
+  backoff: Backoff | null;
+  permanentExitCodes: number[];
+  /** null: ready as soon as it is started. */
+  ready: Ready | null;
+  liveness: Liveness | null;
+  /** Milliseconds between required WATCHDOG=1 messages; null: no watchdog. */
+  watchdog: number | null;
+  logs: { maxSize: number; keep: number };
+}
+
+export type ChildSpec = NodeSpec | ProcessSpec;
+
+export interface ManifestTree {
+  /** The manifest's file name as given to the parser. */
+  file: string;
+  /** Absolute directory relative paths were resolved against. */
+  dir: string;
+  root: NodeSpec;
+}
+
+/** A path into the YAML document: keys and list indexes, e.g. ['children', 0, 'requires', 'cpu']. */
+export type YamlPath = (string | number)[];
+
+export interface ManifestError {
+  file: string;
+  /** 1-based. */
+  line: number;
+  /** 1-based. */
+  col: number;
+  /** The tree path of the node or child concerned (`/shop/db`), or '' for whole-file errors. */
+  path: string;
+  /** The field within it (`requires.cpu`), or '' when the child itself is at fault. */
+  field: string;
+  /** What is wrong and how to fix it. */
+  message: string;
+}
