@@ -30,6 +30,8 @@ export interface StartContext {
 }
 
 export interface ChildEvents {
+  /** For drivers with `startsAsync`: the child now exists (e.g. the process was exec'd). */
+  started(pid: number | null): void;
   ready(declared: boolean): void;
   exited(reason: ExitReason): void;
 }
@@ -45,5 +47,11 @@ export interface ChildHandle {
 
 export interface ChildDriver {
   readonly kind: ChildKind;
+  /**
+   * True when the child comes into existence after `start()` returns (an OS process spawned by
+   * the launcher): the driver then reports `events.started(pid)` itself, so the `started` event
+   * carries the real pid. Otherwise the engine reports it when `start()` returns.
+   */
+  readonly startsAsync?: boolean;
   start(ctx: StartContext, events: ChildEvents): ChildHandle;
 }

@@ -160,6 +160,9 @@ class InstanceEvents implements ChildEvents {
     this.#rec = rec;
     this.#gen = gen;
   }
+  started(pid: number | null): void {
+    report(this.#sup).started(this.#rec, this.#gen, pid);
+  }
   ready(declared: boolean): void {
     report(this.#sup).ready(this.#rec, this.#gen, declared);
   }
@@ -169,6 +172,7 @@ class InstanceEvents implements ChildEvents {
 }
 
 interface Reporter {
+  started(rec: ChildRecord, gen: number, pid: number | null): void;
   ready(rec: ChildRecord, gen: number, declared: boolean): void;
   exited(rec: ChildRecord, gen: number, reason: ExitReason): void;
 }
@@ -395,6 +399,15 @@ export class Supervisor {
     return this.#byId.get(id)?.handle?.node;
   }
 
+  /** The supervisor that owns `path` and the child's id there, searching nested supervisors. */
+  locate(path: string): { supervisor: Supervisor; id: string } | null {
+    if (!path.startsWith(`${this.path}/`)) return null;
+    const rest = path.slice(this.path.length + 1);
+    const cut = rest.indexOf('/');
+    if (cut < 0) return this.#byId.has(rest) ? { supervisor: this, id: rest } : null;
+    return this.nested(rest.slice(0, cut))?.locate(path) ?? null;
+  }
+
   countChildren(): ChildCounts {
     let active = 0;
     let supervisors = 0;
@@ -513,15 +526,24 @@ export class Supervisor {
     if (rec.gen !== gen || state !== 'starting' || rec.earlyReady !== null) {
       if (state === 'stopped' || state === 'failed') return rec.lastExit ?? shutdownReason;
       rec.handle = handle;
-      this.#emit({ type: 'started', path: rec.path, at: this.clock.now(), pid: handle.pid });
+      if (!rec.spec.driver.startsAsync) {
+        this.#emit({ type: 'started', path: rec.path, at: this.clock.now(), pid: handle.pid });
+      }
       this.#emit({ type: 'ready', path: rec.path, at: this.clock.now(), declared: rec.earlyReady ?? false });
       return null;
     }
     rec.handle = handle;
-    this.#emit({ type: 'started', path: rec.path, at: this.clock.now(), pid: handle.pid });
+    if (!rec.spec.driver.startsAsync) {
+      this.#emit({ type: 'started', path: rec.path, at: this.clock.now(), pid: handle.pid });
+    }
     return new Promise<LaunchOutcome>((resolve) => {
       rec.waiter = resolve;
     });
+  }
+
+  #onStarted(rec: ChildRecord, gen: number, pid: number | null): void {
+    if (gen !== rec.gen || rec.deleted) return;
+    this.#emit({ type: 'started', path: rec.path, at: this.clock.now(), pid });
   }
 
   #onReady(rec: ChildRecord, gen: number, declared: boolean): void {
@@ -709,11 +731,13 @@ export class Supervisor {
     const index = list.indexOf(rec);
     if (index < 0) return null;
     const strategy = this.strategy === 'dynamic' ? 'one_for_one' : this.strategy;
+    // An operator's restart finds the child running: it stops in its place in reverse start order.
+    const toStop = siblingsToStop(strategy, list.length, index);
     if (rec.handle || rec.state === 'restarting') {
-      const pending = this.#halt(rec);
-      if (pending) await pending;
+      toStop.push(index);
+      toStop.sort((x, y) => y - x);
     }
-    for (const i of siblingsToStop(strategy, list.length, index)) {
+    for (const i of toStop) {
       const sibling = list[i] as ChildRecord;
       const wasActive = sibling.active;
       const pending = this.#halt(sibling);
@@ -817,6 +841,7 @@ export class Supervisor {
   static {
     // Gives InstanceEvents access to the private handlers without exposing them publicly.
     report = (sup) => ({
+      started: (rec, gen, pid) => sup.#onStarted(rec, gen, pid),
       ready: (rec, gen, declared) => sup.#onReady(rec, gen, declared),
       exited: (rec, gen, reason) => sup.#onExit(rec, gen, reason),
     });

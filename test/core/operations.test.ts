@@ -210,13 +210,14 @@ describe('operations', () => {
     h.log.length = 0;
     await sup.restartChild('b');
     await sup.restartChild('b');
+    // Stopped in reverse start order (c before b), started in start order.
     assert.deepEqual(h.log, [
-      'stop:b',
       'stop:c',
+      'stop:b',
       'start:b',
       'start:c',
-      'stop:b',
       'stop:c',
+      'stop:b',
       'start:b',
       'start:c',
     ]);

@@ -1,0 +1,221 @@
+/**
+ * From a parsed manifest to a running tree: the supervision engine's specs, an OS-process driver
+ * per process child, the host runtime (launcher, cgroups, logs) and the handles a grant names
+ * (listening sockets, an isolated network). Nothing starts until `supervisor.start()`.
+ *
+ * Limits come from each node's and child's own `requires`: a quantity given is a limit on its
+ * cgroup; one left out sets none, so the child shares its parent's remainder, still capped by the
+ * parent's cgroup. Node limits are written top-down before any child exists (cgroup v1 refuses a
+ * child limit above its parent's).
+ */
+import { readFileSync } from 'node:fs';
+import {
+  type ChildSpec as EngineChild,
+  node,
+  Supervisor,
+  type SupervisorOptions,
+  type SupervisorSpec,
+} from '../core/index.ts';
+import type { ChildSpec, ManifestTree, NodeSpec, ProcessSpec, Requires } from '../manifest/index.ts';
+import type { Limits } from '../runtime/cgroup/index.ts';
+import { HostRuntime, logName } from '../runtime/host-runtime.ts';
+import { formatRecord } from '../runtime/logs/index.ts';
+import { processDriver } from '../runtime/process-driver.ts';
+
+export interface Resources {
+  grant: { cpu: number | null; memory: number | null; pids: number | null };
+  used: { cpu: number | null; memory: number | null };
+}
+
+export interface RunningTree {
+  readonly supervisor: Supervisor;
+  readonly runtime: HostRuntime;
+  readonly manifest: ManifestTree;
+  /** The supervisor owning a path and the child's id there; null if absent. */
+  locate(path: string): { supervisor: Supervisor; id: string } | null;
+  /** Grant (cores, bytes, count; null = unlimited) and measured usage (null = unknown). */
+  resources(path: string): Resources;
+  /** Log directory and base name of a process child. */
+  logFiles(path: string): { dir: string; name: string } | null;
+  /** Live log lines of a process child; returns an unsubscribe function. */
+  onLog(path: string, fn: (line: string) => void): () => void;
+}
+
+export interface BuildOptions extends Pick<SupervisorOptions, 'checkpoints'> {
+  stateDir: string;
+  /** `none`: process groups only, no cgroups (advisory). */
+  cgroups?: 'auto' | 'none';
+}
+
+export async function buildTree(manifest: ManifestTree, options: BuildOptions): Promise<RunningTree> {
+  const runtime = await HostRuntime.open({
+    stateDir: options.stateDir,
+    name: manifest.root.name,
+    cgroups: options.cgroups,
+  });
+  try {
+    const specs = new Map<string, ChildSpec | NodeSpec>();
+    applyNodeLimits(runtime, manifest.root, specs);
+    const rootSpec = await supervisorSpec(runtime, manifest.root, options);
+    const supervisor = new Supervisor(rootSpec, { checkpoints: options.checkpoints });
+    return new Tree(supervisor, runtime, manifest, specs);
+  } catch (err) {
+    await runtime.close();
+    throw err;
+  }
+}
+
+function limitsOf(requires: Requires): Limits {
+  const limits: Limits = {};
+  if (requires.cpu !== null) limits.cpu = requires.cpu;
+  if (requires.cpuWeight !== null) limits.cpuWeight = requires.cpuWeight;
+  if (requires.memory !== null) limits.memory = requires.memory;
+  if (requires.pids !== null) limits.pids = requires.pids;
+  return limits;
+}
+
+function applyNodeLimits(
+  runtime: HostRuntime,
+  spec: NodeSpec,
+  index: Map<string, ChildSpec | NodeSpec>,
+): void {
+  index.set(spec.path, spec);
+  const limits = limitsOf(spec.requires);
+  if (Object.keys(limits).length > 0) runtime.groupFor(spec.path).setLimits(limits);
+  for (const child of spec.children) {
+    if (child.kind === 'node') applyNodeLimits(runtime, child, index);
+    else index.set(child.path, child);
+  }
+}
+
+async function supervisorSpec(
+  runtime: HostRuntime,
+  spec: NodeSpec,
+  options: BuildOptions,
+): Promise<SupervisorSpec> {
+  const children: EngineChild[] = [];
+  for (const child of spec.children) children.push(await childSpec(runtime, child, options));
+  return {
+    name: spec.name,
+    strategy: spec.strategy,
+    intensity: spec.intensity,
+    period: spec.period,
+    autoShutdown: spec.autoShutdown,
+    maxChildren: spec.maxChildren ?? undefined,
+    children,
+  };
+}
+
+async function childSpec(runtime: HostRuntime, spec: ChildSpec, options: BuildOptions): Promise<EngineChild> {
+  const common = {
+    id: spec.name,
+    restart: spec.restart,
+    shutdown: spec.shutdown,
+    significant: spec.significant,
+  };
+  if (spec.kind === 'node') {
+    return { ...common, driver: node(await supervisorSpec(runtime, spec, options), options) };
+  }
+  return { ...common, driver: await processDriverOf(runtime, spec), backoff: spec.backoff ?? undefined };
+}
+
+async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec) {
+  const listenFds: { handle: number; name: string }[] = [];
+  for (const [name, endpoint] of Object.entries(spec.requires.listen)) {
+    const { handle } = await runtime.launcher.listen(
+      endpoint.type === 'tcp'
+        ? { tcp: { host: endpoint.host, port: endpoint.port } }
+        : { unix: endpoint.path },
+    );
+    listenFds.push({ handle, name });
+  }
+  return processDriver(runtime, {
+    command: spec.command,
+    env: spec.env,
+    inheritEnv: spec.inheritEnv,
+    cwd: spec.cwd,
+    uid: spec.user === null ? undefined : resolveId(spec.user, '/etc/passwd', 'user'),
+    gid: spec.group === null ? undefined : resolveId(spec.group, '/etc/group', 'group'),
+    stopSignal: spec.stopSignal as NodeJS.Signals,
+    permanentExitCodes: spec.permanentExitCodes,
+    ready: spec.ready,
+    liveness: spec.liveness,
+    watchdog: spec.watchdog,
+    logs: spec.logs,
+    limits: limitsOf(spec.requires),
+    isolateNet: spec.requires.net === 'none',
+    listenFds,
+  });
+}
+
+/** A user or group name (or number) to its numeric id, from the host's passwd/group files. */
+export function resolveId(value: string | number, file: string, what: string): number {
+  if (typeof value === 'number') return value;
+  if (/^\d+$/.test(value)) return Number(value);
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const fields = line.split(':');
+    if (fields[0] === value && fields[2] !== undefined) return Number(fields[2]);
+  }
+  throw new Error(`unknown ${what} ${value} (not in ${file})`);
+}
+
+class Tree implements RunningTree {
+  readonly supervisor: Supervisor;
+  readonly runtime: HostRuntime;
+  readonly manifest: ManifestTree;
+  readonly #specs: Map<string, ChildSpec | NodeSpec>;
+  /** Last cpu sample per path, to turn cumulative usage into cores. */
+  #cpuSamples = new Map<string, { usec: number; at: number }>();
+
+  constructor(
+    supervisor: Supervisor,
+    runtime: HostRuntime,
+    manifest: ManifestTree,
+    specs: Map<string, ChildSpec | NodeSpec>,
+  ) {
+    this.supervisor = supervisor;
+    this.runtime = runtime;
+    this.manifest = manifest;
+    this.#specs = specs;
+  }
+
+  locate(path: string): { supervisor: Supervisor; id: string } | null {
+    return this.supervisor.locate(path);
+  }
+
+  resources(path: string): Resources {
+    const spec = this.#specs.get(path);
+    const grant = {
+      cpu: spec?.requires.cpu ?? null,
+      memory: spec?.requires.memory ?? null,
+      pids: spec?.requires.pids ?? null,
+    };
+    let used: Resources['used'] = { cpu: null, memory: null };
+    try {
+      const usage = this.runtime.groupFor(path).usage();
+      const now = performance.now();
+      let cpu: number | null = null;
+      if (usage.cpuUsec !== null) {
+        const last = this.#cpuSamples.get(path);
+        if (last && now > last.at) cpu = (usage.cpuUsec - last.usec) / 1000 / (now - last.at);
+        this.#cpuSamples.set(path, { usec: usage.cpuUsec, at: now });
+      }
+      used = { cpu, memory: usage.memoryBytes };
+    } catch {
+      // A path without a cgroup (yet): usage unknown.
+    }
+    return { grant, used };
+  }
+
+  logFiles(path: string): { dir: string; name: string } | null {
+    return this.#specs.get(path)?.kind === 'process'
+      ? { dir: this.runtime.logsDir, name: logName(path) }
+      : null;
+  }
+
+  onLog(path: string, fn: (line: string) => void): () => void {
+    const log = this.runtime.existingLog(path);
+    if (!log) return () => {};
+    return log.onRecord((r) => fn(formatRecord(r).trimEnd()));
+  }
+}

@@ -1,0 +1,396 @@
+/**
+ * The OS-process driver: a child that is a real process, spawned by the launcher into its own
+ * cgroup before it runs, stopped with kernel mechanisms, and called ready only when it says so.
+ *
+ * Lifecycle of one instance:
+ * 1. Its cgroup (`HostRuntime.groupFor(path)`) gets the child's limits; the launcher forks, the
+ *    child writes its own pid into every `cgroup.procs`, then execs. Nothing runs outside it.
+ * 2. Readiness: none declared → up once exec'd; `notify` (s6 newline on an fd), `sd_notify`
+ *    (READY=1), `tcp`, `http`, `exec`, `log` → up when that succeeds, each with a timeout; a
+ *    timeout kills the child and is a crash ("not ready within 30 s: …").
+ * 3. Liveness and watchdog: a failing check or a missed WATCHDOG=1 kills the child: a crash.
+ * 4. Stop: the stop signal to the process group (to every process of the cgroup once the main
+ *    process is gone); the engine's deadline then calls `kill()`: `cgroup.kill`, everything.
+ * 5. Exit is reported only once the cgroup is empty. A main process that exits 0 while others
+ *    remain (a daemon that double-forked) stays supervised until the last of them is gone; a
+ *    main process that fails takes the rest of its cgroup with it.
+ *
+ * Exit classification: asked to stop → `shutdown`; killed by us → `killed`; readiness, liveness
+ * or watchdog failure → `crashed` with that reason; SIGKILL with the cgroup's OOM counter risen →
+ * `crashed` + `oom`; exit 0 → `normal`; a declared permanent exit code (default 125) →
+ * `permanent_failure`; any other code or signal → `crashed`.
+ */
+import type { ChildDriver, ChildEvents, ChildHandle, ExitReason, StartContext } from '../core/index.ts';
+import { describeExit } from '../core/index.ts';
+import type { CgroupGroup, Limits } from './cgroup/index.ts';
+import type { HostRuntime } from './host-runtime.ts';
+import { streamKey } from './host-runtime.ts';
+import type { ExitEvent, NotifyEvent, SpawnResult } from './launcher/client.ts';
+import type { ChildLog } from './logs/index.ts';
+import {
+  type Check,
+  execCheck,
+  httpCheck,
+  LivenessMonitor,
+  LogMatcher,
+  tcpCheck,
+  Watchdog,
+  waitExec,
+  waitHttp,
+  waitTcp,
+} from './readiness/index.ts';
+
+export type ReadySpec = { timeout: number } & (
+  | { type: 'notify'; fd: number }
+  | { type: 'sd_notify' }
+  | { type: 'tcp'; host: string; port: number }
+  | { type: 'http'; url: string }
+  | { type: 'exec'; command: string[] }
+  | { type: 'log'; pattern: string }
+);
+
+export type LivenessSpec = { interval: number; timeout: number; failures: number } & (
+  | { type: 'tcp'; host: string; port: number }
+  | { type: 'http'; url: string }
+  | { type: 'exec'; command: string[] }
+);
+
+export interface ProcessOptions {
+  command: readonly string[];
+  /** Set for the child on top of the base environment. */
+  env: Readonly<Record<string, string>>;
+  /** Names inherited from captree's environment beyond PATH, LANG, TZ, HOME; true: all. */
+  inheritEnv: readonly string[] | true;
+  cwd: string;
+  uid?: number;
+  gid?: number;
+  stopSignal: NodeJS.Signals;
+  /** Exit codes that mean "do not restart me" (s6's 125). */
+  permanentExitCodes: readonly number[];
+  ready: ReadySpec | null;
+  liveness: LivenessSpec | null;
+  /** ms between required WATCHDOG=1 notifications, or null. */
+  watchdog: number | null;
+  logs: { maxSize: number; keep: number };
+  /** Limits of the child's own cgroup (from its grant). */
+  limits?: Limits;
+  /** Run in a fresh network namespace with only loopback (`net: none`). */
+  isolateNet?: boolean;
+  /** Listening sockets held by the launcher, passed with LISTEN_FDS in this order. */
+  listenFds?: readonly { handle: number; name: string }[];
+}
+
+const baseEnvNames = ['PATH', 'LANG', 'TZ', 'HOME'];
+
+/** The child's environment: nothing inherited but PATH/LANG/TZ/HOME unless asked. */
+export function childEnv(options: ProcessOptions, path: string, host = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  const names = options.inheritEnv === true ? Object.keys(host) : [...baseEnvNames, ...options.inheritEnv];
+  for (const name of names) {
+    const value = host[name];
+    if (value !== undefined) env[name] = value;
+  }
+  env.PATH ??= '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+  Object.assign(env, options.env);
+  env.CAPTREE_PATH = path;
+  return env;
+}
+
+export function processDriver(runtime: HostRuntime, options: ProcessOptions): ChildDriver {
+  return {
+    kind: 'process',
+    startsAsync: true,
+    start(ctx: StartContext, events: ChildEvents): ChildHandle {
+      const instance = new ProcessInstance(runtime, options, ctx.path, events);
+      void instance.begin();
+      return instance;
+    },
+  };
+}
+
+/** The exit reason of a process, given what we know about why it ended. */
+export function classifyExit(
+  exit: Pick<ExitEvent, 'code' | 'signal'>,
+  context: { stopRequested: boolean; killed: boolean; failure: ExitReason | null; oom: boolean },
+  permanentExitCodes: readonly number[],
+): ExitReason {
+  if (context.killed && !context.failure) return { kind: 'killed' };
+  if (context.stopRequested && !context.failure) return { kind: 'shutdown' };
+  if (context.failure) return context.failure;
+  if (context.oom)
+    return { kind: 'crashed', message: 'out of memory', signal: exit.signal ?? 'SIGKILL', oom: true };
+  if (exit.code === 0) return { kind: 'normal' };
+  if (exit.code !== null && permanentExitCodes.includes(exit.code)) {
+    return {
+      kind: 'permanent_failure',
+      message: `exit code ${exit.code} declared permanent`,
+      code: exit.code,
+    };
+  }
+  if (exit.code !== null) return { kind: 'crashed', message: `exit code ${exit.code}`, code: exit.code };
+  return { kind: 'crashed', message: `killed by ${exit.signal}`, signal: exit.signal ?? 'SIGKILL' };
+}
+
+class ProcessInstance implements ChildHandle {
+  pid: number | null = null;
+  readonly #runtime: HostRuntime;
+  readonly #options: ProcessOptions;
+  readonly #path: string;
+  readonly #events: ChildEvents;
+  readonly #abort = new AbortController();
+  #group: CgroupGroup | null = null;
+  #log: ChildLog | null = null;
+  #stopRequested = false;
+  #killed = false;
+  #failure: ExitReason | null = null;
+  #oomBefore = 0;
+  #mainAlive = false;
+  #reported = false;
+  #cleanups: (() => void)[] = [];
+
+  constructor(runtime: HostRuntime, options: ProcessOptions, path: string, events: ChildEvents) {
+    this.#runtime = runtime;
+    this.#options = options;
+    this.#path = path;
+    this.#events = events;
+  }
+
+  async begin(): Promise<void> {
+    const o = this.#options;
+    let spawned: SpawnResult;
+    try {
+      const group = this.#runtime.groupFor(this.#path);
+      this.#group = group;
+      if (!group.isEmpty()) {
+        // Leftovers of an earlier instance must not share the new one's group.
+        await group.kill();
+        await group.waitEmpty(AbortSignal.timeout(5000));
+      }
+      if (o.limits) group.setLimits(o.limits);
+      this.#oomBefore = group.oomKills();
+      this.#log = this.#runtime.logFor(this.#path, o.logs);
+      const sdNotify = o.ready?.type === 'sd_notify' || o.watchdog !== null;
+      spawned = await this.#runtime.launcher.spawn({
+        argv: o.command,
+        env: childEnv(o, this.#path),
+        cwd: o.cwd,
+        uid: o.uid,
+        gid: o.gid,
+        cgroupProcs: group.procsFiles,
+        notifyFd: o.ready?.type === 'notify' ? o.ready.fd : undefined,
+        sdNotify,
+        stdout: streamKey(this.#path, 'out'),
+        stderr: streamKey(this.#path, 'err'),
+        listenFds: o.listenFds,
+        newNetNs: o.isolateNet,
+        // Without it a root child could bring its namespace's way out back (nsenter, setns).
+        noNewPrivs: o.isolateNet,
+      });
+    } catch (err) {
+      this.#report({ kind: 'crashed', message: `could not start: ${(err as Error).message}` });
+      return;
+    }
+    this.pid = spawned.pid;
+    this.#mainAlive = true;
+    this.#group.track(spawned.pid);
+    spawned.exited.then(
+      (exit) => void this.#onMainExit(exit),
+      (err: unknown) => void this.#onMainExit({ code: null, signal: 'SIGKILL' }, err as Error),
+    );
+    this.#events.started(spawned.pid);
+    if (this.#killed) {
+      void this.#killAll();
+      return;
+    }
+    if (this.#stopRequested) {
+      this.#signalAll(this.#options.stopSignal);
+      return;
+    }
+    this.#watchNotify(spawned.pid);
+    void this.#awaitReady(spawned);
+  }
+
+  stop(): void {
+    this.#stopRequested = true;
+    if (this.pid !== null) this.#signalAll(this.#options.stopSignal);
+  }
+
+  kill(): void {
+    this.#killed = true;
+    if (this.pid !== null) void this.#killAll();
+  }
+
+  async #awaitReady(spawned: SpawnResult): Promise<void> {
+    const ready = this.#options.ready;
+    if (!ready) {
+      this.#events.ready(false);
+      this.#startHealthChecks();
+      return;
+    }
+    const signal = this.#abort.signal;
+    const wait = { timeoutMs: ready.timeout, signal };
+    try {
+      switch (ready.type) {
+        case 'notify':
+        case 'sd_notify':
+          await withTimeout(spawned.ready, ready.timeout, signal);
+          break;
+        case 'tcp':
+          await waitTcp({ host: ready.host, port: ready.port }, wait);
+          break;
+        case 'http':
+          await waitHttp({ url: ready.url }, wait);
+          break;
+        case 'exec':
+          await waitExec({ command: ready.command, cwd: this.#options.cwd }, wait);
+          break;
+        case 'log': {
+          const matcher = new LogMatcher(ready.pattern, wait);
+          const off = this.#log?.onRecord((r) => {
+            if (r.stream !== 'sys') matcher.feed(r.text);
+          });
+          try {
+            await matcher.ready;
+          } finally {
+            off?.();
+          }
+          break;
+        }
+      }
+    } catch (err) {
+      if (signal.aborted || this.#reported) return;
+      this.#fail(`not ready within ${ready.timeout} ms (${ready.type}): ${(err as Error).message}`);
+      return;
+    }
+    if (signal.aborted || this.#reported) return;
+    this.#events.ready(true);
+    this.#startHealthChecks();
+  }
+
+  #startHealthChecks(): void {
+    const signal = this.#abort.signal;
+    const l = this.#options.liveness;
+    if (l) {
+      const check: Check =
+        l.type === 'tcp'
+          ? tcpCheck({ host: l.host, port: l.port }, l.timeout)
+          : l.type === 'http'
+            ? httpCheck({ url: l.url }, l.timeout)
+            : execCheck({ command: l.command, cwd: this.#options.cwd }, l.timeout);
+      new LivenessMonitor({
+        check,
+        intervalMs: l.interval,
+        failureThreshold: l.failures,
+        signal,
+        onUnhealthy: (reason, n) => this.#fail(`liveness check failed ${n} times: ${reason}`),
+      });
+    }
+  }
+
+  #watchNotify(pid: number): void {
+    const watchdogMs = this.#options.watchdog;
+    const watchdog =
+      watchdogMs === null
+        ? null
+        : new Watchdog({
+            intervalMs: watchdogMs,
+            signal: this.#abort.signal,
+            onMiss: (silence) => this.#fail(`watchdog missed: no WATCHDOG=1 for ${Math.round(silence)} ms`),
+          });
+    const onNotify = (n: NotifyEvent) => {
+      if (n.pid !== pid) return;
+      if (n.fields.WATCHDOG === '1') watchdog?.kick();
+      if (n.fields.WATCHDOG === 'trigger') this.#fail('watchdog triggered by the child');
+      if (n.fields.STATUS !== undefined) this.#log?.note(`status: ${n.fields.STATUS}`);
+    };
+    this.#runtime.launcher.on('notify', onNotify);
+    this.#cleanups.push(() => this.#runtime.launcher.off('notify', onNotify));
+  }
+
+  /** A readiness, liveness or watchdog failure: the child is killed and that is why it exited. */
+  #fail(message: string): void {
+    if (this.#reported || this.#failure) return;
+    this.#failure = { kind: 'crashed', message };
+    this.#log?.note(message);
+    void this.#killAll();
+  }
+
+  #signalAll(signal: NodeJS.Signals): void {
+    const pid = this.pid;
+    if (pid === null) return;
+    if (this.#mainAlive) {
+      this.#runtime.launcher.killGroup(pid, signal).catch(() => {});
+      return;
+    }
+    // The main process is gone but a daemon it forked is still tracked: signal the cgroup.
+    for (const p of this.#group?.pids() ?? []) {
+      try {
+        process.kill(p, signal);
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+
+  async #killAll(): Promise<void> {
+    const pid = this.pid;
+    if (pid !== null && this.#mainAlive)
+      await this.#runtime.launcher.killGroup(pid, 'SIGKILL').catch(() => {});
+    await this.#group?.kill().catch(() => {});
+  }
+
+  async #onMainExit(exit: Pick<ExitEvent, 'code' | 'signal'>, lost?: Error): Promise<void> {
+    this.#mainAlive = false;
+    const group = this.#group as CgroupGroup;
+    if (lost && !this.#killed)
+      this.#failure ??= { kind: 'crashed', message: `launcher lost: ${lost.message}` };
+    const daemonized =
+      exit.code === 0 && !this.#stopRequested && !this.#killed && !this.#failure && !group.isEmpty();
+    if (daemonized) {
+      this.#log?.note('main process exited 0; still supervising what it left running in its cgroup');
+    } else if (!group.isEmpty()) {
+      await group.kill().catch(() => {});
+    }
+    await group.waitEmpty().catch(() => {});
+    const oom = group.oomKills() > this.#oomBefore;
+    this.#report(
+      classifyExit(
+        exit,
+        { stopRequested: this.#stopRequested, killed: this.#killed, failure: this.#failure, oom },
+        this.#options.permanentExitCodes,
+      ),
+    );
+  }
+
+  #report(reason: ExitReason): void {
+    if (this.#reported) return;
+    this.#reported = true;
+    this.#abort.abort();
+    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+    this.#log?.note(`exited: ${describeExit(reason)}`);
+    this.#events.exited(reason);
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
