@@ -147,12 +147,14 @@ function erlangPeer(): Record<string, number> | null {
   } catch {
     return null;
   }
+  // Keep a crash dump, if any, out of the working tree.
   const dir = mkdtempSync(join(tmpdir(), 'captree-bench-erl-'));
   writeFileSync(join(dir, 'otp_bench.erl'), erlangSource);
   execFileSync('erlc', ['-o', dir, join(dir, 'otp_bench.erl')]);
   const out = execFileSync('erl', ['-noshell', '-pa', dir, '-s', 'otp_bench', 'main', '-s', 'init', 'stop'], {
     encoding: 'utf8',
     timeout: 300_000,
+    cwd: dir,
   });
   return JSON.parse(out.trim().split('\n').at(-1) as string);
 }
@@ -160,27 +162,28 @@ function erlangPeer(): Record<string, number> | null {
 const erlangSource = String.raw`
 -module(otp_bench).
 -behaviour(supervisor).
--export([main/0, init/1, start_crasher/0, start_idle/0, crasher/0, idle/0]).
+-export([main/0, init/1, start_crasher/0, start_idle/0, idle/0]).
 
 init({Strategy, Intensity, Specs}) -> {ok, {#{strategy => Strategy, intensity => Intensity, period => 1}, Specs}}.
 
-crasher() -> exit(crash).
-start_crasher() -> {ok, spawn_link(fun crasher/0)}.
+%% Each crashing instance counts itself, so the count is exactly the number of starts.
+start_crasher() ->
+  C = persistent_term:get(otp_bench_counter),
+  {ok, spawn_link(fun() -> counters:add(C, 1, 1), exit(crash) end)}.
 idle() -> receive stop -> ok end.
 start_idle() -> {ok, spawn_link(fun idle/0)}.
 
 restarts(Ms) ->
   process_flag(trap_exit, true),
+  C = counters:new(1, []),
+  persistent_term:put(otp_bench_counter, C),
   Spec = #{id => loop, start => {?MODULE, start_crasher, []}},
   {ok, Sup} = supervisor:start_link(?MODULE, {one_for_one, 1000000000, [Spec]}),
+  T0 = counters:get(C, 1),
   timer:sleep(Ms),
-  [{loop, Pid, _, _}] = supervisor:which_children(Sup),
-  %% Count restarts via the supervisor's restart list length is internal; use reductions of pids instead:
-  _ = Pid,
-  {status, _, _, [_, _, _, _, [_, _, {data, [{"State", State}]}]]} = sys:get_status(Sup),
-  Restarts = length(element(size(State) - 4, State)),
+  N = counters:get(C, 1) - T0,
   unlink(Sup), exit(Sup, kill),
-  Restarts / (Ms / 1000).
+  N / (Ms / 1000).
 
 children(N) ->
   process_flag(trap_exit, true),
@@ -232,16 +235,14 @@ async function main() {
   }
   const p = peer ?? reference;
   const row = (name: string, ours: number, theirs: number | null, unit: string, higherIsBetter: boolean) => {
-    const ratio =
-      theirs === null
-        ? ''
-        : higherIsBetter
-          ? `${(ours / theirs).toFixed(1)}× better`
-          : `${(theirs / ours).toFixed(1)}× better`;
-    const better =
-      theirs === null ? '' : (higherIsBetter ? ours >= theirs : ours <= theirs) ? '' : ' (worse)';
+    let verdict = '';
+    if (theirs !== null) {
+      const ratio = higherIsBetter ? ours / theirs : theirs / ours;
+      verdict = ratio >= 1 ? `${ratio.toFixed(1)}× better` : `${(1 / ratio).toFixed(1)}× worse`;
+    }
+    const peer = theirs === null ? '—' : fmt(theirs);
     console.log(
-      `${name.padEnd(44)} ${fmt(ours).padStart(12)} ${unit.padEnd(9)} ${theirs === null ? '—'.padStart(12) : fmt(theirs).padStart(12)}  ${ratio}${better}`,
+      `${name.padEnd(44)} ${fmt(ours).padStart(12)} ${unit.padEnd(4)} ${peer.padStart(12)}  ${verdict}`,
     );
   };
   console.log(`node ${process.version}, ${new Date().toISOString()}`);

@@ -40,6 +40,12 @@ export class PermanentFailure extends Error {
   }
 }
 
+/**
+ * One abort reason for every task: `abort()` without one builds a DOMException with a stack
+ * trace each time, which made stopping 100,000 tasks four times slower.
+ */
+const stopReason = new DOMException('stopped by its supervisor', 'AbortError');
+
 const normal: ExitReason = { kind: 'normal' };
 const shutdown: ExitReason = { kind: 'shutdown' };
 const killed: ExitReason = { kind: 'killed' };
@@ -86,10 +92,10 @@ export function task(fn: TaskFunction, options: TaskOptions = {}): ChildDriver {
       }
       return {
         pid: null,
-        stop: () => controller.abort(),
+        stop: () => controller.abort(stopReason),
         kill: () => {
           finish(killed);
-          controller.abort();
+          controller.abort(stopReason);
         },
       };
     },
