@@ -1,0 +1,467 @@
+/**
+ * The bridge from a parsed manifest to admission: the manifest's typed tree becomes a caps
+ * `TreeSpec`, the runtime probes become `HostCapabilities`, and every caps rejection becomes a
+ * `ManifestError` at the `file:line:col` of the field to fix, in the loader's format.
+ *
+ * Mapping rules (manifest → caps contract, one caps node per manifest node or process):
+ * - Quantities: `null` ("not given") is omitted, so the child shares its parent's remainder and a
+ *   root without them holds what the host allows. `cpu` + `cpuWeight` become `{ cores, weight }`
+ *   when a weight is given, plain cores otherwise.
+ * - Empty lists and maps (`services`, `secrets`, `env`, `listen`, `paths`) are omitted: the
+ *   manifest defaults them to empty, so empty means "not given". For a child this is the same
+ *   as empty (services, secrets and env are never inherited; omitted paths inherit the parent's
+ *   view, which is what a manifest without `paths` means). For the root it means it holds the
+ *   host's secrets and env, as for a root without `requires`.
+ * - `net`: the string as given; `null` is omitted (inherit the parent's networks).
+ * - `listen`: TCP endpoints become `host:port` (`[v6]:port`, `:port` for all addresses). Unix
+ *   listen sockets are left out of the caps contract: caps models listening addresses on a
+ *   network (a `net: none` child with a unix socket must not need the host network), and a
+ *   socket file is exclusive through the filesystem, not a port. Their one-holder rule is
+ *   checked here instead: two children may not listen on the same resolved socket path. A
+ *   consequence: a `listen:NAME` policy label matches TCP sockets only.
+ * - `paths`: `[{ path, mode }]` (already absolute) becomes `{ path: mode }`.
+ * - `provides`: each service becomes its endpoint's fields (`type`, `host`/`port` or `path`,
+ *   unix paths as written) plus `kind` when given; caps reads only `kind`, consumers get the rest.
+ * - `policy` (nodes only): `never` when non-empty, `maxDepth` when given, `allowAdvisory` only
+ *   when true. The manifest defaults it to false and cannot tell an explicit false from the
+ *   default; caps reads false as a veto on the whole subtree ("restrictive wins"), which would
+ *   make a subtree's `allowAdvisory: true` useless under every default root.
+ *
+ * Reasons map to fields by code (the message is kept verbatim): a quantity shortfall or a missing
+ * limit to `requires.<quantity>`, networks and network confinement to `requires.net`, a missing
+ * mount namespace to `requires.paths`, unheld secrets, env, services, listen sockets and paths to
+ * their entry in the list, a duplicate provider to `provides.<name>`, a cycle to the service entry
+ * of its first member that closes it, a `never` invariant to the child's `requires.net` when it
+ * sets one (the usual fix), else to the first field of the forbidden set it declares, and a depth
+ * violation to the child itself. A field the child does not write is positioned at the mapping
+ * that should hold it (see `positionOf`).
+ */
+import { readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import { join, resolve } from 'node:path';
+import { isMap, isScalar, isSeq } from 'yaml';
+import {
+  checkTree,
+  type Grant,
+  type HostCapabilities,
+  normalizePath,
+  type Policy,
+  type Provides,
+  type Reason,
+  type Requires,
+  type TreeSpec,
+} from '../caps/index.ts';
+import {
+  type ChildSpec,
+  type Endpoint,
+  errorAt,
+  type ManifestError,
+  type ManifestSource,
+  type ManifestTree,
+  type NodeSpec,
+  type ParseResult,
+  type YamlPath,
+} from '../manifest/index.ts';
+import { type HostReport, probeHost } from '../runtime/host-probe.ts';
+
+type Spec = NodeSpec | ChildSpec;
+
+export type Admission =
+  | { ok: true; grants: Map<string, Grant>; startOrder: Map<string, string[]> }
+  | { ok: false; errors: ManifestError[] };
+
+// ---------------------------------------------------------------------------------------------
+// Manifest → contracts
+
+/** Maps a parsed manifest to the caps TreeSpec (contracts: requires, provides, policy), one node per manifest node/process. */
+export function contractsOf(tree: ManifestTree): TreeSpec {
+  return specOf(tree.root);
+}
+
+function specOf(node: Spec): TreeSpec {
+  const requires = requiresOf(node);
+  const provides = providesOf(node);
+  const policy = node.kind === 'node' ? policyOf(node) : undefined;
+  return {
+    name: node.name,
+    ...(requires ? { requires } : {}),
+    ...(provides ? { provides } : {}),
+    ...(policy ? { policy } : {}),
+    ...(node.kind === 'node' ? { children: node.children.map(specOf) } : {}),
+  };
+}
+
+function requiresOf(node: Spec): Requires | undefined {
+  const r = node.requires;
+  const out: {
+    -readonly [K in keyof Requires]: Requires[K];
+  } = {};
+  if (r.cpu !== null) out.cpu = r.cpuWeight !== null ? { cores: r.cpu, weight: r.cpuWeight } : r.cpu;
+  else if (r.cpuWeight !== null) out.cpu = { weight: r.cpuWeight };
+  if (r.memory !== null) out.memory = r.memory;
+  if (r.pids !== null) out.pids = r.pids;
+  if (r.net !== null) out.net = r.net;
+  const listen = Object.entries(r.listen).flatMap(([name, ep]) =>
+    ep.type === 'tcp' ? [[name, addressOf(ep)] as const] : [],
+  );
+  if (listen.length > 0) out.listen = Object.fromEntries(listen);
+  if (r.services.length > 0) out.services = [...r.services];
+  if (r.paths.length > 0) out.paths = Object.fromEntries(r.paths.map((p) => [p.path, p.mode]));
+  if (r.secrets.length > 0) out.secrets = [...r.secrets];
+  if (r.env.length > 0) out.env = [...r.env];
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+function addressOf(ep: Extract<Endpoint, { type: 'tcp' }>): string {
+  const host = ep.host.includes(':') ? `[${ep.host}]` : ep.host;
+  return `${host}:${ep.port}`;
+}
+
+function providesOf(node: Spec): Provides | undefined {
+  const entries = Object.entries(node.provides);
+  if (entries.length === 0) return undefined;
+  return Object.fromEntries(
+    entries.map(([name, s]) => [name, s.kind === null ? { ...s.endpoint } : { ...s.endpoint, kind: s.kind }]),
+  );
+}
+
+function policyOf(node: NodeSpec): Policy | undefined {
+  const p = node.policy;
+  const out: { -readonly [K in keyof Policy]: Policy[K] } = {};
+  if (p.never.length > 0) out.never = p.never.map((set) => [...set]);
+  if (p.maxDepth !== null) out.maxDepth = p.maxDepth;
+  if (p.allowAdvisory) out.allowAdvisory = true;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host
+
+/** What the host is asked to hold beyond what the probes can see (there is no secret store yet). */
+export interface HostExtras {
+  readonly secrets?: readonly string[];
+  /** Named networks besides `host`. */
+  readonly networks?: HostCapabilities['networks'];
+  /** Environment variable names the root may pass on; default: the names in this process's environment. */
+  readonly env?: readonly string[];
+}
+
+/** Host facts that are not in the probe report, injected so the computation can be tested. */
+export interface HostFacts {
+  readonly cpus: number;
+  readonly memory: number;
+  /** `/proc/sys/kernel/pid_max`, or null when unreadable. */
+  readonly pidMax: number | null;
+  readonly readFile: (file: string) => string | null;
+}
+
+/** What this host can enforce and hold, from the runtime probes. */
+export async function hostCapabilities(extras: HostExtras = {}): Promise<HostCapabilities> {
+  const report = await probeHost();
+  const readFile = (file: string): string | null => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch {
+      return null;
+    }
+  };
+  const pidMax = Number.parseInt(readFile('/proc/sys/kernel/pid_max') ?? '', 10);
+  return hostCapabilitiesFrom(
+    report,
+    {
+      cpus: os.availableParallelism(),
+      memory: os.totalmem(),
+      pidMax: Number.isSafeInteger(pidMax) && pidMax > 0 ? pidMax : null,
+      readFile,
+    },
+    extras,
+  );
+}
+
+// 2^22 is the kernel's ceiling for pid_max; used only when /proc cannot be read.
+const PID_MAX_LIMIT = 4_194_304;
+
+/**
+ * Pure over its inputs. Totals are capped by the limits of the cgroup captree itself runs in:
+ * a daemon confined to 2 GiB must not admit a tree that assumes the machine's 64.
+ */
+export function hostCapabilitiesFrom(
+  report: HostReport,
+  facts: HostFacts,
+  extras: HostExtras = {},
+): HostCapabilities {
+  const cg = report.cgroups;
+  const dirOf = (controller: string): { dir: string; v2: boolean } | null => {
+    if (cg.unified?.controllers.includes(controller)) return { dir: cg.unified.selfDir, v2: true };
+    const h = cg.v1.find((x) => x.controllers.includes(controller));
+    return h ? { dir: h.selfDir, v2: false } : null;
+  };
+  const numberIn = (file: string): number | null => {
+    const text = facts.readFile(file)?.trim();
+    if (text === undefined || !/^\d+$/.test(text)) return null;
+    const n = Number(text);
+    return Number.isSafeInteger(n) && n > 0 ? n : null;
+  };
+
+  let memory = facts.memory;
+  const mem = dirOf('memory');
+  const memLimit = mem ? numberIn(join(mem.dir, mem.v2 ? 'memory.max' : 'memory.limit_in_bytes')) : null;
+  if (memLimit !== null && memLimit < memory) memory = memLimit;
+
+  let pids = facts.pidMax ?? PID_MAX_LIMIT;
+  const pid = dirOf('pids');
+  const pidLimit = pid ? numberIn(join(pid.dir, 'pids.max')) : null;
+  if (pidLimit !== null && pidLimit < pids) pids = pidLimit;
+
+  let cpu = facts.cpus;
+  const quota = cpuQuota(dirOf('cpu'), facts.readFile);
+  if (quota !== null && quota < cpu) cpu = quota;
+  // caps counts cpu in millicores; a fractional quota is rounded down so the host never over-promises.
+  cpu = Math.max(1, Math.floor(cpu * 1000)) / 1000;
+
+  return {
+    cpu,
+    memory,
+    pids,
+    cpuLimits: cg.limits.cpu.enforced,
+    memoryLimits: cg.limits.memory.enforced,
+    pidsLimits: cg.limits.pids.enforced,
+    netNamespaces: report.namespaces.net.available,
+    mountNamespaces: report.namespaces.mount.available,
+    ...(extras.networks ? { networks: extras.networks } : {}),
+    ...(extras.secrets ? { secrets: [...extras.secrets] } : {}),
+    env: [...(extras.env ?? Object.keys(process.env))].sort(),
+  };
+}
+
+function cpuQuota(
+  at: { dir: string; v2: boolean } | null,
+  readFile: (file: string) => string | null,
+): number | null {
+  if (!at) return null;
+  if (at.v2) {
+    const [q, p] = (readFile(join(at.dir, 'cpu.max')) ?? '').trim().split(/\s+/);
+    const quota = Number(q);
+    const period = Number(p);
+    return q !== 'max' && quota > 0 && period > 0 ? quota / period : null;
+  }
+  const quota = Number((readFile(join(at.dir, 'cpu.cfs_quota_us')) ?? '').trim());
+  const period = Number((readFile(join(at.dir, 'cpu.cfs_period_us')) ?? '').trim());
+  return quota > 0 && period > 0 ? quota / period : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admission
+
+/**
+ * Full admission of the tree without starting anything: every rejection becomes a ManifestError
+ * at the offending field, sorted like the loader's errors, all of them at once.
+ */
+export function admitManifest(tree: ManifestTree, source: ManifestSource, host: HostCapabilities): Admission {
+  const specs = new Map<string, Spec>();
+  const walk = (node: Spec): void => {
+    specs.set(node.path, node);
+    if (node.kind === 'node') for (const c of node.children) walk(c);
+  };
+  walk(tree.root);
+
+  const errors: ManifestError[] = unixListenClashes(tree, specs, source);
+  const checked = checkTree(contractsOf(tree), host);
+  if (!checked.ok) {
+    for (const reason of checked.reasons) {
+      const spec = specs.get(reason.path);
+      const field = spec ? fieldOf(reason, spec, specs, source) : [];
+      errors.push(errorAt(source, spec ? reason.path : tree.root.path, field, reason.message));
+    }
+  }
+  if (!checked.ok || errors.length > 0) return { ok: false, errors: sortUnique(errors) };
+  return {
+    ok: true,
+    grants: new Map(checked.grants),
+    startOrder: new Map([...checked.startOrder].map(([p, order]) => [p, [...order]])),
+  };
+}
+
+/** `captree check` in one call: the loader's errors if it failed, else admission's. */
+export function admitParsed(parsed: ParseResult, host: HostCapabilities): Admission {
+  if (!parsed.ok) return { ok: false, errors: parsed.errors };
+  return admitManifest(parsed.tree, parsed.source, host);
+}
+
+function sortUnique(errors: ManifestError[]): ManifestError[] {
+  const seen = new Set<string>();
+  return errors
+    .filter((e) => {
+      const key = `${e.line}:${e.col}:${e.path}:${e.field}:${e.message}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    })
+    .sort((a, b) => a.line - b.line || a.col - b.col);
+}
+
+function unixListenClashes(
+  tree: ManifestTree,
+  specs: ReadonlyMap<string, Spec>,
+  source: ManifestSource,
+): ManifestError[] {
+  const holders = new Map<string, string>();
+  const errors: ManifestError[] = [];
+  for (const [path, spec] of specs) {
+    for (const [name, ep] of Object.entries(spec.requires.listen)) {
+      if (ep.type !== 'unix') continue;
+      const file = resolve(tree.dir, ep.path);
+      const holder = holders.get(file);
+      if (holder === undefined) holders.set(file, path);
+      else {
+        errors.push(
+          errorAt(
+            source,
+            path,
+            ['requires', 'listen', name],
+            `${path} requires listen ${name} unix:${file}, ${holder} already listens there`,
+          ),
+        );
+      }
+    }
+  }
+  return errors;
+}
+
+const quantityField = { cpu: 'cpu', memory: 'memory', pids: 'pids' } as const;
+
+/** The YAML path, inside the child, of the field a reason is about. */
+function fieldOf(
+  reason: Reason,
+  spec: Spec,
+  specs: ReadonlyMap<string, Spec>,
+  source: ManifestSource,
+): YamlPath {
+  const r = spec.requires;
+  const m = reason.message;
+  const entry = (list: readonly string[], field: string, mention: (x: string) => string): YamlPath => {
+    const i = list.findIndex((x) => m.includes(mention(x)));
+    return i >= 0 ? ['requires', field, i] : ['requires', field];
+  };
+  switch (reason.code) {
+    case 'insufficient':
+    case 'children-hold-more': {
+      const d = reason.detail;
+      if (d && 'quantity' in d) return ['requires', quantityField[d.quantity]];
+      const q = /requires (?:to reserve no )?(cpu|memory|pids)\b/.exec(m)?.[1] as keyof typeof quantityField;
+      return q ? ['requires', quantityField[q]] : ['requires'];
+    }
+    case 'host-cannot-enforce': {
+      const d = reason.detail;
+      const missing = d && 'missing' in d ? d.missing : undefined;
+      if (missing === 'cpuLimits')
+        return ['requires', r.cpu === null && r.cpuWeight !== null ? 'cpuWeight' : 'cpu'];
+      if (missing === 'memoryLimits') return ['requires', 'memory'];
+      if (missing === 'pidsLimits') return ['requires', 'pids'];
+      if (missing === 'mountNamespaces') return ['requires', 'paths'];
+      return ['requires', 'net'];
+    }
+    case 'network-not-held':
+      return ['requires', 'net'];
+    case 'listen-not-held':
+    case 'listen-taken': {
+      const name = Object.keys(r.listen).find((n) => m.includes(` listen ${n} `));
+      return name === undefined ? ['requires', 'listen'] : ['requires', 'listen', name];
+    }
+    case 'unroutable-service':
+      return entry(r.services, 'services', (s) => ` service ${s}:`);
+    case 'secret-not-held':
+      return entry(r.secrets, 'secrets', (s) => ` secret ${s},`);
+    case 'env-not-held':
+      return entry(r.env, 'env', (e) => ` env ${e},`);
+    case 'path-not-held':
+      return pathEntry(spec, m, source);
+    case 'duplicate-provider': {
+      const name = Object.keys(spec.provides).find((n) => m.includes(` provides ${n},`));
+      return name === undefined ? ['provides'] : ['provides', name];
+    }
+    case 'cycle':
+      return cycleField(reason, spec, specs);
+    case 'invariant-never':
+      return neverField(m, spec);
+    case 'children-hold-quality':
+      return ['requires'];
+    case 'max-depth':
+    case 'duplicate-name':
+      return [];
+    default: {
+      // Shapes the schema already guarantees; point at the part the message names, if any.
+      const what = /: (cpu|memory|pids|net|listen|services|paths|secrets|env|provides|policy)\b/.exec(m)?.[1];
+      if (what === 'provides' || what === 'policy') return [what];
+      return what ? ['requires', what] : [];
+    }
+  }
+}
+
+function pathEntry(spec: Spec, message: string, source: ManifestSource): YamlPath {
+  const i = spec.requires.paths.findIndex((p) =>
+    message.includes(` ${p.mode} ${normalizePath(p.path) ?? p.path},`),
+  );
+  if (i < 0) return ['requires', 'paths'];
+  // The loader keeps the YAML order, so entry i is the i-th list item or mapping key.
+  const base = source.nodes.get(spec.path) ?? [];
+  const node = source.doc.getIn([...base, 'requires', 'paths'], true);
+  if (isSeq(node)) return ['requires', 'paths', i];
+  if (isMap(node)) {
+    const key = node.items[i]?.key;
+    if (isScalar(key)) return ['requires', 'paths', String(key.value)];
+  }
+  return ['requires', 'paths'];
+}
+
+/** The entry of the first member's services that routes to the next member: the edge to cut. */
+function cycleField(reason: Reason, spec: Spec, specs: ReadonlyMap<string, Spec>): YamlPath {
+  const d = reason.detail;
+  const cycle = d && 'cycle' in d ? d.cycle : undefined;
+  const parentPath = spec.path.slice(0, spec.path.lastIndexOf('/'));
+  const next = cycle?.[1] !== undefined ? specs.get(`${parentPath}/${cycle[1]}`) : undefined;
+  if (next) {
+    const offers = Object.entries(next.provides);
+    const i = spec.requires.services.findIndex((s) => offers.some(([name, p]) => name === s || p.kind === s));
+    if (i >= 0) return ['requires', 'services', i];
+  }
+  return ['requires', 'services'];
+}
+
+function neverField(message: string, spec: Spec): YamlPath {
+  const r = spec.requires;
+  const set = /\(never: \[(.*?)\]\)/.exec(message)?.[1]?.split(', ') ?? [];
+  const declared = (label: string): YamlPath | undefined => {
+    const colon = label.indexOf(':');
+    const kind = label.slice(0, colon);
+    const name = label.slice(colon + 1);
+    const indexIn = (list: readonly string[], field: string): YamlPath | undefined => {
+      if (list.length === 0) return undefined;
+      const i = name === '*' ? 0 : list.indexOf(name);
+      return i >= 0 ? ['requires', field, i] : ['requires', field];
+    };
+    switch (kind) {
+      case 'net':
+        return r.net !== null ? ['requires', 'net'] : undefined;
+      case 'secret':
+        return indexIn(r.secrets, 'secrets');
+      case 'env':
+        return indexIn(r.env, 'env');
+      case 'service':
+        return indexIn(r.services, 'services');
+      case 'listen':
+        return name in r.listen ? ['requires', 'listen', name] : undefined;
+      default:
+        return undefined;
+    }
+  };
+  const net = set.find((l) => l.startsWith('net:'));
+  const netField = net ? declared(net) : undefined;
+  if (netField) return netField;
+  for (const label of set) {
+    const f = declared(label);
+    if (f) return f;
+  }
+  // Nothing in the set is written by the child: its network is inherited, so `net:` is what to add.
+  return net ? ['requires', 'net'] : ['requires'];
+}
