@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type CgroupGroup, type CgroupHost, probeCgroups } from './cgroup/index.ts';
-import { Launcher } from './launcher/client.ts';
+import { Launcher, type NotifyEvent } from './launcher/client.ts';
 import { ChildLog, type StreamTag } from './logs/index.ts';
 
 export interface HostRuntimeOptions {
@@ -45,6 +45,7 @@ export class HostRuntime {
   #groups = new Map<string, CgroupGroup>();
   #logs = new Map<string, ChildLog>();
   #closed = false;
+  #notify = new Map<number, (n: NotifyEvent) => void>();
 
   private constructor(
     stateDir: string,
@@ -60,6 +61,8 @@ export class HostRuntime {
     this.root = root;
     this.rootPath = rootPath;
     this.#groups.set(rootPath, root);
+    // One listener dispatching by pid: a listener per child would make every notification O(children).
+    launcher.on('notify', (n) => this.#notify.get(n.pid)?.(n));
     launcher.on('output', ({ key, data }) => {
       const hash = key.lastIndexOf('#');
       const log = this.#logs.get(key.slice(0, hash));
@@ -79,6 +82,14 @@ export class HostRuntime {
       runtimeDir: join(stateDir, 'run'),
     });
     return new HostRuntime(stateDir, launcher, cgroups, root, `/${options.name}`);
+  }
+
+  /** Routes sd_notify messages of `pid` to `fn`; returns the function that stops it. */
+  onNotify(pid: number, fn: (n: NotifyEvent) => void): () => void {
+    this.#notify.set(pid, fn);
+    return () => {
+      if (this.#notify.get(pid) === fn) this.#notify.delete(pid);
+    };
   }
 
   /** The cgroup of a tree path, created (or re-adopted) on first use under its parent's. */

@@ -298,13 +298,11 @@ class ProcessInstance implements ChildHandle {
             onMiss: (silence) => this.#fail(`watchdog missed: no WATCHDOG=1 for ${Math.round(silence)} ms`),
           });
     const onNotify = (n: NotifyEvent) => {
-      if (n.pid !== pid) return;
       if (n.fields.WATCHDOG === '1') watchdog?.kick();
       if (n.fields.WATCHDOG === 'trigger') this.#fail('watchdog triggered by the child');
       if (n.fields.STATUS !== undefined) this.#log?.note(`status: ${n.fields.STATUS}`);
     };
-    this.#runtime.launcher.on('notify', onNotify);
-    this.#cleanups.push(() => this.#runtime.launcher.off('notify', onNotify));
+    this.#cleanups.push(this.#runtime.onNotify(pid, onNotify));
   }
 
   /** A readiness, liveness or watchdog failure: the child is killed and that is why it exited. */
@@ -351,7 +349,8 @@ class ProcessInstance implements ChildHandle {
     } else if (!group.isEmpty()) {
       await group.kill().catch(() => {});
     }
-    await group.waitEmpty().catch(() => {});
+    // The common case is already empty: skip arming an inotify watch for it.
+    if (!group.isEmpty()) await group.waitEmpty().catch(() => {});
     const oom = group.oomKills() > this.#oomBefore;
     this.#report(
       classifyExit(
