@@ -24,7 +24,20 @@
  *   'S' spawn  arg=.. (1+) env=.. (0+, exactly the child's env) cwd= uid= gid= cgroup=<path of a
  *              cgroup.procs file> (0+) notifyfd=<N> sdnotify=1 stdout=<key> stderr=<key>
  *              listen=<handle>:<name> (0+, placed at fd 3,4,...) netns=1 nonewprivs=1
+ *              mntns=1 hide=<dir> (0+) bind=<path> (0+) ro=<path> (0+)
+ *              credsdir=<dir> cred=<NAME>:<hex of the value> (0+)
  *              -> ok pid=<pid> t=<CLOCK_MONOTONIC ns just before fork>
+ *              Mount confinement (any of hide/bind/ro/credsdir implies mntns=1), in the child,
+ *              after the cgroup join and the network namespace, before chdir and setuid:
+ *                unshare(CLONE_NEWNS), "/" made recursively private (nothing propagates back);
+ *                every bind= path is opened (O_PATH) in the original view; every hide= dir is
+ *                covered by an empty tmpfs; every bind= path is mounted back at its own place
+ *                (mount points created as needed), so only those survive under a hidden dir;
+ *                every ro= path is bind-mounted onto itself and remounted read-only;
+ *                credsdir= gets a fresh tmpfs holding one file per cred= (mode 0400, the
+ *                directory 0500, both owned by the child's uid/gid), then is remounted
+ *                read-only; CREDENTIALS_DIRECTORY=<dir> is added to the environment.
+ *              The values of cred= never reach the environment or the host's filesystem.
  *              A failure before exec (cgroup write, chdir, setuid, exec...) is an err reply whose
  *              text names the step; the child then never ran the program.
  *   'K' kill   pid= sig= [group=1]               -> ok
@@ -48,6 +61,7 @@
  * children's process groups, and every orphan adopted as subreaper) is SIGKILLed and reaped.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -64,6 +78,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -470,6 +485,14 @@ static void bring_lo_up(int errpipe) {
   close(s);
 }
 
+#define MAX_MOUNTS 256
+
+struct cred {
+  const char *name;
+  const char *data; /* decoded in place: binary, not NUL-terminated */
+  size_t len;
+};
+
 struct spawn_plan {
   char **argv;
   char **envp;
@@ -482,8 +505,111 @@ struct spawn_plan {
   int nfds;
   int src[MAX_FIELDS + 8]; /* fd to place ... */
   int dst[MAX_FIELDS + 8]; /* ... at this number */
-  int netns, nonewprivs;
+  int netns, nonewprivs, mntns;
+  char **hides, **binds, **ros;
+  int nhides, nbinds, nros;
+  const char *credsdir;
+  struct cred *creds;
+  int ncreds;
 };
+
+/* mkdir -p; existing components are fine. */
+static int mkdir_p(const char *path, mode_t mode) {
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  for (char *s = tmp + 1;; s++) {
+    if (*s == '/' || *s == '\0') {
+      char c = *s;
+      *s = '\0';
+      if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
+      *s = c;
+      if (c == '\0') return 0;
+    }
+  }
+}
+
+/* An empty file or directory at `path` (like `like`), to mount over. */
+static int mount_point(const char *path, int dir) {
+  if (dir) return mkdir_p(path, 0755);
+  char parent[PATH_MAX];
+  snprintf(parent, sizeof parent, "%s", path);
+  char *slash = strrchr(parent, '/');
+  if (slash && slash != parent) {
+    *slash = '\0';
+    if (mkdir_p(parent, 0755) < 0) return -1;
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 && errno != EEXIST && errno != EISDIR) return -1;
+  if (fd >= 0) close(fd);
+  return 0;
+}
+
+static void setup_mounts(struct spawn_plan *p, int errpipe) {
+  char what[PATH_MAX + 64];
+  if (unshare(CLONE_NEWNS) < 0) child_fail(errpipe, "unshare(CLONE_NEWNS)");
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) child_fail(errpipe, "make / private (mount MS_REC|MS_PRIVATE)");
+  /* Handles on what stays visible, taken in the original view (in this namespace, so they bind). */
+  static int keep[MAX_MOUNTS];
+  static int keepdir[MAX_MOUNTS];
+  for (int i = 0; i < p->nbinds; i++) {
+    snprintf(what, sizeof what, "bind %s: open", p->binds[i]);
+    keep[i] = open(p->binds[i], O_PATH | O_CLOEXEC);
+    if (keep[i] < 0) child_fail(errpipe, what);
+    struct stat st;
+    if (fstat(keep[i], &st) < 0) child_fail(errpipe, what);
+    keepdir[i] = S_ISDIR(st.st_mode);
+  }
+  for (int i = 0; i < p->nhides; i++) {
+    snprintf(what, sizeof what, "hide %s: mount tmpfs", p->hides[i]);
+    if (mount("tmpfs", p->hides[i], "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=1m") < 0)
+      child_fail(errpipe, what);
+  }
+  for (int i = 0; i < p->nbinds; i++) {
+    char src[64];
+    snprintf(what, sizeof what, "bind %s: create mount point", p->binds[i]);
+    if (mount_point(p->binds[i], keepdir[i]) < 0) child_fail(errpipe, what);
+    snprintf(src, sizeof src, "/proc/self/fd/%d", keep[i]);
+    snprintf(what, sizeof what, "bind %s: mount", p->binds[i]);
+    if (mount(src, p->binds[i], NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(errpipe, what);
+    close(keep[i]);
+  }
+  for (int i = 0; i < p->nros; i++) {
+    snprintf(what, sizeof what, "read-only %s: bind", p->ros[i]);
+    if (mount(p->ros[i], p->ros[i], NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(errpipe, what);
+    snprintf(what, sizeof what, "read-only %s: remount", p->ros[i]);
+    if (mount(NULL, p->ros[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+      child_fail(errpipe, what);
+  }
+  if (p->credsdir) {
+    const char *d = p->credsdir;
+    uid_t uid = p->uid >= 0 ? (uid_t)p->uid : getuid();
+    gid_t gid = p->gid >= 0 ? (gid_t)p->gid : getgid();
+    snprintf(what, sizeof what, "credentials %s: create mount point", d);
+    if (mkdir_p(d, 0755) < 0) child_fail(errpipe, what);
+    snprintf(what, sizeof what, "credentials %s: mount tmpfs", d);
+    if (mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=4m") < 0) child_fail(errpipe, what);
+    int dfd = open(d, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (dfd < 0) child_fail(errpipe, what);
+    for (int i = 0; i < p->ncreds; i++) {
+      struct cred *c = &p->creds[i];
+      snprintf(what, sizeof what, "credentials %s: write %s", d, c->name);
+      int fd = openat(dfd, c->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+      if (fd < 0) child_fail(errpipe, what);
+      if (write_all(fd, c->data, c->len) < 0 || fchown(fd, uid, gid) < 0 || fchmod(fd, 0400) < 0)
+        child_fail(errpipe, what);
+      close(fd);
+    }
+    snprintf(what, sizeof what, "credentials %s: chown", d);
+    if (fchown(dfd, uid, gid) < 0 || fchmod(dfd, 0500) < 0) child_fail(errpipe, what);
+    close(dfd);
+    snprintf(what, sizeof what, "credentials %s: remount read-only", d);
+    if (mount(NULL, d, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+      child_fail(errpipe, what);
+  }
+}
 
 static void child_exec(struct spawn_plan *p, int errpipe) {
   char what[PATH_MAX + 64];
@@ -510,6 +636,7 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
     if (unshare(CLONE_NEWNET) < 0) child_fail(errpipe, "unshare(CLONE_NEWNET)");
     bring_lo_up(errpipe);
   }
+  if (p->mntns) setup_mounts(p, errpipe);
 
   /* Lift every source above all targets first, so a dup2 never clobbers a source not yet placed. */
   int maxdst = 2;
@@ -593,7 +720,14 @@ static void do_spawn(struct req *r, const char *id) {
   char *sd_path = NULL;
   const char *out_key = NULL, *err_key = NULL;
   static char *cgroups[MAX_FIELDS];
+  static char *hides[MAX_MOUNTS], *binds[MAX_MOUNTS], *ros[MAX_MOUNTS];
+  static struct cred creds[MAX_MOUNTS];
+  static char creds_env[PATH_MAX + 32];
   p.cgroups = cgroups;
+  p.hides = hides;
+  p.binds = binds;
+  p.ros = ros;
+  p.creds = creds;
   fdnames[0] = '\0';
   size_t fdnames_len = 0;
   int err = 0;
@@ -620,6 +754,42 @@ static void do_spawn(struct req *r, const char *id) {
     else if (!strcmp(k, "stderr")) err_key = v;
     else if (!strcmp(k, "netns")) p.netns = !strcmp(v, "1");
     else if (!strcmp(k, "nonewprivs")) p.nonewprivs = !strcmp(v, "1");
+    else if (!strcmp(k, "mntns")) p.mntns = !strcmp(v, "1");
+    else if (!strcmp(k, "hide") || !strcmp(k, "bind") || !strcmp(k, "ro")) {
+      int *count = k[0] == 'h' ? &p.nhides : k[0] == 'b' ? &p.nbinds : &p.nros;
+      char **list = k[0] == 'h' ? hides : k[0] == 'b' ? binds : ros;
+      if (v[0] != '/') { err = EINVAL; ctx = "hide/bind/ro paths must be absolute"; continue; }
+      if (*count >= MAX_MOUNTS) { err = E2BIG; ctx = "too many mounts"; continue; }
+      list[(*count)++] = v;
+      p.mntns = 1;
+    } else if (!strcmp(k, "credsdir")) {
+      if (v[0] != '/') { err = EINVAL; ctx = "credsdir must be absolute"; continue; }
+      p.credsdir = v;
+      p.mntns = 1;
+    } else if (!strcmp(k, "cred")) {
+      char *colon = strchr(v, ':');
+      if (!colon || colon == v || memchr(v, '/', (size_t)(colon - v)) || !strncmp(v, ".", 1)) {
+        err = EINVAL; ctx = "cred must be NAME:hex with a plain file name"; continue;
+      }
+      if (p.ncreds >= MAX_MOUNTS) { err = E2BIG; ctx = "too many credentials"; continue; }
+      *colon = '\0';
+      char *hex = colon + 1, *out = hex;
+      size_t hl = strlen(hex);
+      if (hl % 2) { err = EINVAL; ctx = "cred value must be hex"; continue; }
+      int bad = 0;
+      for (size_t j = 0; j < hl; j += 2) {
+        char pair[3] = {hex[j], hex[j + 1], 0}, *end;
+        long b = strtol(pair, &end, 16);
+        if (*end || !isxdigit((unsigned char)pair[0])) { bad = 1; break; }
+        out[j / 2] = (char)b;
+      }
+      if (bad) { err = EINVAL; ctx = "cred value must be hex"; continue; }
+      creds[p.ncreds].name = v;
+      creds[p.ncreds].data = out;
+      creds[p.ncreds].len = hl / 2;
+      p.ncreds++;
+      p.mntns = 1;
+    }
     else if (!strcmp(k, "listen")) {
       char *colon = strchr(v, ':');
       if (colon) *colon = '\0';
@@ -638,6 +808,11 @@ static void do_spawn(struct req *r, const char *id) {
     }
   }
   if (!err && argc == 0) { err = EINVAL; ctx = "argv is empty"; }
+  if (!err && p.ncreds > 0 && !p.credsdir) { err = EINVAL; ctx = "cred= needs credsdir="; }
+  if (!err && p.credsdir) {
+    snprintf(creds_env, sizeof creds_env, "CREDENTIALS_DIRECTORY=%s", p.credsdir);
+    envp[envc++] = creds_env;
+  }
   if (!err && notifyfd >= 0 && notifyfd < 3 + nlisten) { err = EINVAL; ctx = "notifyfd collides with listen fds"; }
   argv[argc] = NULL;
 

@@ -7,8 +7,19 @@
  * cgroup; one left out sets none, so the child shares its parent's remainder, still capped by the
  * parent's cgroup. Node limits are written top-down before any child exists (cgroup v1 refuses a
  * child limit above its parent's).
+ *
+ * Admission runs first (`admitManifest` against what this host can enforce and hold): a rejected
+ * manifest throws `AdmissionError` with every formatted error, before anything is created. The
+ * grants it returns decide what each process reaches through the filesystem (runtime/confine):
+ * routed unix services, secrets (read from `<manifest dir>/secrets/NAME`, delivered in a private
+ * `$CREDENTIALS_DIRECTORY`), read-only paths. When the tree has anything to hide (a unix service
+ * or a secret), every process child gets a private mount namespace in which the tree's
+ * `services/` and `credentials/` directories are covered, and loses its capabilities (a root
+ * child with CAP_SYS_ADMIN could unmount the cover).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Grant, HostCapabilities } from '../caps/index.ts';
 import {
   type ChildSpec as EngineChild,
   node,
@@ -16,11 +27,23 @@ import {
   type SupervisorOptions,
   type SupervisorSpec,
 } from '../core/index.ts';
-import type { ChildSpec, ManifestTree, NodeSpec, ProcessSpec, Requires } from '../manifest/index.ts';
+import {
+  type ChildSpec,
+  formatErrors,
+  type ManifestError,
+  type ManifestSource,
+  type ManifestTree,
+  type NodeSpec,
+  type ProcessSpec,
+  parseManifest,
+  type Requires,
+} from '../manifest/index.ts';
 import type { Limits } from '../runtime/cgroup/index.ts';
+import { planConfinement, serviceDir } from '../runtime/confine/index.ts';
 import { HostRuntime, logName } from '../runtime/host-runtime.ts';
 import { formatRecord } from '../runtime/logs/index.ts';
 import { processDriver } from '../runtime/process-driver.ts';
+import { admitManifest, hostCapabilities } from './admission.ts';
 
 export interface Resources {
   grant: { cpu: number | null; memory: number | null; pids: number | null };
@@ -45,24 +68,99 @@ export interface BuildOptions extends Pick<SupervisorOptions, 'checkpoints'> {
   stateDir: string;
   /** `none`: process groups only, no cgroups (advisory). */
   cgroups?: 'auto' | 'none';
+  /** The manifest's source, for error positions; default: the file re-read, else 1:1. */
+  source?: ManifestSource;
+  /** What the host holds and enforces; default: probed, with the secrets found in `<dir>/secrets/`. */
+  host?: HostCapabilities;
+}
+
+/** The manifest asks for more than its parent (or the host) holds; `errors` say where and why. */
+export class AdmissionError extends Error {
+  readonly errors: readonly ManifestError[];
+  constructor(errors: readonly ManifestError[]) {
+    super(`admission rejected the manifest:\n${formatErrors(errors)}`);
+    this.name = 'AdmissionError';
+    this.errors = errors;
+  }
+}
+
+/** Secret names available to a tree: the regular files in `<manifest dir>/secrets/`. */
+export function secretsDir(manifest: ManifestTree): string {
+  return join(manifest.dir, 'secrets');
+}
+
+function availableSecrets(manifest: ManifestTree): string[] {
+  const dir = secretsDir(manifest);
+  try {
+    return readdirSync(dir).filter((name) => {
+      try {
+        return statSync(join(dir, name)).isFile();
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return [];
+  }
+}
+
+function sourceOf(manifest: ManifestTree): ManifestSource {
+  try {
+    const parsed = parseManifest(readFileSync(manifest.file, 'utf8'), manifest.file, {
+      baseDir: manifest.dir,
+    });
+    if (parsed.ok) return parsed.source;
+  } catch {
+    // Not a readable file (a manifest parsed from a string): errors point at 1:1.
+  }
+  return parseManifest('', manifest.file, { baseDir: manifest.dir }).source;
+}
+
+interface Confinement {
+  stateDir: string;
+  grants: ReadonlyMap<string, Grant>;
+  /** The tree has something to hide (a unix service or a secret): confine every process. */
+  hide: boolean;
+  secretsDir: string;
 }
 
 export async function buildTree(manifest: ManifestTree, options: BuildOptions): Promise<RunningTree> {
+  const host = options.host ?? (await hostCapabilities({ secrets: availableSecrets(manifest) }));
+  const admitted = admitManifest(manifest, options.source ?? sourceOf(manifest), host);
+  if (!admitted.ok) throw new AdmissionError(admitted.errors);
+  const hide = needsHiding(manifest.root);
+  if (hide && !host.mountNamespaces) {
+    throw new Error(
+      `${manifest.root.path} grants unix services or secrets, which need mount namespaces (root), not available here`,
+    );
+  }
   const runtime = await HostRuntime.open({
     stateDir: options.stateDir,
     name: manifest.root.name,
     cgroups: options.cgroups,
   });
   try {
+    const confinement: Confinement = {
+      stateDir: runtime.stateDir,
+      grants: admitted.grants,
+      hide,
+      secretsDir: secretsDir(manifest),
+    };
     const specs = new Map<string, ChildSpec | NodeSpec>();
     applyNodeLimits(runtime, manifest.root, specs);
-    const rootSpec = await supervisorSpec(runtime, manifest.root, options);
+    const rootSpec = await supervisorSpec(runtime, manifest.root, options, confinement);
     const supervisor = new Supervisor(rootSpec, { checkpoints: options.checkpoints });
     return new Tree(supervisor, runtime, manifest, specs);
   } catch (err) {
     await runtime.close();
     throw err;
   }
+}
+
+function needsHiding(spec: ChildSpec | NodeSpec): boolean {
+  if (spec.requires.secrets.length > 0) return true;
+  if (Object.values(spec.provides).some((p) => p.endpoint.type === 'unix')) return true;
+  return spec.kind === 'node' && spec.children.some(needsHiding);
 }
 
 function limitsOf(requires: Requires): Limits {
@@ -92,9 +190,10 @@ async function supervisorSpec(
   runtime: HostRuntime,
   spec: NodeSpec,
   options: BuildOptions,
+  confinement: Confinement,
 ): Promise<SupervisorSpec> {
   const children: EngineChild[] = [];
-  for (const child of spec.children) children.push(await childSpec(runtime, child, options));
+  for (const child of spec.children) children.push(await childSpec(runtime, child, options, confinement));
   return {
     name: spec.name,
     strategy: spec.strategy,
@@ -106,7 +205,12 @@ async function supervisorSpec(
   };
 }
 
-async function childSpec(runtime: HostRuntime, spec: ChildSpec, options: BuildOptions): Promise<EngineChild> {
+async function childSpec(
+  runtime: HostRuntime,
+  spec: ChildSpec,
+  options: BuildOptions,
+  confinement: Confinement,
+): Promise<EngineChild> {
   const common = {
     id: spec.name,
     restart: spec.restart,
@@ -114,12 +218,34 @@ async function childSpec(runtime: HostRuntime, spec: ChildSpec, options: BuildOp
     significant: spec.significant,
   };
   if (spec.kind === 'node') {
-    return { ...common, driver: node(await supervisorSpec(runtime, spec, options), options) };
+    return { ...common, driver: node(await supervisorSpec(runtime, spec, options, confinement), options) };
   }
-  return { ...common, driver: await processDriverOf(runtime, spec), backoff: spec.backoff ?? undefined };
+  return {
+    ...common,
+    driver: await processDriverOf(runtime, spec, confinement),
+    backoff: spec.backoff ?? undefined,
+  };
 }
 
-async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec) {
+async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinement: Confinement) {
+  const grant = confinement.grants.get(spec.path);
+  const plan = planConfinement({
+    stateDir: confinement.stateDir,
+    path: spec.path,
+    services: grant?.services ?? [],
+    provides: Object.fromEntries(Object.entries(spec.provides).map(([name, p]) => [name, p.endpoint])),
+    secrets: (grant?.secrets ?? spec.requires.secrets).map((name) => ({
+      name,
+      file: join(confinement.secretsDir, name),
+    })),
+    readOnly: spec.requires.paths.filter((p) => p.mode === 'ro').map((p) => p.path),
+    hide: confinement.hide,
+    alsoHide: existsSync(confinement.secretsDir) ? [confinement.secretsDir] : [],
+  });
+  for (const [name, p] of Object.entries(spec.provides)) {
+    if (p.endpoint.type === 'unix')
+      mkdirSync(serviceDir(confinement.stateDir, spec.path, name), { recursive: true, mode: 0o755 });
+  }
   const listenFds: { handle: number; name: string }[] = [];
   for (const [name, endpoint] of Object.entries(spec.requires.listen)) {
     const { handle } = await runtime.launcher.listen(
@@ -131,7 +257,7 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec) {
   }
   return processDriver(runtime, {
     command: spec.command,
-    env: spec.env,
+    env: { ...spec.env, ...plan.env },
     inheritEnv: spec.inheritEnv,
     cwd: spec.cwd,
     uid: spec.user === null ? undefined : resolveId(spec.user, '/etc/passwd', 'user'),
@@ -145,6 +271,8 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec) {
     limits: limitsOf(spec.requires),
     isolateNet: spec.requires.net === 'none',
     listenFds,
+    ...(plan.mounts ? { mounts: plan.mounts, noNewPrivs: true } : {}),
+    ...(plan.credentials ? { credentials: plan.credentials } : {}),
   });
 }
 

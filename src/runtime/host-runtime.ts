@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type CgroupGroup, type CgroupHost, probeCgroups } from './cgroup/index.ts';
+import { credentialsDir, servicesDir } from './confine/index.ts';
 import { Launcher, type NotifyEvent } from './launcher/client.ts';
 import { ChildLog, type StreamTag } from './logs/index.ts';
 
@@ -74,6 +75,9 @@ export class HostRuntime {
     const stateDir = resolve(options.stateDir);
     mkdirSync(join(stateDir, 'logs'), { recursive: true });
     mkdirSync(join(stateDir, 'run'), { recursive: true, mode: 0o700 });
+    // Mount points a confined child finds covered (see runtime/confine): they must exist.
+    mkdirSync(servicesDir(stateDir), { recursive: true, mode: 0o755 });
+    mkdirSync(credentialsDir(stateDir), { recursive: true, mode: 0o711 });
     const cgroups = probeCgroups(options.cgroups === 'none' ? { force: 'none' } : {});
     const tag = createHash('sha256').update(stateDir).digest('hex').slice(0, 8);
     const root = cgroups.createRoot(`captree-${options.name}-${tag}`, { reuse: true });

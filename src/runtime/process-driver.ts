@@ -23,9 +23,10 @@
 import type { ChildDriver, ChildEvents, ChildHandle, ExitReason, StartContext } from '../core/index.ts';
 import { describeExit } from '../core/index.ts';
 import type { CgroupGroup, Limits } from './cgroup/index.ts';
+import { readCredentials, type SecretSource } from './confine/index.ts';
 import type { HostRuntime } from './host-runtime.ts';
 import { streamKey } from './host-runtime.ts';
-import type { ExitEvent, NotifyEvent, SpawnResult } from './launcher/client.ts';
+import type { ExitEvent, MountSpec, NotifyEvent, SpawnResult } from './launcher/client.ts';
 import type { ChildLog } from './logs/index.ts';
 import {
   type Check,
@@ -78,6 +79,12 @@ export interface ProcessOptions {
   isolateNet?: boolean;
   /** Listening sockets held by the launcher, passed with LISTEN_FDS in this order. */
   listenFds?: readonly { handle: number; name: string }[];
+  /** A private mount namespace with these paths hidden, mounted back or read-only. */
+  mounts?: Omit<MountSpec, 'credentials'>;
+  /** Secrets delivered as files in a private tmpfs at `dir` ($CREDENTIALS_DIRECTORY), read at each start. */
+  credentials?: { dir: string; secrets: readonly SecretSource[] };
+  /** Drop capabilities (bounding and inheritable sets) and set no_new_privs; implied by `isolateNet`. */
+  noNewPrivs?: boolean;
 }
 
 const baseEnvNames = ['PATH', 'LANG', 'TZ', 'HOME'];
@@ -131,6 +138,12 @@ export function classifyExit(
   return { kind: 'crashed', message: `killed by ${exit.signal}`, signal: exit.signal ?? 'SIGKILL' };
 }
 
+/**
+ * A group's OOM-kill count read when its last instance exited (the group then empty), handed to
+ * the next instance as its baseline instead of reading the counter again on the restart path.
+ */
+const settledOomKills = new WeakMap<CgroupGroup, number>();
+
 class ProcessInstance implements ChildHandle {
   pid: number | null = null;
   readonly #runtime: HostRuntime;
@@ -161,15 +174,29 @@ class ProcessInstance implements ChildHandle {
     try {
       const group = this.#runtime.groupFor(this.#path);
       this.#group = group;
+      const settled = settledOomKills.get(group);
+      settledOomKills.delete(group);
       if (!group.isEmpty()) {
         // Leftovers of an earlier instance must not share the new one's group.
         await group.kill();
         await group.waitEmpty(AbortSignal.timeout(5000));
+        this.#oomBefore = group.oomKills();
+      } else {
+        // Empty since the previous instance's exit counted its OOM kills: reuse that count.
+        this.#oomBefore = settled ?? group.oomKills();
       }
       if (o.limits) group.setLimits(o.limits);
-      this.#oomBefore = group.oomKills();
       this.#log = this.#runtime.logFor(this.#path, o.logs);
       const sdNotify = o.ready?.type === 'sd_notify' || o.watchdog !== null;
+      const mounts: MountSpec | undefined =
+        o.mounts || o.credentials
+          ? {
+              ...o.mounts,
+              ...(o.credentials
+                ? { credentials: { dir: o.credentials.dir, files: readCredentials(o.credentials.secrets) } }
+                : {}),
+            }
+          : undefined;
       spawned = await this.#runtime.launcher.spawn({
         argv: o.command,
         env: childEnv(o, this.#path),
@@ -183,8 +210,10 @@ class ProcessInstance implements ChildHandle {
         stderr: streamKey(this.#path, 'err'),
         listenFds: o.listenFds,
         newNetNs: o.isolateNet,
-        // Without it a root child could bring its namespace's way out back (nsenter, setns).
-        noNewPrivs: o.isolateNet,
+        // Without it a root child could bring its namespace's way out back (nsenter, setns) or
+        // unmount what hides the paths it was not granted.
+        noNewPrivs: o.isolateNet || o.noNewPrivs,
+        mounts,
       });
     } catch (err) {
       this.#report({ kind: 'crashed', message: `could not start: ${(err as Error).message}` });
@@ -342,16 +371,25 @@ class ProcessInstance implements ChildHandle {
     const group = this.#group as CgroupGroup;
     if (lost && !this.#killed)
       this.#failure ??= { kind: 'crashed', message: `launcher lost: ${lost.message}` };
-    const daemonized =
-      exit.code === 0 && !this.#stopRequested && !this.#killed && !this.#failure && !group.isEmpty();
+    // One read of the group's state: every cgroup file read is on the restart path.
+    const empty = group.isEmpty();
+    const daemonized = exit.code === 0 && !this.#stopRequested && !this.#killed && !this.#failure && !empty;
     if (daemonized) {
       this.#log?.note('main process exited 0; still supervising what it left running in its cgroup');
-    } else if (!group.isEmpty()) {
+    } else if (!empty) {
       await group.kill().catch(() => {});
     }
     // The common case is already empty: skip arming an inotify watch for it.
-    if (!group.isEmpty()) await group.waitEmpty().catch(() => {});
-    const oom = group.oomKills() > this.#oomBefore;
+    const settled =
+      empty ||
+      (await group.waitEmpty().then(
+        () => true,
+        () => false,
+      ));
+    const oomKills = group.oomKills();
+    // Empty now, so no OOM kill can happen in it before the next instance starts.
+    if (settled) settledOomKills.set(group, oomKills);
+    const oom = oomKills > this.#oomBefore;
     this.#report(
       classifyExit(
         exit,

@@ -48,6 +48,22 @@ export interface SpawnSpec {
   newNetNs?: boolean;
   /** PR_SET_NO_NEW_PRIVS, and drop the capability bounding and inheritable sets. */
   noNewPrivs?: boolean;
+  /**
+   * A private mount namespace (implied by any field of `mounts`): "/" is made recursively
+   * private, then `hide` dirs are covered by an empty tmpfs, `bind` paths (as seen before the
+   * hiding) are mounted back at their own place, `readOnly` paths are remounted read-only, and
+   * `credentials` are written to a fresh tmpfs at `credentials.dir` (files 0400, dir 0500, owned
+   * by the child's uid/gid, then remounted read-only; `CREDENTIALS_DIRECTORY` is set).
+   * All paths absolute. Any failure fails the spawn, naming the step.
+   */
+  mounts?: MountSpec;
+}
+
+export interface MountSpec {
+  hide?: readonly string[];
+  bind?: readonly string[];
+  readOnly?: readonly string[];
+  credentials?: { dir: string; files: readonly { name: string; data: Uint8Array }[] };
 }
 
 export interface ExitEvent {
@@ -395,6 +411,7 @@ export class Launcher extends EventEmitter<LauncherEvents> {
     }
     if (spec.newNetNs) fields.push(['netns', 1]);
     if (spec.noNewPrivs) fields.push(['nonewprivs', 1]);
+    if (spec.mounts) mountFields(spec.mounts, fields);
     try {
       // The watch must exist before the next frame, which may already be this child's exit.
       return await this.#request(Req.spawn, fields, (reply) =>
@@ -501,6 +518,25 @@ export class Launcher extends EventEmitter<LauncherEvents> {
     const proc = this.#proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     await new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  }
+}
+
+function mountFields(m: MountSpec, fields: Field[]): void {
+  fields.push(['mntns', 1]);
+  const absolute = (p: string) => {
+    if (!p.startsWith('/')) throw new Error(`spawn: mount path ${p} must be absolute`);
+    return p;
+  };
+  for (const p of m.hide ?? []) fields.push(['hide', absolute(p)]);
+  for (const p of m.bind ?? []) fields.push(['bind', absolute(p)]);
+  for (const p of m.readOnly ?? []) fields.push(['ro', absolute(p)]);
+  if (m.credentials) {
+    fields.push(['credsdir', absolute(m.credentials.dir)]);
+    for (const f of m.credentials.files) {
+      if (!/^[^/:\0.][^/:\0]*$/.test(f.name))
+        throw new Error(`spawn: credential name ${f.name} is not a plain file name`);
+      fields.push(['cred', `${f.name}:${Buffer.from(f.data).toString('hex')}`]);
+    }
   }
 }
 
