@@ -119,6 +119,8 @@ function sourceOf(manifest: ManifestTree): ManifestSource {
 interface Confinement {
   stateDir: string;
   grants: ReadonlyMap<string, Grant>;
+  /** Node path → its children's names in start order (providers before consumers). */
+  startOrder: ReadonlyMap<string, readonly string[]>;
   /** The tree has something to hide (a unix service or a secret): confine every process. */
   hide: boolean;
   secretsDir: string;
@@ -143,6 +145,7 @@ export async function buildTree(manifest: ManifestTree, options: BuildOptions): 
     const confinement: Confinement = {
       stateDir: runtime.stateDir,
       grants: admitted.grants,
+      startOrder: admitted.startOrder,
       hide,
       secretsDir: secretsDir(manifest),
     };
@@ -192,8 +195,14 @@ async function supervisorSpec(
   options: BuildOptions,
   confinement: Confinement,
 ): Promise<SupervisorSpec> {
+  // Start order comes from the contract graph (providers first, list order breaking ties), so
+  // stop order and the scope of rest_for_one follow the same edges.
+  const order = confinement.startOrder.get(spec.path);
+  const ordered = order
+    ? [...spec.children].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name))
+    : spec.children;
   const children: EngineChild[] = [];
-  for (const child of spec.children) children.push(await childSpec(runtime, child, options, confinement));
+  for (const child of ordered) children.push(await childSpec(runtime, child, options, confinement));
   return {
     name: spec.name,
     strategy: spec.strategy,
