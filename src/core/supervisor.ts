@@ -896,8 +896,10 @@ export function describeExit(reason: ExitReason): string {
     case 'crashed': {
       if (reason.oom) return `killed by ${reason.signal ?? 'SIGKILL'} (out of memory)`;
       if (reason.signal) return `killed by ${reason.signal}`;
-      if (reason.code !== undefined)
-        return `exit code ${reason.code}${reason.message ? `: ${reason.message}` : ''}`;
+      if (reason.code !== undefined) {
+        const plain = `exit code ${reason.code}`;
+        return reason.message && reason.message !== plain ? `${plain}: ${reason.message}` : plain;
+      }
       return `crashed: ${reason.message}`;
     }
     case 'permanent_failure':
