@@ -7,7 +7,7 @@
  *   node_modules/.bin/node bench/spawn.ts [seconds-per-case=2]
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Launcher } from '../src/runtime/launcher/client.ts';
@@ -94,8 +94,27 @@ const viaLauncher = async (): Promise<void> => {
   await (await launcher.spawn({ argv: ['/bin/true'], env })).exited;
 };
 
+// A confined child as `net: none` + a routed service gets it: its own network namespace with
+// only lo, no new privileges and no capabilities, and a private mount namespace hiding a
+// directory with one entry bound back.
+const hidden = join(dir, 'services');
+const granted = join(hidden, 'granted');
+mkdirSync(granted, { recursive: true });
+const confined = async (): Promise<void> => {
+  await (
+    await launcher.spawn({
+      argv: ['/bin/true'],
+      env,
+      newNetNs: true,
+      noNewPrivs: true,
+      mounts: { hide: [hidden], bind: [granted] },
+    })
+  ).exited;
+};
+
 const results: Result[] = [];
 results.push(await timed('(a) launcher, small client heap', viaLauncher));
+results.push(await timed('(f) launcher, confined (netns+mntns+caps)', confined));
 results.push(await timed('(b) child_process.spawn, small heap', nodeSpawnOnce));
 const ballast = growHeap(256);
 results.push(await timed('(c) child_process.spawn, 256 MiB heap', nodeSpawnOnce));
@@ -105,7 +124,7 @@ await launcher.close();
 rmSync(dir, { recursive: true, force: true });
 
 const base = results[0]!.perSec;
-const c = results[4]!.perSec;
+const c = results.find((r) => r.name.startsWith('(e)'))!.perSec;
 console.log(`node ${process.version}, ${seconds} s per case, sequential spawn -> exit of /bin/true`);
 console.log(
   `${'case'.padEnd(42)}${'spawns/s'.padStart(10)}${'ms each'.padStart(10)}${'vs (a)'.padStart(9)}${'vs C'.padStart(8)}${'RSS MiB'.padStart(10)}`,

@@ -1,0 +1,195 @@
+/**
+ * What every command shares: the command shape, argument parsing with usage errors (exit 2),
+ * failures (exit 1, one actionable line on stderr), finding the running tree's state dir, and
+ * colour (only on a TTY, never with NO_COLOR).
+ */
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { type ParseArgsOptionDescriptor, parseArgs } from 'node:util';
+import {
+  ControlClient,
+  liveOwner,
+  NotRunningError,
+  parseSince,
+  STATE_DIR_NAME,
+  type StatePaths,
+  statePaths,
+} from '../daemon/index.ts';
+
+export type Option = ParseArgsOptionDescriptor & { description?: string };
+export type Options = Record<string, Option>;
+export type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
+
+export interface Io {
+  readonly stdout: NodeJS.WriteStream;
+  readonly stderr: NodeJS.WriteStream;
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+}
+
+export interface Parsed {
+  readonly values: Values;
+  readonly positionals: string[];
+}
+
+export interface Command {
+  readonly name: string;
+  /** One line for `captree --help`. */
+  readonly summary: string;
+  /** `captree ps [--json] [--state DIR]` */
+  readonly usage: string;
+  /** The body of `--help`: what it does, options, an example. */
+  readonly help: string;
+  readonly options: Options;
+  /** Allowed number of positionals [min, max]. */
+  readonly positionals: readonly [number, number];
+  run(args: Parsed, io: Io): Promise<number>;
+}
+
+/** A mistake in how the command was called: exit 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** A failure the user can act on: exit 1 with `captree: <message>`. */
+export class CliError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode = 1) {
+    super(message);
+    this.name = 'CliError';
+    this.exitCode = exitCode;
+  }
+}
+
+export const stateOption: Options = {
+  state: { type: 'string', description: 'state directory of the tree (default: ./.captree)' },
+};
+export const jsonOption: Options = { json: { type: 'boolean', description: 'machine-readable output' } };
+
+export function parseCommand(cmd: Command, argv: string[]): Parsed & { help: boolean } {
+  let parsed: { values: Values; positionals: string[] };
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: Object.fromEntries(
+        Object.entries({ ...cmd.options, help: { type: 'boolean', short: 'h' } } as Options).map(
+          ([name, { description: _, ...o }]) => [name, o],
+        ),
+      ),
+      allowPositionals: true,
+      strict: true,
+    }) as { values: Values; positionals: string[] };
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0] ?? String(err));
+  }
+  const help = parsed.values.help === true;
+  if (!help) {
+    const [min, max] = cmd.positionals;
+    const n = parsed.positionals.length;
+    if (n < min) throw new UsageError(`missing argument: usage: ${cmd.usage}`);
+    if (n > max)
+      throw new UsageError(`unexpected argument '${parsed.positionals[max]}': usage: ${cmd.usage}`);
+  }
+  return { ...parsed, help };
+}
+
+export function helpText(cmd: Command): string {
+  const lines = [`Usage: ${cmd.usage}`, '', cmd.help.trim(), '', 'Options:'];
+  const entries = Object.entries({ ...cmd.options, help: { type: 'boolean', short: 'h' } } as Options);
+  const rows = entries.map(([name, o]) => {
+    const flag = `${o.short ? `-${o.short}, ` : '    '}--${name}${o.type === 'string' ? ' VALUE' : ''}`;
+    const description = name === 'help' ? 'show this help' : (o.description ?? '');
+    return [flag, description] as const;
+  });
+  const width = Math.max(...rows.map(([f]) => f.length));
+  for (const [flag, description] of rows) lines.push(`  ${flag.padEnd(width)}  ${description}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** A path shown relative to the current directory when it is below it: `./.captree`. */
+export function display(p: string, cwd: string): string {
+  const rel = path.relative(cwd, p);
+  if (rel === '') return '.';
+  return rel.startsWith('..') || path.isAbsolute(rel) ? p : `./${rel}`;
+}
+
+/** The state dir a command other than `up` talks to: `--state DIR` or `./.captree`. */
+export function findState(values: Values, io: Io): StatePaths {
+  const dir = typeof values.state === 'string' ? values.state : STATE_DIR_NAME;
+  return statePaths(path.resolve(io.cwd, dir));
+}
+
+/** A client for the running tree, or a one-line explanation of why there is none. */
+export async function connect(values: Values, io: Io): Promise<{ client: ControlClient; paths: StatePaths }> {
+  const paths = findState(values, io);
+  const client = new ControlClient(paths.socket);
+  try {
+    await client.json('/v1/daemon');
+  } catch (err) {
+    if (err instanceof NotRunningError) throw notRunning(paths, io);
+    throw err;
+  }
+  return { client, paths };
+}
+
+export function notRunning(paths: StatePaths, io: Io): CliError {
+  const dir = display(paths.dir, io.cwd);
+  const owner = existsSync(paths.pidFile) ? liveOwner(paths) : null;
+  if (owner !== null) {
+    return new CliError(
+      `daemon pid ${owner} owns ${dir} but does not answer on control.sock (see ${display(paths.log, io.cwd)}; stop it with: kill ${owner})`,
+    );
+  }
+  return new CliError(`no running tree in ${dir} (start one with: captree up)`);
+}
+
+/** `/demo/db` from `/demo/db`, `demo/db` or `demo/db/`. */
+export function normalizePath(p: string): string {
+  const parts = p.split('/').filter((s) => s !== '');
+  if (parts.length === 0) throw new UsageError(`not a tree path: '${p}' (e.g. /demo/db)`);
+  return `/${parts.join('/')}`;
+}
+
+export interface Palette {
+  readonly enabled: boolean;
+  bold(s: string): string;
+  dim(s: string): string;
+  red(s: string): string;
+  green(s: string): string;
+  yellow(s: string): string;
+  cyan(s: string): string;
+}
+
+/** Colour only on a TTY and never with NO_COLOR (https://no-color.org) or TERM=dumb. */
+export function palette(stream: NodeJS.WriteStream, env: NodeJS.ProcessEnv): Palette {
+  const enabled = stream.isTTY === true && !env.NO_COLOR && env.TERM !== 'dumb';
+  const wrap = (open: number, close: number) => (s: string) =>
+    enabled ? `\x1b[${open}m${s}\x1b[${close}m` : s;
+  return {
+    enabled,
+    bold: wrap(1, 22),
+    dim: wrap(2, 22),
+    red: wrap(31, 39),
+    green: wrap(32, 39),
+    yellow: wrap(33, 39),
+    cyan: wrap(36, 39),
+  };
+}
+
+/** Parses `--since` on the client, so a duration means "before now" on this machine's clock. */
+export function sinceValue(values: Values): number | undefined {
+  return typeof values.since === 'string' ? parseSinceOrThrow(values.since) : undefined;
+}
+
+function parseSinceOrThrow(text: string): number {
+  const since = parseSince(text);
+  if (since === undefined) {
+    throw new UsageError(
+      `--since ${text}: expected a duration (30s, 5m, 2h) or an ISO time (2025-01-31T12:00:00Z)`,
+    );
+  }
+  return since;
+}

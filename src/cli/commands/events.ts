@@ -1,0 +1,82 @@
+/** `captree events`: the journal of engine events, past (`--since`) and live (`-f`). */
+import { existsSync } from 'node:fs';
+import { type ControlClient, eachEvent, type JournalRecord, readJournal } from '../../daemon/index.ts';
+import {
+  CliError,
+  type Command,
+  connect,
+  findState,
+  type Io,
+  jsonOption,
+  normalizePath,
+  palette,
+  sinceValue,
+  stateOption,
+  type Values,
+} from '../cli.ts';
+import { eventLine } from '../render.ts';
+
+export const events: Command = {
+  name: 'events',
+  summary: 'print supervision events from the journal; -f to follow',
+  usage: 'captree events [-f] [--since DURATION|ISO] [--path PREFIX] [--json] [--state DIR]',
+  help: `
+Prints the events of the tree's journal (starts, readiness, exits with their reason,
+restarts, escalations, stops), oldest first, one per line: time, path, what happened.
+--since keeps the events at or after a time: a duration back from now (30s, 5m, 2h) or an ISO
+time. --path keeps the events about a path and everything below it. -f keeps printing new
+events until the tree stops (with -f and no --since, only new ones). Without -f it also works
+after the tree stopped, from STATE/journal.jsonl. --json prints a JSON
+array, or with -f one JSON object per line.
+
+Example:
+  captree events --since 10m --path /demo/db
+  captree events -f --json`,
+  options: {
+    follow: { type: 'boolean', short: 'f', description: 'keep printing new events' },
+    since: { type: 'string', description: 'events at or after: 30s, 5m, 2h or an ISO time' },
+    path: { type: 'string', description: 'events about this path and below' },
+    ...jsonOption,
+    ...stateOption,
+  },
+  positionals: [0, 0],
+  async run({ values }, io) {
+    const since = sinceValue(values);
+    const prefix = typeof values.path === 'string' ? normalizePath(values.path) : undefined;
+    let client: ControlClient;
+    try {
+      ({ client } = await connect(values, io));
+    } catch (err) {
+      // After the tree stopped (or failed to start), the journal on disk still tells what happened.
+      const paths = findState(values, io);
+      if (values.follow || !(err instanceof CliError) || !existsSync(paths.journal)) throw err;
+      const records = await readJournal(paths.journal, { since, path: prefix });
+      print(records, values, io);
+      return 0;
+    }
+    const query = new URLSearchParams();
+    if (since !== undefined) query.set('since', String(since));
+    if (prefix) query.set('path', prefix);
+    const url = `/v1/events${query.size > 0 ? `?${query}` : ''}`;
+    const p = palette(io.stdout, io.env);
+    if (!values.follow) {
+      print(await client.json<JournalRecord[]>(url), values, io);
+      return 0;
+    }
+    const res = await client.open(url, { headers: { accept: 'text/event-stream' } });
+    const stop = () => res.destroy();
+    process.once('SIGINT', stop);
+    await eachEvent(res, (data) => {
+      const r = JSON.parse(data) as JournalRecord;
+      io.stdout.write(values.json ? `${data}\n` : `${eventLine(r, p)}\n`);
+    });
+    process.off('SIGINT', stop);
+    return 0;
+  },
+};
+
+function print(records: JournalRecord[], values: Values, io: Io): void {
+  const p = palette(io.stdout, io.env);
+  if (values.json) io.stdout.write(`${JSON.stringify(records, null, 2)}\n`);
+  else for (const r of records) io.stdout.write(`${eventLine(r, p)}\n`);
+}

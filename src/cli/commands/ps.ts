@@ -1,0 +1,32 @@
+/** `captree ps`: the running tree at a glance, or as JSON for scripts. */
+import type { PsEntry } from '../../daemon/index.ts';
+import { type Command, connect, jsonOption, palette, stateOption } from '../cli.ts';
+import { renderTable } from '../render.ts';
+
+export const ps: Command = {
+  name: 'ps',
+  summary: 'show the running tree: state, pid, uptime, restarts, resources',
+  usage: 'captree ps [--json] [--state DIR]',
+  help: `
+Shows every node and child of the running tree as an indented tree: kind, state, pid, uptime,
+restarts, readiness, and cpu, memory (used/granted) and pids granted ('∞' = not limited,
+'-' = not measured). With --json, prints an array with one object per node and child:
+path, kind, state, pid, uptimeMs, restarts, ready, grant {cpu, memory, pids}, used {cpu, memory}.
+
+Example:
+  captree ps
+  captree ps --json | jq '.[] | select(.state != "ready") | .path'`,
+  options: { ...jsonOption, ...stateOption },
+  positionals: [0, 0],
+  async run({ values }, io) {
+    const { client } = await connect(values, io);
+    const entries = await client.json<PsEntry[]>('/v1/tree');
+    if (values.json) {
+      io.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+      return 0;
+    }
+    const lines = renderTable(entries, { palette: palette(io.stdout, io.env) });
+    io.stdout.write(`${lines.join('\n')}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,204 @@
+/**
+ * `captree up`: validates the manifest, then runs the tree in the foreground with a live
+ * summary, serving the control API until Ctrl-C, SIGTERM or `captree down`; with `--detach`,
+ * starts a background copy of itself and returns once the tree is up.
+ *
+ * The background copy is this same command with CAPTREE_DAEMON=1, stdout and stderr appended
+ * to `daemon.log` and an IPC channel on which it reports "ready" or "failed" exactly once, so
+ * the foreground side waits on an event instead of polling.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  ControlClient,
+  type Daemon,
+  type DaemonInfo,
+  type JournalRecord,
+  liveOwner,
+  StateDirBusyError,
+  snapshot,
+  startDaemon,
+  stateDirFor,
+  statePaths,
+} from '../../daemon/index.ts';
+import { formatErrors, type ManifestTree } from '../../manifest/index.ts';
+import { CliError, type Command, display, type Io, palette } from '../cli.ts';
+import { LiveView } from '../live.ts';
+import { eventLine } from '../render.ts';
+import { validate } from './check.ts';
+
+type DaemonMessage = { type: 'ready' } | { type: 'failed'; message: string };
+
+export const up: Command = {
+  name: 'up',
+  summary: 'validate a manifest and run its tree (foreground, or --detach)',
+  usage: 'captree up [FILE] [--detach] [--state DIR]',
+  help: `
+Checks the manifest (default: captree.yaml) and, if it has no error, starts its tree: children
+in order, each ready before the next. Runs in the foreground with a live summary (on a
+terminal: the tree redrawn in place; otherwise one line per event) and serves the control API
+on STATE/control.sock for ps, logs, restart, events and down. Ctrl-C or SIGTERM stops the tree
+in order and exits once every process is gone (Ctrl-C twice kills at once).
+The state directory (default: .captree beside the manifest) holds control.sock, daemon.pid,
+journal.jsonl and daemon.log. A state directory owned by a live daemon is refused.
+With --detach, runs in the background (output to daemon.log) and returns once the tree is up.
+
+Example:
+  captree up examples/demo/captree.yaml
+  captree up --detach && captree ps`,
+  options: {
+    detach: { type: 'boolean', short: 'd', description: 'run in the background; return once the tree is up' },
+    state: { type: 'string', description: 'state directory (default: .captree beside the manifest)' },
+  },
+  positionals: [0, 1],
+  async run({ values, positionals }, io) {
+    const file = path.resolve(io.cwd, positionals[0] ?? 'captree.yaml');
+    const shown = positionals[0] ?? 'captree.yaml';
+    if (!fs.existsSync(file)) {
+      throw new CliError(`no manifest at ${shown} (create one, or name it: captree up FILE)`);
+    }
+    // Validate before touching the state dir: a bad manifest must leave a running tree alone.
+    // Errors name the file as the user wrote it (relative paths stay relative).
+    const result = await validate(io.cwd === process.cwd() ? shown : file);
+    if (!result.tree) {
+      io.stderr.write(`${formatErrors(result.errors)}\n`);
+      throw new CliError(`${result.errors.length} error(s) in ${shown}; nothing was started or changed`);
+    }
+    const stateDir =
+      typeof values.state === 'string' ? path.resolve(io.cwd, values.state) : stateDirFor(file);
+    const paths = statePaths(stateDir);
+    const owner = liveOwner(paths);
+    if (owner !== null) throw new StateDirBusyError(display(paths.dir, io.cwd), owner);
+    if (values.detach && io.env.CAPTREE_DAEMON !== '1') return detach(file, paths.dir, io);
+    return foreground(result.tree, paths.dir, io);
+  },
+};
+
+async function detach(file: string, stateDir: string, io: Io): Promise<number> {
+  const paths = statePaths(stateDir);
+  fs.mkdirSync(paths.dir, { recursive: true });
+  const logStart = fs.existsSync(paths.log) ? fs.statSync(paths.log).size : 0;
+  const log = fs.openSync(paths.log, 'a');
+  const main = process.argv[1] ?? '';
+  const child = spawn(process.execPath, [...process.execArgv, main, 'up', file, '--state', paths.dir], {
+    cwd: io.cwd,
+    detached: true,
+    stdio: ['ignore', log, log, 'ipc'],
+    env: { ...io.env, CAPTREE_DAEMON: '1' },
+  });
+  fs.closeSync(log);
+  const outcome = await new Promise<{ ok: true } | { ok: false; message: string }>((resolve) => {
+    let failure: string | null = null;
+    child.on('message', (m: DaemonMessage) => {
+      if (m.type === 'ready') resolve({ ok: true });
+      else failure = m.message;
+    });
+    // After a failure report the daemon cleans up and exits; wait for that before answering.
+    child.on('exit', (code, signal) =>
+      resolve({
+        ok: false,
+        message: failure ?? `the daemon exited (${signal ?? `code ${code}`}) before the tree was up`,
+      }),
+    );
+    child.on('error', (err) => resolve({ ok: false, message: `cannot start the daemon: ${err.message}` }));
+  });
+  if (!outcome.ok) {
+    const tail = readFrom(paths.log, logStart).trimEnd().split('\n').slice(-15).join('\n');
+    if (tail) io.stderr.write(`${tail}\n`);
+    throw new CliError(`${outcome.message} (log: ${display(paths.log, io.cwd)})`);
+  }
+  const info = await new ControlClient(paths.socket).json<DaemonInfo>('/v1/daemon');
+  child.disconnect();
+  child.unref();
+  io.stdout.write(
+    `captree: /${info.name} is up in the background (daemon pid ${info.pid}, state ${display(paths.dir, io.cwd)})\n` +
+      '  see it: captree ps    stop it: captree down\n',
+  );
+  return 0;
+}
+
+function readFrom(file: string, offset: number): string {
+  try {
+    const buf = fs.readFileSync(file);
+    return buf.subarray(offset).toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
+async function foreground(tree: ManifestTree, stateDir: string, io: Io): Promise<number> {
+  const asDaemon = io.env.CAPTREE_DAEMON === '1' && typeof process.send === 'function';
+  const report = (m: DaemonMessage) => {
+    if (asDaemon && process.connected) process.send?.(m, () => process.disconnect());
+  };
+  const p = palette(io.stdout, io.env);
+  const tty = io.stdout.isTTY === true && !asDaemon;
+  const name = tree.root.path;
+  let view: LiveView | null = null;
+  let daemon: Daemon | undefined;
+  const onEvent = (r: JournalRecord) => {
+    if (view) view.event(r);
+    else io.stdout.write(`${eventLine(r, p)}\n`);
+  };
+  const where = display(stateDir, io.cwd);
+  const header = (state: string) =>
+    `captree: ${name} ${state} (state ${where}${state === 'stopped' ? '' : '; Ctrl-C to stop'})`;
+  // The view exists before the daemon: the first events are emitted while it starts.
+  if (tty) view = new LiveView(io.stdout, p, () => (daemon ? snapshot(daemon.tree) : []), header('starting'));
+  else io.stdout.write(`captree: starting ${name} (pid ${process.pid}, state ${where})\n`);
+  try {
+    daemon = await startDaemon({ manifest: tree, stateDir, onEvent });
+  } catch (err) {
+    view?.close();
+    const message =
+      err instanceof StateDirBusyError
+        ? err.message
+        : `cannot start ${name}: ${(err as Error).message ?? String(err)}`;
+    report({ type: 'failed', message });
+    throw new CliError(message);
+  }
+  const d = daemon;
+  view?.changed();
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      if (view) view.header = header('stopping; Ctrl-C again to kill');
+      else io.stdout.write(`captree: ${signal}: stopping ${name}\n`);
+      void d.stop();
+    } else {
+      if (!view) io.stdout.write(`captree: ${signal} again: killing ${name}\n`);
+      void d.kill();
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  if (!asDaemon) process.on('SIGHUP', onSignal);
+
+  d.started.then(
+    () => {
+      report({ type: 'ready' });
+      if (view) view.header = header('up');
+      else io.stdout.write(`captree: ${name} is up; control socket ${display(d.paths.socket, io.cwd)}\n`);
+    },
+    (err: unknown) => {
+      const message = `${name} failed to start: ${(err as Error).message ?? String(err)}`;
+      report({ type: 'failed', message });
+      view?.close();
+      view = null;
+      io.stderr.write(`captree: ${message}\n`);
+    },
+  );
+  const code = await d.finished;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  process.off('SIGHUP', onSignal);
+  if (view) {
+    view.header = header('stopped');
+    view.close();
+  }
+  io.stdout.write(`captree: ${name} stopped${code === 0 ? '' : ' (with failures; see: captree events)'}\n`);
+  return code;
+}

@@ -1,0 +1,63 @@
+/** `captree start|stop|restart PATH`: one operation on one child, through the control API. */
+import { ApiResponseError, type PsEntry, urlPath } from '../daemon/index.ts';
+import { CliError, type Command, connect, jsonOption, normalizePath, stateOption } from './cli.ts';
+
+type Verb = 'start' | 'stop' | 'restart';
+
+const done: Record<Verb, string> = { start: 'started', stop: 'stopped', restart: 'restarted' };
+
+const helps: Record<Verb, string> = {
+  start: `
+Starts a stopped child (one stopped with 'captree stop', or failed) and waits until it is up;
+it counts as running again for its supervisor's strategy.
+
+Example:
+  captree start /demo/worker`,
+  stop: `
+Stops a child per its shutdown policy and keeps it stopped: its supervisor will not restart it,
+nor will a restart of its siblings, until 'captree start'. A temporary child is removed.
+
+Example:
+  captree stop /demo/worker`,
+  restart: `
+Restarts a child as its supervisor's strategy would after a crash: with rest_for_one, the child
+and every sibling listed after it; with one_for_all, all siblings. Waits until they are up.
+An operator's restart does not count against the restart intensity.
+
+Example:
+  captree restart /demo/db`,
+};
+
+export function controlCommand(verb: Verb): Command {
+  return {
+    name: verb,
+    summary: {
+      start: 'start a stopped child',
+      stop: 'stop a child and keep it stopped',
+      restart: 'restart a child (and its siblings, per strategy)',
+    }[verb],
+    usage: `captree ${verb} PATH [--json] [--state DIR]`,
+    help: helps[verb],
+    options: { ...jsonOption, ...stateOption },
+    positionals: [1, 1],
+    async run({ values, positionals }, io) {
+      const path = normalizePath(positionals[0]!);
+      const { client } = await connect(values, io);
+      let result: { path: string; action: Verb; child: PsEntry | null };
+      try {
+        result = await client.json(`/v1/children/${urlPath(path)}/${verb}`, { method: 'POST' });
+      } catch (err) {
+        if (err instanceof ApiResponseError) throw new CliError(err.message);
+        throw err;
+      }
+      if (values.json) {
+        io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return 0;
+      }
+      const c = result.child;
+      const detail = c ? ` (${c.state}${c.pid !== null ? `, pid ${c.pid}` : ''})` : '';
+      io.stdout.write(`${done[verb]} ${path}${detail}\n`);
+      return 0;
+    },
+  };
+}

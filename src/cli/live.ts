@@ -1,0 +1,89 @@
+/**
+ * The live summary of `captree up` on a terminal: a compact tree and the last few events,
+ * redrawn in place. Redraws are driven by events only (no timer while nothing changes) and
+ * throttled to about ten per second, so a crash loop cannot flood the terminal.
+ */
+import type { JournalRecord, PsEntry } from '../daemon/index.ts';
+import type { Palette } from './cli.ts';
+import { eventLine, renderTable } from './render.ts';
+
+const frameMs = 100;
+const recentEvents = 6;
+
+export class LiveView {
+  readonly #out: NodeJS.WriteStream;
+  readonly #palette: Palette;
+  readonly #rows: () => PsEntry[];
+  #header: string;
+  #recent: JournalRecord[] = [];
+  #drawn = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #lastDraw = 0;
+  #closed = false;
+
+  constructor(out: NodeJS.WriteStream, palette: Palette, rows: () => PsEntry[], header: string) {
+    this.#out = out;
+    this.#palette = palette;
+    this.#rows = rows;
+    this.#header = header;
+    this.#out.write('\x1b[?25l');
+  }
+
+  set header(text: string) {
+    this.#header = text;
+    this.changed();
+  }
+
+  event(r: JournalRecord): void {
+    this.#recent.push(r);
+    if (this.#recent.length > recentEvents) this.#recent.shift();
+    this.changed();
+  }
+
+  changed(): void {
+    if (this.#timer || this.#closed) return;
+    const wait = Math.max(0, frameMs - (Date.now() - this.#lastDraw));
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#draw();
+    }, wait);
+  }
+
+  /** Draws the final frame and gives the terminal back (cursor shown, below the view). */
+  close(): void {
+    if (this.#closed) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#draw();
+    this.#closed = true;
+    this.#out.write('\x1b[?25h');
+  }
+
+  #frame(p: Palette): string[] {
+    return [
+      p.bold(this.#header),
+      ...renderTable(this.#rows(), { palette: p, uptime: false }),
+      '',
+      ...this.#recent.map((r) => eventLine(r, p)),
+    ];
+  }
+
+  #draw(): void {
+    if (this.#closed) return;
+    this.#lastDraw = Date.now();
+    // A pty without a size (script(1), some CI) reports 0: assume a common terminal.
+    const columns = this.#out.columns || 120;
+    const rows = this.#out.rows || 40;
+    let lines = this.#frame(this.#palette);
+    const plainLines = this.#frame({ ...this.#palette, enabled: false, ...identity });
+    // A wrapped line would break the cursor arithmetic: fall back to plain text cut to width.
+    if (plainLines.some((l) => l.length > columns)) lines = plainLines.map((l) => l.slice(0, columns));
+    if (lines.length > rows - 1) lines = lines.slice(0, rows - 1);
+    const up = this.#drawn > 0 ? `\x1b[${this.#drawn}F` : '';
+    this.#out.write(`${up}\x1b[J${lines.join('\n')}\n`);
+    this.#drawn = lines.length;
+  }
+}
+
+const id = (s: string) => s;
+const identity = { bold: id, dim: id, red: id, green: id, yellow: id, cyan: id };

@@ -1,0 +1,142 @@
+/**
+ * A running tree on this host: owns the state dir, builds and starts the tree, journals every
+ * event and serves the control API. `captree up` runs one in the foreground (or, with
+ * `--detach`, in a background copy of itself); this module has no terminal or signal handling,
+ * so tests run it in-process.
+ *
+ * Shutdown order, whatever triggers it (`down`, a signal, the root giving up): the supervisor
+ * stops its children in reverse start order, then the runtime removes cgroups and stops the
+ * launcher, then the API answers the pending `down` and closes, then the pid file goes. A second
+ * `up` can therefore take the state dir over only once every process is gone.
+ */
+import { readFileSync } from 'node:fs';
+import type { ExitReason } from '../core/index.ts';
+import type { ManifestTree } from '../manifest/index.ts';
+import { Journal, type JournalRecord } from './journal.ts';
+import { type ControlServer, createControlServer } from './server.ts';
+import { acquireStateDir, type StatePaths, statePaths } from './state.ts';
+import type { DaemonInfo, RunningTree, TreeBuilder } from './types.ts';
+
+export interface DaemonOptions {
+  manifest: ManifestTree;
+  stateDir: string;
+  /** Default: the host runtime (`build-tree.ts`). */
+  build?: TreeBuilder;
+  /** Every journalled event, after it is on disk. */
+  onEvent?(record: JournalRecord): void;
+}
+
+export interface Daemon {
+  readonly tree: RunningTree;
+  readonly paths: StatePaths;
+  readonly journal: Journal;
+  /** Resolves once every child started; rejects with the reason one could not. */
+  readonly started: Promise<void>;
+  /** Resolves with the process exit code once everything is stopped and cleaned up. */
+  readonly finished: Promise<number>;
+  /** Stops the tree in order (idempotent); resolves when every process is gone. */
+  stop(): Promise<void>;
+  /** Kills every child at once: the second Ctrl-C. */
+  kill(): Promise<void>;
+  info(): DaemonInfo;
+}
+
+/**
+ * The host runtime's tree builder, loaded on first use so that client commands (`ps`, `logs`)
+ * do not load the launcher and cgroup code.
+ */
+export async function defaultBuilder(): Promise<TreeBuilder> {
+  const { buildTree } = await import('./build-tree.ts');
+  return buildTree;
+}
+
+let version: string | undefined;
+function packageVersion(): string {
+  if (version === undefined) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+      version = String(pkg.version);
+    } catch {
+      version = 'unknown';
+    }
+  }
+  return version;
+}
+
+function exitCode(reason: ExitReason): number {
+  return reason.kind === 'normal' || reason.kind === 'shutdown' ? 0 : 1;
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const paths = statePaths(options.stateDir);
+  // sockaddr_un holds 107 bytes of path; a longer one fails later with a cryptic EINVAL.
+  if (Buffer.byteLength(paths.socket) > 107) {
+    throw new Error(
+      `the state dir path is too long for a unix socket (${paths.socket}); use --state with a shorter path`,
+    );
+  }
+  const release = acquireStateDir(paths);
+  let journal: Journal | undefined;
+  let tree: RunningTree;
+  try {
+    journal = new Journal(paths.journal);
+    const build = options.build ?? (await defaultBuilder());
+    tree = await build(options.manifest, { stateDir: paths.dir });
+  } catch (err) {
+    journal?.close();
+    release();
+    throw err;
+  }
+  const j = journal;
+  const sup = tree.supervisor;
+  sup.subscribe((event) => {
+    const record = j.append(event);
+    options.onEvent?.(record);
+  });
+  const startedAt = Date.now();
+  const info = (): DaemonInfo => ({
+    pid: process.pid,
+    name: options.manifest.root.name,
+    manifest: options.manifest.file,
+    stateDir: paths.dir,
+    startedAt,
+    state: sup.state,
+    version: packageVersion(),
+  });
+
+  // The runtime is closed whatever stopped the root: a `down`, a signal, or an escalation.
+  const treeGone: Promise<ExitReason> = sup.whenStopped().then(async (reason) => {
+    await tree.runtime.close();
+    return reason;
+  });
+  const stop = async () => {
+    await sup.stop();
+    await treeGone;
+  };
+  const kill = async () => {
+    await sup.kill();
+    await treeGone;
+  };
+  const control: ControlServer = createControlServer({ tree, journal: j, info, down: stop });
+  try {
+    await control.listen(paths.socket);
+  } catch (err) {
+    await sup.stop();
+    await treeGone;
+    j.close();
+    release();
+    throw new Error(`cannot serve the control socket ${paths.socket}: ${(err as Error).message}`);
+  }
+
+  const started = sup.start();
+  // A failed start is reported through `started`; `finished` still resolves (with exit code 1).
+  started.catch(() => {});
+  const finished = treeGone.then(async (reason) => {
+    await control.close();
+    await import('node:fs/promises').then((fs) => fs.rm(paths.socket, { force: true }));
+    j.close();
+    release();
+    return exitCode(reason);
+  });
+  return { tree, paths, journal: j, started, finished, stop, kill, info };
+}

@@ -1,0 +1,28 @@
+/** The daemon layer: a running tree on one host, its control API, journal and state dir. */
+export { checkTree } from './check.ts';
+export {
+  ApiResponseError,
+  ControlClient,
+  eachEvent,
+  eachLine,
+  NotRunningError,
+  readAll,
+  urlPath,
+} from './client.ts';
+export { type Daemon, type DaemonOptions, defaultBuilder, startDaemon } from './daemon.ts';
+export { Journal, type JournalFilter, type JournalRecord, pathMatches, readJournal } from './journal.ts';
+export { ApiFailure, type ControlOptions, type ControlServer, createControlServer } from './server.ts';
+export { snapshot } from './snapshot.ts';
+export {
+  acquireStateDir,
+  isAlive,
+  liveOwner,
+  readPid,
+  STATE_DIR_NAME,
+  StateDirBusyError,
+  type StatePaths,
+  stateDirFor,
+  statePaths,
+} from './state.ts';
+export { formatDuration, parseSince } from './time.ts';
+export type * from './types.ts';

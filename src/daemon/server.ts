@@ -1,0 +1,324 @@
+/**
+ * The control API: HTTP/1.1 + JSON on the state dir's unix socket (`control.sock`), versioned
+ * under `/v1`. Access control is the socket file's permissions: whoever may connect may operate
+ * the tree, as with the Docker socket. Documented in `docs/api.openapi.yaml`.
+ *
+ * Every error is `{error: {code, message}}` with a status that says whose fault it is: 400 bad
+ * request, 404 unknown path, 409 wrong state. Child paths sit in the URL as they are written
+ * (`/v1/children/shop/db/restart`), so the last segment is the verb and the rest is the path.
+ */
+import * as fs from 'node:fs/promises';
+import * as http from 'node:http';
+import { SupervisorError } from '../core/index.ts';
+import { formatRecord, type LogRecord, parseRecord, readLogSince } from '../runtime/logs/index.ts';
+import { type Journal, type JournalFilter, type JournalRecord, matches, readJournal } from './journal.ts';
+import { snapshot } from './snapshot.ts';
+import { parseSince } from './time.ts';
+import type { DaemonInfo, RunningTree } from './types.ts';
+
+export interface ControlOptions {
+  tree: RunningTree;
+  journal: Journal;
+  info(): DaemonInfo;
+  /** Stops the tree in order; resolves once every process is gone. */
+  down(): Promise<void>;
+}
+
+export class ApiFailure extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = 'ApiFailure';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const supervisorStatus: Record<string, number> = {
+  not_found: 404,
+  already_present: 409,
+  running: 409,
+  not_running: 409,
+  max_children: 409,
+  start_failed: 500,
+};
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+function sendError(res: http.ServerResponse, err: unknown): void {
+  let failure: ApiFailure;
+  if (err instanceof ApiFailure) failure = err;
+  else if (err instanceof SupervisorError)
+    failure = new ApiFailure(supervisorStatus[err.code] ?? 500, err.code, err.message);
+  else failure = new ApiFailure(500, 'internal', (err as Error)?.message ?? String(err));
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, failure.status, { error: { code: failure.code, message: failure.message } });
+}
+
+function sinceParam(url: URL): number | undefined {
+  const raw = url.searchParams.get('since');
+  if (raw === null || raw === '') return undefined;
+  const since = parseSince(raw);
+  if (since === undefined) {
+    throw new ApiFailure(
+      400,
+      'bad_since',
+      `since=${raw}: expected ms epoch, ISO-8601 time or a duration (5m)`,
+    );
+  }
+  return since;
+}
+
+/** `/shop/db` from the URL segments after a prefix; decoded, validated. */
+function treePath(segments: string[]): string {
+  const parts = segments.map((s) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      throw new ApiFailure(400, 'bad_path', `malformed path segment: ${s}`);
+    }
+  });
+  if (parts.length === 0 || parts.some((p) => p === '' || p === '.' || p === '..' || p.includes('/'))) {
+    throw new ApiFailure(400, 'bad_path', `not a tree path: /${parts.join('/')}`);
+  }
+  return `/${parts.join('/')}`;
+}
+
+const verbs = ['start', 'stop', 'restart'] as const;
+type Verb = (typeof verbs)[number];
+
+export interface ControlServer {
+  readonly server: http.Server;
+  /** Serves on a unix socket, replacing a stale socket file; only the owner may connect. */
+  listen(socketPath: string): Promise<void>;
+  /** Ends live streams, stops accepting, resolves once in-flight requests are answered. */
+  close(): Promise<void>;
+}
+
+export function createControlServer(options: ControlOptions): ControlServer {
+  const { tree, journal } = options;
+  let downing: Promise<void> | null = null;
+  // Live streams never go idle on their own; shutdown must end them or close() would wait for ever.
+  const streams = new Set<http.ServerResponse>();
+  const stream = (res: http.ServerResponse) => {
+    streams.add(res);
+    res.on('close', () => streams.delete(res));
+  };
+
+  async function child(res: http.ServerResponse, path: string, verb: Verb): Promise<void> {
+    const found = tree.locate(path);
+    if (!found) {
+      if (path === tree.supervisor.path) {
+        throw new ApiFailure(409, 'root', `${path} is the root; stop the whole tree with: captree down`);
+      }
+      throw new ApiFailure(404, 'not_found', `no child ${path} in this tree (see: captree ps)`);
+    }
+    const { supervisor, id } = found;
+    if (verb === 'start') await supervisor.startChild(id);
+    else if (verb === 'stop') await supervisor.stopChild(id);
+    else await supervisor.restartChild(id);
+    const entry = snapshot(tree).find((e) => e.path === path) ?? null;
+    sendJson(res, 200, { path, action: verb, child: entry });
+  }
+
+  async function events(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+    const filter: JournalFilter = { since: sinceParam(url), path: url.searchParams.get('path') ?? undefined };
+    const live = (req.headers.accept ?? '').includes('text/event-stream');
+    if (!live) {
+      sendJson(res, 200, await readJournal(journal.file, filter));
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+    });
+    const send = (r: JournalRecord) =>
+      res.write(`id: ${r.seq}\nevent: ${r.type}\ndata: ${JSON.stringify(r)}\n\n`);
+    // Subscribe before reading history and drop duplicates by (ts, seq), so nothing falls between.
+    const pending: JournalRecord[] = [];
+    let replaying = true;
+    const unsubscribe = journal.subscribe((r) => {
+      if (!pathOk(filter, r)) return;
+      if (replaying) pending.push(r);
+      else send(r);
+    });
+    res.on('close', unsubscribe);
+    stream(res);
+    const history = filter.since === undefined ? [] : await readJournal(journal.file, filter);
+    const seen = new Set(history.map((r) => `${r.ts}:${r.seq}:${r.type}:${r.path}`));
+    for (const r of history) send(r);
+    for (const r of pending) if (!seen.has(`${r.ts}:${r.seq}:${r.type}:${r.path}`)) send(r);
+    replaying = false;
+    res.write(': live\n\n');
+  }
+
+  async function logs(req: http.IncomingMessage, res: http.ServerResponse, url: URL, path: string) {
+    const files = tree.logFiles(path);
+    if (!files) {
+      const known = tree.supervisor.tree().some((e) => e.path === path);
+      throw known
+        ? new ApiFailure(409, 'no_logs', `${path} has no log of its own (only processes have logs)`)
+        : new ApiFailure(404, 'not_found', `no child ${path} in this tree (see: captree ps)`);
+    }
+    const since = sinceParam(url) ?? 0;
+    const limitRaw = url.searchParams.get('limit');
+    const limit = limitRaw === null ? undefined : Number(limitRaw);
+    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 0)) {
+      throw new ApiFailure(400, 'bad_limit', `limit=${limitRaw}: expected an integer ≥ 0`);
+    }
+    const follow = url.searchParams.get('follow') === '1' || url.searchParams.get('follow') === 'true';
+    const ndjson = (req.headers.accept ?? '').includes('application/x-ndjson');
+    const encode = (r: LogRecord) =>
+      ndjson ? `${JSON.stringify({ ...r, time: new Date(r.ts).toISOString(), path })}\n` : formatRecord(r);
+    const pending: LogRecord[] = [];
+    let replaying = true;
+    let unsubscribe = () => {};
+    if (follow) {
+      unsubscribe = tree.onLog(path, (line) => {
+        const r = toRecord(line);
+        if (replaying) pending.push(r);
+        else res.write(encode(r));
+      });
+      res.on('close', unsubscribe);
+      stream(res);
+    }
+    let history: LogRecord[];
+    try {
+      history = await readLogSince(files.dir, files.name, since, limit === undefined ? {} : { limit });
+    } catch (err) {
+      unsubscribe();
+      throw err;
+    }
+    res.writeHead(200, {
+      'content-type': ndjson ? 'application/x-ndjson' : 'text/plain; charset=utf-8',
+      'cache-control': 'no-store',
+    });
+    for (const r of history) res.write(encode(r));
+    if (!follow) {
+      res.end();
+      return;
+    }
+    const last = history.at(-1)?.ts ?? 0;
+    const tail = new Set(history.filter((r) => r.ts === last).map((r) => formatRecord(r)));
+    for (const r of pending)
+      if (r.ts > last || (r.ts === last && !tail.has(formatRecord(r)))) res.write(encode(r));
+    replaying = false;
+  }
+
+  async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://captree');
+    const segments = url.pathname.split('/').filter((s) => s !== '');
+    const method = req.method ?? 'GET';
+    if (segments[0] !== 'v1') {
+      throw new ApiFailure(404, 'unknown_route', `${method} ${url.pathname}: this API lives under /v1`);
+    }
+    const [, resource, ...rest] = segments;
+    const expect = (m: string) => {
+      if (method !== m)
+        throw new ApiFailure(405, 'method_not_allowed', `${url.pathname} takes ${m}, not ${method}`);
+    };
+    switch (resource) {
+      case 'daemon':
+        if (rest.length === 0) {
+          expect('GET');
+          return sendJson(res, 200, options.info());
+        }
+        break;
+      case 'tree':
+        if (rest.length === 0) {
+          expect('GET');
+          return sendJson(res, 200, snapshot(tree));
+        }
+        break;
+      case 'children': {
+        const verb = rest.at(-1) as Verb | undefined;
+        if (rest.length >= 2 && verb && verbs.includes(verb)) {
+          expect('POST');
+          return child(res, treePath(rest.slice(0, -1)), verb);
+        }
+        throw new ApiFailure(404, 'unknown_route', `expected /v1/children/{path}/(start|stop|restart)`);
+      }
+      case 'events':
+        if (rest.length === 0) {
+          expect('GET');
+          return events(req, res, url);
+        }
+        break;
+      case 'logs':
+        expect('GET');
+        return logs(req, res, url, treePath(rest));
+      case 'down':
+        if (rest.length === 0) {
+          expect('POST');
+          // Streamed: the first line acknowledges, the last arrives once every process is gone.
+          res.writeHead(202, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+          res.write(`${JSON.stringify({ state: 'stopping', pid: process.pid })}\n`);
+          downing ??= options.down();
+          await downing;
+          res.end(`${JSON.stringify({ state: 'stopped' })}\n`);
+          return;
+        }
+        break;
+    }
+    throw new ApiFailure(404, 'unknown_route', `${method} ${url.pathname} is not part of the API`);
+  }
+
+  // Once closing, a connection is dropped as soon as its last response is out: a keep-alive
+  // socket would otherwise hold `server.close()` (and the daemon's exit) for seconds.
+  let inFlight = 0;
+  let closing = false;
+  const server = http.createServer((req, res) => {
+    inFlight++;
+    res.once('close', () => {
+      inFlight--;
+      if (closing && inFlight === 0) server.closeAllConnections();
+    });
+    route(req, res).catch((err: unknown) => sendError(res, err));
+  });
+  return {
+    server,
+    async listen(socketPath) {
+      await fs.rm(socketPath, { force: true });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(socketPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      await fs.chmod(socketPath, 0o600);
+    },
+    close() {
+      closing = true;
+      for (const res of streams) res.end();
+      return new Promise((resolve) => {
+        if (!server.listening) return resolve();
+        server.close(() => resolve());
+        if (inFlight === 0) server.closeAllConnections();
+        else server.closeIdleConnections();
+      });
+    },
+  };
+}
+
+function pathOk(filter: JournalFilter, r: JournalRecord): boolean {
+  return matches({ path: filter.path }, r);
+}
+
+/** Live lines come either as stored records or as bare text. */
+function toRecord(line: string): LogRecord {
+  const text = line.endsWith('\n') ? line.slice(0, -1) : line;
+  return parseRecord(text) ?? { ts: Date.now(), stream: 'out', partial: false, text };
+}

@@ -1,0 +1,61 @@
+/**
+ * The daemon's view of a running tree. `build-tree.ts` (the runtime side) produces it; the
+ * daemon, the control API and `ps` only consume it. Declared here structurally so the control
+ * plane can be exercised with an in-process tree of tasks, without processes or cgroups.
+ */
+import type { Supervisor } from '../core/index.ts';
+import type { ManifestTree } from '../manifest/index.ts';
+
+export interface Resources {
+  /** Cores, bytes, count granted; null = unlimited. */
+  grant: { cpu: number | null; memory: number | null; pids: number | null };
+  /** Measured usage (cores, bytes); null = unknown. */
+  used: { cpu: number | null; memory: number | null };
+}
+
+export interface RunningTree {
+  readonly supervisor: Supervisor;
+  /** Closed after the supervisor stopped: removes cgroups, stops the launcher. */
+  readonly runtime: { close(): Promise<void> };
+  locate(path: string): { supervisor: Supervisor; id: string } | null;
+  resources(path: string): Resources;
+  logFiles(path: string): { dir: string; name: string } | null;
+  onLog(path: string, fn: (line: string) => void): () => void;
+}
+
+export type TreeBuilder = (tree: ManifestTree, options: { stateDir: string }) => Promise<RunningTree>;
+
+/** One row of `ps --json`: a node or a child. */
+export interface PsEntry {
+  path: string;
+  /** Depth below the root (root = 0), for indentation. */
+  depth: number;
+  kind: 'node' | 'process' | 'task';
+  state: string;
+  pid: number | null;
+  uptimeMs: number | null;
+  restarts: number;
+  /** Up and serving: declared ready, or running with no readiness check. */
+  ready: boolean;
+  grant: Resources['grant'];
+  used: Resources['used'];
+  /** Why it last exited, in words; null if it never did. */
+  lastExit: string | null;
+}
+
+/** Facts about the daemon itself (`GET /v1/daemon`). */
+export interface DaemonInfo {
+  pid: number;
+  name: string;
+  manifest: string;
+  stateDir: string;
+  /** ms epoch. */
+  startedAt: number;
+  state: string;
+  version: string;
+}
+
+/** The JSON error body of every failed API call. */
+export interface ApiError {
+  error: { code: string; message: string };
+}
