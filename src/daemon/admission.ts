@@ -271,7 +271,12 @@ export function admitManifest(tree: ManifestTree, source: ManifestSource, host: 
     for (const reason of checked.reasons) {
       const spec = specs.get(reason.path);
       const field = spec ? fieldOf(reason, spec, specs, source) : [];
-      errors.push(errorAt(source, spec ? reason.path : tree.root.path, field, reason.message));
+      const at = spec ? reason.path : tree.root.path;
+      // The error line already starts with the path: do not say it twice.
+      const message = reason.message.startsWith(`${at} `)
+        ? reason.message.slice(at.length + 1)
+        : reason.message;
+      errors.push(errorAt(source, at, field, message));
     }
   }
   if (!checked.ok || errors.length > 0) return { ok: false, errors: sortUnique(errors) };

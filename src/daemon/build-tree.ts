@@ -89,7 +89,7 @@ export function secretsDir(manifest: ManifestTree): string {
   return join(manifest.dir, 'secrets');
 }
 
-function availableSecrets(manifest: ManifestTree): string[] {
+export function availableSecrets(manifest: ManifestTree): string[] {
   const dir = secretsDir(manifest);
   try {
     return readdirSync(dir).filter((name) => {

@@ -1,11 +1,17 @@
 /**
  * Checks beyond the manifest's own schema that `captree check` and `captree up` run before
- * anything starts: the hook where admission (caps/) plugs in. Every problem is returned at once,
- * in the manifest's error format, so the CLI prints them with file:line:col.
+ * anything starts: the full admission of the tree against what this host can hold and enforce
+ * (caps/ through admission.ts). Every problem is returned at once, in the manifest's error
+ * format, so the CLI prints them with file:line:col.
  */
-import type { ManifestError, ManifestTree } from '../manifest/index.ts';
+import type { ManifestError, ManifestSource, ManifestTree } from '../manifest/index.ts';
+import { admitManifest, hostCapabilities } from './admission.ts';
 
 /** Problems that would make `tree` fail to start; [] when it may start. */
-export function checkTree(_tree: ManifestTree): ManifestError[] {
-  return [];
+export async function checkTree(tree: ManifestTree, source: ManifestSource): Promise<ManifestError[]> {
+  // build-tree brings the runtime (launcher, cgroups) with it: load it only when checking.
+  const { availableSecrets } = await import('./build-tree.ts');
+  const host = await hostCapabilities({ secrets: availableSecrets(tree) });
+  const admitted = admitManifest(tree, source, host);
+  return admitted.ok ? [] : admitted.errors;
 }

@@ -160,10 +160,7 @@ describe('admitManifest', () => {
     assert.deepEqual({ line: e.line, col: e.col }, at);
     assert.equal(e.path, '/shop/greedy');
     assert.equal(e.field, 'requires.cpu');
-    assert.match(
-      e.message,
-      /^\/shop\/greedy requires cpu 2(\.0)?, \/shop has 0\.5 left of 1(\.0)?: small holds 0\.5/,
-    );
+    assert.match(e.message, /^requires cpu 2(\.0)?, \/shop has 0\.5 left of 1(\.0)?: small holds 0\.5/);
     assert.equal(
       formatError(e),
       `captree.yaml:11:12: /shop/greedy requires.cpu: ${e.message}`,
@@ -205,7 +202,7 @@ describe('admitManifest', () => {
     assert.equal(e.path, '/shop/api');
     assert.equal(e.field, 'requires.services[1]');
     assert.deepEqual({ line: e.line, col: e.col }, posOf(text, 'db.sql'));
-    assert.match(e.message, /\/shop\/api requires service db\.sql: no sibling provides it/);
+    assert.match(e.message, /^requires service db\.sql: no sibling provides it/);
   });
 
   it('names a cycle between two siblings', () => {

@@ -33,7 +33,7 @@ export async function validate(
   }
   const parsed = await loadManifest(file);
   if (!parsed.ok) return { tree: null, errors: parsed.errors };
-  const errors = checkTree(parsed.tree);
+  const errors = await checkTree(parsed.tree, parsed.source);
   return errors.length > 0 ? { tree: null, errors } : { tree: parsed.tree, errors: [] };
 }
 
