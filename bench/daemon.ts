@@ -5,10 +5,10 @@
  * runit`); the issue's earlier figures are printed beside them for reference.
  *
  * Run: `node bench/daemon.ts [children=1000] [idleSeconds=20]`.
- * captree runs in this process (the daemon's engine and runtime) plus its launcher, exactly as
- * `captree up` does; its PSS is this Node process + the launcher.
+ * captree runs as users run it: the built bin (`npm run build`), `up --detach` and `down`; its
+ * memory is the daemon process plus its launcher.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -21,8 +21,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTree } from '../src/daemon/build-tree.ts';
-import { parseManifest } from '../src/manifest/index.ts';
+import { fileURLToPath } from 'node:url';
 
 const N = Number(process.argv[2] ?? 1000);
 const IDLE_S = Number(process.argv[3] ?? 20);
@@ -112,7 +111,10 @@ async function idleCpuMs(pids: () => number[]): Promise<number> {
   return ((cpuTicks(pids()) - before) * 1000) / CLK_TCK;
 }
 
+/** captree as users run it: the built bin, `up --detach`, then `down`. */
 async function captree(dir: string): Promise<Result> {
+  const bin = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+  if (!existsSync(bin)) throw new Error('build first: npm run build');
   const yaml = [
     'name: benchtree',
     'strategy: one_for_one',
@@ -120,20 +122,29 @@ async function captree(dir: string): Promise<Result> {
     'children:',
     ...Array.from({ length: N }, (_, i) => `  - { name: c${i}, command: [sleep, infinity] }`),
   ].join('\n');
-  const parsed = parseManifest(yaml, join(dir, 'captree.yaml'), { baseDir: dir });
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  writeFileSync(join(dir, 'captree.yaml'), yaml);
+  const cli = (...args: string[]) =>
+    execFileSync(process.execPath, [bin, ...args], { cwd: dir, stdio: 'pipe' });
   const t0 = performance.now();
-  const tree = await buildTree(parsed.tree, { stateDir: join(dir, '.captree') });
-  await tree.supervisor.start();
+  cli('up', '--detach');
+  const daemon = Number(readFileSync(join(dir, '.captree', 'daemon.pid'), 'utf8').trim());
+  await until(() => sleepers(daemon) === N, 120_000, 'captree children');
   const upMs = performance.now() - t0;
-  const own = () => [process.pid, tree.runtime.launcher.pid];
-  const pss = pssKiB(own());
+  const own = () => [daemon, ...descendants(daemon).filter((p) => comm(p) !== 'sleep')];
+  const owned = own();
+  const pss = pssKiB(owned);
   const idle = await idleCpuMs(own);
   const t1 = performance.now();
-  await tree.supervisor.stop();
-  await tree.runtime.close();
-  const stopMs = performance.now() - t1;
-  return { name: 'captree', upMs, pssMiB: pss / 1024, processes: 2, idleCpuMs: idle, stopMs };
+  cli('down');
+  await until(() => stat(daemon) === null && sleepers(daemon) === 0, 60_000, 'captree stop');
+  return {
+    name: 'captree',
+    upMs,
+    pssMiB: pss / 1024,
+    processes: owned.length,
+    idleCpuMs: idle,
+    stopMs: performance.now() - t1,
+  };
 }
 
 async function supervisord(dir: string): Promise<Result | null> {
