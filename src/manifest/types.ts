@@ -78,20 +78,11 @@ export interface NodeSpec extends ChildCommon {
   children: ChildSpec[];
 }
 
-export type Ready = { timeout: number } & (
-  | { type: 'notify'; fd: number }
-  | { type: 'sd_notify' }
-  | { type: 'tcp'; host: string; port: number }
-  | { type: 'http'; url: string }
-  | { type: 'exec'; command: string[] }
-  | { type: 'log'; pattern: string }
-);
+/** Readiness and liveness declarations, shared with the process driver that carries them out. */
+import type { LivenessSpec, ReadySpec } from '../runtime/readiness/spec.ts';
 
-export type Liveness = { interval: number; timeout: number; failures: number } & (
-  | { type: 'tcp'; host: string; port: number }
-  | { type: 'http'; url: string }
-  | { type: 'exec'; command: string[] }
-);
+export type Ready = ReadySpec;
+export type Liveness = LivenessSpec;
 
 export interface Backoff {
   initial: number;

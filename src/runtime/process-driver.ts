@@ -40,21 +40,9 @@ import {
   waitHttp,
   waitTcp,
 } from './readiness/index.ts';
+import type { LivenessSpec, ReadySpec } from './readiness/spec.ts';
 
-export type ReadySpec = { timeout: number } & (
-  | { type: 'notify'; fd: number }
-  | { type: 'sd_notify' }
-  | { type: 'tcp'; host: string; port: number }
-  | { type: 'http'; url: string }
-  | { type: 'exec'; command: string[] }
-  | { type: 'log'; pattern: string }
-);
-
-export type LivenessSpec = { interval: number; timeout: number; failures: number } & (
-  | { type: 'tcp'; host: string; port: number }
-  | { type: 'http'; url: string }
-  | { type: 'exec'; command: string[] }
-);
+export type { LivenessSpec, ReadySpec } from './readiness/spec.ts';
 
 export interface ProcessOptions {
   command: readonly string[];
