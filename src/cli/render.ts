@@ -159,6 +159,14 @@ export function describeEvent(r: JournalRecord): string {
       return 'child added';
     case 'child_deleted':
       return 'child removed';
+    case 'adopted':
+      return `adopted pid ${r.pid} (kept running while no daemon was)`;
+    case 'exited_offline':
+      return `pid ${r.pid} exited while no daemon was running (${r.code !== null ? `exit code ${r.code}` : `killed by ${r.signal}`})`;
+    case 'orphan_killed':
+      return `killed orphan pid ${r.pid}: ${r.why}`;
+    case 'recovered':
+      return `recovered: launcher pid ${r.launcherPid} had kept ${r.found} children; ${r.exited} exited meanwhile, ${r.killed} orphans killed`;
     default:
       return r.type;
   }

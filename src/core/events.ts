@@ -15,6 +15,8 @@ interface Base {
 export type SupervisorEvent =
   | (Base & { readonly type: 'starting' })
   | (Base & { readonly type: 'started'; readonly pid: number | null })
+  /** The driver took over an instance still running from before a daemon restart (`started` follows). */
+  | (Base & { readonly type: 'adopted'; readonly pid: number })
   | (Base & { readonly type: 'ready'; readonly declared: boolean })
   | (Base & { readonly type: 'exited'; readonly reason: ExitReason; readonly expected: boolean })
   | (Base & { readonly type: 'start_failed'; readonly reason: ExitReason })

@@ -13,6 +13,7 @@ export {
   type ChildInfo,
   crashOf,
   describeExit,
+  type HoldStore,
   Supervisor,
   SupervisorError,
   type SupervisorErrorCode,

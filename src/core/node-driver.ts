@@ -10,7 +10,7 @@ import type { ExitReason, SupervisorSpec } from './types.ts';
 
 export function node(
   spec: SupervisorSpec,
-  options: Pick<SupervisorOptions, 'checkpoints'> = {},
+  options: Pick<SupervisorOptions, 'checkpoints' | 'holds'> = {},
 ): ChildDriver {
   // Reject a bad nested spec when it is given, not when the parent first starts it.
   const problems = checkSupervisorSpec(spec);

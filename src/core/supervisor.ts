@@ -45,12 +45,23 @@ export interface CheckpointStore {
   delete?(path: string): void;
 }
 
+/**
+ * Which children an operator holds stopped (`stopChild`), by path; in memory unless the daemon
+ * supplies a durable store. A child held when its supervisor is built is not started by `start()`.
+ */
+export interface HoldStore {
+  isHeld(path: string): boolean;
+  /** Called before the operation it records takes effect. */
+  setHeld(path: string, held: boolean): void;
+}
+
 export interface SupervisorOptions {
   clock?: Clock;
   sink?: EventSink;
   /** This supervisor's path; default `/<name>`. */
   path?: string;
   checkpoints?: CheckpointStore;
+  holds?: HoldStore;
 }
 
 export type SupervisorState = 'idle' | 'starting' | 'ready' | 'stopping' | 'stopped';
@@ -193,6 +204,7 @@ export class Supervisor {
   readonly #spec: SupervisorSpec;
   readonly #window: RestartWindow;
   readonly #checkpoints: CheckpointStore | undefined;
+  readonly #holds: HoldStore | undefined;
   readonly #isRoot: boolean;
   #children: ChildRecord[] = [];
   #byId = new Map<string, ChildRecord>();
@@ -218,6 +230,7 @@ export class Supervisor {
     this.#isRoot = options.sink === undefined;
     this.events = options.sink ?? new EventSink();
     this.#checkpoints = options.checkpoints;
+    this.#holds = options.holds;
     this.#window = new RestartWindow(spec.intensity ?? 1, spec.period ?? 5000);
     for (const child of spec.children ?? []) this.#insert(child);
   }
@@ -260,6 +273,7 @@ export class Supervisor {
       const started: ChildRecord[] = [];
       for (const rec of [...this.#children]) {
         if (this.#state !== 'starting') break;
+        if (rec.held) continue;
         const outcome = await this.#launch(rec);
         if (this.#state !== 'starting') break;
         if (outcome !== null) {
@@ -330,7 +344,7 @@ export class Supervisor {
       if (rec.handle) throw new SupervisorError('running', `${rec.path} is already running`);
       this.#requireReady();
       rec.timer?.cancel();
-      rec.held = false;
+      this.#hold(rec, false);
       const outcome = await this.#launch(rec);
       if (outcome !== null) {
         throw new SupervisorError(
@@ -347,7 +361,7 @@ export class Supervisor {
   stopChild(id: string): Promise<void> {
     return this.#serial(async () => {
       const rec = this.#get(id);
-      rec.held = true;
+      this.#hold(rec, true);
       await this.#halt(rec);
       if (rec.restart === 'temporary') this.#remove(rec);
     });
@@ -361,7 +375,7 @@ export class Supervisor {
     return this.#serial(async () => {
       const rec = this.#get(id);
       this.#requireReady();
-      rec.held = false;
+      this.#hold(rec, false);
       const failed = await this.#applyStrategy(rec);
       if (failed) {
         throw new SupervisorError(
@@ -454,6 +468,7 @@ export class Supervisor {
     const rec = new ChildRecord(spec, this.path);
     const stored = this.#checkpoints?.load(rec.path);
     if (stored) rec.saved = stored;
+    if (this.#holds?.isHeld(rec.path)) rec.held = true;
     this.#children.push(rec);
     this.#byId.set(spec.id, rec);
     return rec;
@@ -467,7 +482,14 @@ export class Supervisor {
     if (i >= 0) this.#children.splice(i, 1);
     this.#byId.delete(rec.spec.id);
     this.#checkpoints?.delete?.(rec.path);
+    this.#hold(rec, false);
     this.#emit({ type: 'child_deleted', path: rec.path, at: this.clock.now() });
+  }
+
+  #hold(rec: ChildRecord, held: boolean): void {
+    if (rec.held === held) return;
+    this.#holds?.setHeld(rec.path, held);
+    rec.held = held;
   }
 
   #get(id: string): ChildRecord {

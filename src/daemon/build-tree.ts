@@ -40,7 +40,13 @@ import {
 } from '../manifest/index.ts';
 import type { Limits } from '../runtime/cgroup/index.ts';
 import { planConfinement, serviceDir } from '../runtime/confine/index.ts';
-import { HostRuntime, logName } from '../runtime/host-runtime.ts';
+import {
+  HostRuntime,
+  logName,
+  type OrphanKill,
+  type PathState,
+  type Recovery,
+} from '../runtime/host-runtime.ts';
 import { formatRecord } from '../runtime/logs/index.ts';
 import { processDriver } from '../runtime/process-driver.ts';
 import { admitManifest, hostCapabilities } from './admission.ts';
@@ -62,9 +68,14 @@ export interface RunningTree {
   logFiles(path: string): { dir: string; name: string } | null;
   /** Live log lines of a process child; returns an unsubscribe function. */
   onLog(path: string, fn: (line: string) => void): () => void;
+  /**
+   * Once the tree has started: what an earlier daemon left (null on a fresh start) and the
+   * processes killed because nothing supervises them (see `HostRuntime.sweep`).
+   */
+  recover(): Promise<{ recovery: Recovery | null; kills: OrphanKill[] }>;
 }
 
-export interface BuildOptions extends Pick<SupervisorOptions, 'checkpoints'> {
+export interface BuildOptions extends Pick<SupervisorOptions, 'checkpoints' | 'holds'> {
   stateDir: string;
   /** `none`: process groups only, no cgroups (advisory). */
   cgroups?: 'auto' | 'none';
@@ -152,7 +163,7 @@ export async function buildTree(manifest: ManifestTree, options: BuildOptions): 
     const specs = new Map<string, ChildSpec | NodeSpec>();
     applyNodeLimits(runtime, manifest.root, specs);
     const rootSpec = await supervisorSpec(runtime, manifest.root, options, confinement);
-    const supervisor = new Supervisor(rootSpec, { checkpoints: options.checkpoints });
+    const supervisor = new Supervisor(rootSpec, { checkpoints: options.checkpoints, holds: options.holds });
     return new Tree(supervisor, runtime, manifest, specs);
   } catch (err) {
     await runtime.close();
@@ -354,5 +365,21 @@ class Tree implements RunningTree {
     const log = this.runtime.existingLog(path);
     if (!log) return () => {};
     return log.onRecord((r) => fn(formatRecord(r).trimEnd()));
+  }
+
+  async recover(): Promise<{ recovery: Recovery | null; kills: OrphanKill[] }> {
+    const recovery = this.runtime.recovery;
+    if (recovery === null) return { recovery, kills: [] };
+    const kills = await this.runtime.sweep((path) => this.#stateOf(path));
+    return { recovery, kills };
+  }
+
+  #stateOf(path: string): PathState {
+    const spec = this.#specs.get(path);
+    if (!spec) return 'absent';
+    if (spec.kind === 'node') return 'node';
+    const at = this.supervisor.locate(path);
+    const state = at?.supervisor.child(at.id)?.state;
+    return state === undefined || state === 'stopped' || state === 'failed' ? 'stopped' : 'running';
   }
 }

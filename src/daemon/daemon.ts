@@ -6,16 +6,23 @@
  *
  * Shutdown order, whatever triggers it (`down`, a signal, the root giving up): the supervisor
  * stops its children in reverse start order, then the runtime removes cgroups and stops the
- * launcher, then the API answers the pending `down` and closes, then the pid file goes. A second
- * `up` can therefore take the state dir over only once every process is gone.
+ * launcher, then the API answers the pending `down` and closes, then `state.json` and the pid
+ * file go. A second `up` can therefore take the state dir over only once every process is gone.
+ *
+ * Crash recovery: a daemon killed without that shutdown (`kill -9`) leaves its launcher running
+ * the children, a stale pid file (taken over) and `state.json` (children held stopped). The next
+ * daemon re-attaches to the launcher, adopts each child still running instead of starting it,
+ * keeps the held ones stopped, and once the tree is up kills whatever nothing supervises; the
+ * journal records each adoption, each exit that happened meanwhile and each orphan killed.
+ * Restart counters and intensity windows start over.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { ExitReason } from '../core/index.ts';
 import type { ManifestTree } from '../manifest/index.ts';
-import { Journal, type JournalRecord } from './journal.ts';
+import { Journal, type JournalRecord, pathsOfPids } from './journal.ts';
 import { type ControlServer, createControlServer } from './server.ts';
-import { acquireStateDir, type StatePaths, statePaths } from './state.ts';
-import type { DaemonInfo, RunningTree, TreeBuilder } from './types.ts';
+import { acquireStateDir, DurableState, type StatePaths, statePaths } from './state.ts';
+import type { DaemonInfo, RecoveryReport, RunningTree, TreeBuilder } from './types.ts';
 
 export interface DaemonOptions {
   manifest: ManifestTree;
@@ -63,6 +70,14 @@ function packageVersion(): string {
   return version;
 }
 
+function fileSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
 function exitCode(reason: ExitReason): number {
   return reason.kind === 'normal' || reason.kind === 'shutdown' ? 0 : 1;
 }
@@ -78,10 +93,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const release = acquireStateDir(paths);
   let journal: Journal | undefined;
   let tree: RunningTree;
+  let durable: DurableState;
+  // What earlier daemons journalled ends here: their `started` records name the pids they ran.
+  let journalEnd = 0;
   try {
+    journalEnd = fileSize(paths.journal);
     journal = new Journal(paths.journal);
+    durable = DurableState.load(paths.state);
     const build = options.build ?? (await defaultBuilder());
-    tree = await build(options.manifest, { stateDir: paths.dir });
+    tree = await build(options.manifest, { stateDir: paths.dir, holds: durable });
   } catch (err) {
     journal?.close();
     release();
@@ -128,12 +148,53 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw new Error(`cannot serve the control socket ${paths.socket}: ${(err as Error).message}`);
   }
 
-  const started = sup.start();
+  const record = (event: Parameters<Journal['append']>[0]) => options.onEvent?.(j.append(event));
+  const recover = async () => {
+    let report: RecoveryReport | undefined;
+    try {
+      report = await tree.recover?.();
+    } catch (err) {
+      // The tree is up; what could not be swept stays visible in the log.
+      console.error(`captree: recovery sweep failed: ${(err as Error).message}`);
+      return;
+    }
+    if (!report?.recovery) return;
+    const { recovery, kills } = report;
+    const unknown = new Set(recovery.exitedOffline.filter((e) => e.path === null).map((e) => e.pid));
+    const known = pathsOfPids(paths.journal, unknown, journalEnd);
+    const root = sup.path;
+    for (const e of recovery.exitedOffline) {
+      const path = e.path ?? known.get(e.pid) ?? root;
+      record({
+        type: 'exited_offline',
+        path,
+        at: sup.clock.now(),
+        pid: e.pid,
+        code: e.code,
+        signal: e.signal,
+      });
+    }
+    for (const k of kills)
+      record({ type: 'orphan_killed', path: k.path, at: sup.clock.now(), pid: k.pid, why: k.why });
+    record({
+      type: 'recovered',
+      path: root,
+      at: sup.clock.now(),
+      launcherPid: recovery.launcherPid,
+      found: recovery.found.length,
+      exited: recovery.exitedOffline.length,
+      killed: kills.length,
+    });
+  };
+  // `started` includes the sweep: once it resolves, nothing unsupervised is left running.
+  const started = sup.start().then(recover);
   // A failed start is reported through `started`; `finished` still resolves (with exit code 1).
   started.catch(() => {});
   const finished = treeGone.then(async (reason) => {
     await control.close();
     await import('node:fs/promises').then((fs) => fs.rm(paths.socket, { force: true }));
+    // Stopped in order: the next `up` starts from the manifest alone.
+    durable.remove();
     j.close();
     release();
     return exitCode(reason);

@@ -6,9 +6,45 @@
  * before the next event is handled, others ride on the next fsync or the page cache.
  */
 import * as fs from 'node:fs';
-import type { SupervisorEvent, SupervisorEventType } from '../core/index.ts';
+import type { SupervisorEvent } from '../core/index.ts';
 
-export type JournalRecord = SupervisorEvent & {
+/**
+ * What the daemon itself records about recovery after an earlier daemon died (the engine knows
+ * nothing of it): the launcher that kept the children, children that exited while no daemon ran,
+ * and processes killed because nothing supervised them. `at` is the engine's clock, as for
+ * engine events.
+ */
+export type DaemonEvent =
+  | {
+      /** On the root, after the tree started and the orphans were swept. */
+      readonly type: 'recovered';
+      readonly path: string;
+      readonly at: number;
+      readonly launcherPid: number;
+      /** Live children the launcher still held, adopted unless killed as orphans. */
+      readonly found: number;
+      readonly exited: number;
+      readonly killed: number;
+    }
+  | {
+      readonly type: 'exited_offline';
+      readonly path: string;
+      readonly at: number;
+      readonly pid: number;
+      readonly code: number | null;
+      readonly signal: string | null;
+    }
+  | {
+      readonly type: 'orphan_killed';
+      readonly path: string;
+      readonly at: number;
+      readonly pid: number;
+      readonly why: string;
+    };
+
+export type JournalEvent = SupervisorEvent | DaemonEvent;
+
+export type JournalRecord = JournalEvent & {
   /** Position in this daemon run, from 1. */
   readonly seq: number;
   /** ms epoch. */
@@ -17,7 +53,11 @@ export type JournalRecord = SupervisorEvent & {
   readonly time: string;
 };
 
-const durable: ReadonlySet<SupervisorEventType> = new Set<SupervisorEventType>([
+const durable: ReadonlySet<JournalEvent['type']> = new Set<JournalEvent['type']>([
+  'adopted',
+  'recovered',
+  'exited_offline',
+  'orphan_killed',
   'exited',
   'start_failed',
   'restarting',
@@ -60,7 +100,7 @@ export class Journal {
     this.#now = options.now ?? Date.now;
   }
 
-  append(event: SupervisorEvent): JournalRecord {
+  append(event: JournalEvent): JournalRecord {
     const ts = this.#now();
     const record = { ...event, seq: ++this.#seq, ts, time: new Date(ts).toISOString() } as JournalRecord;
     if (this.#fd !== null) {
@@ -83,6 +123,44 @@ export class Journal {
     fs.closeSync(this.#fd);
     this.#fd = null;
   }
+}
+
+/**
+ * The path of each of `pids` by the last `started` record naming it within the journal's first
+ * `end` bytes (the records an earlier daemon wrote), reading at most the last `window` bytes.
+ */
+export function pathsOfPids(
+  file: string,
+  pids: ReadonlySet<number>,
+  end: number,
+  window = 8 << 20,
+): Map<number, string> {
+  const out = new Map<number, string>();
+  if (pids.size === 0 || end <= 0) return out;
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return out;
+  }
+  try {
+    const start = Math.max(0, end - window);
+    const buf = Buffer.alloc(end - start);
+    const n = fs.readSync(fd, buf, 0, buf.length, start);
+    for (const line of buf.subarray(0, n).toString('utf8').split('\n')) {
+      if (!line.includes('"type":"started"')) continue;
+      try {
+        const r = JSON.parse(line) as { type: string; pid?: unknown; path?: unknown };
+        if (typeof r.pid === 'number' && typeof r.path === 'string' && pids.has(r.pid))
+          out.set(r.pid, r.path);
+      } catch {
+        // A torn line (the first one of the window, or the last one written).
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
 }
 
 /** Records of a journal file matching `filter`, oldest first; a torn last line is skipped. */

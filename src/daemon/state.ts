@@ -14,6 +14,8 @@ export interface StatePaths {
   pidFile: string;
   journal: string;
   log: string;
+  /** Run-time changes that must survive a daemon crash (`DurableState`). */
+  state: string;
 }
 
 export function statePaths(dir: string): StatePaths {
@@ -24,6 +26,7 @@ export function statePaths(dir: string): StatePaths {
     pidFile: path.join(abs, 'daemon.pid'),
     journal: path.join(abs, 'journal.jsonl'),
     log: path.join(abs, 'daemon.log'),
+    state: path.join(abs, 'state.json'),
   };
 }
 
@@ -99,4 +102,88 @@ export function acquireStateDir(paths: StatePaths): () => void {
     }
   }
   throw new Error(`cannot take over ${paths.pidFile}: it keeps reappearing`);
+}
+
+/**
+ * `state.json`: what an operator changed at run time that the manifest does not say, so a
+ * daemon restarted after a crash (`kill -9` included) finds the tree as it was acknowledged.
+ * Today: the children held stopped by `captree stop`. Written whole on every change (a
+ * temporary file, fsync, rename, fsync of the directory), so a crash leaves the old or the new
+ * version, never a torn one. A clean stop of the tree removes it: the next `up` starts from the
+ * manifest alone. Readers ignore fields they do not know, so later versions can add sections
+ * (children admitted at run time) beside `held`.
+ */
+export interface StateFile {
+  version: 1;
+  /** Paths held stopped by an operator, sorted. */
+  held: string[];
+}
+
+export class DurableState {
+  readonly file: string;
+  #held: Set<string>;
+
+  private constructor(file: string, held: Iterable<string>) {
+    this.file = file;
+    this.#held = new Set(held);
+  }
+
+  /** The state left by an earlier daemon, or an empty one; a file that cannot be parsed is an error. */
+  static load(file: string): DurableState {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new DurableState(file, []);
+      throw err;
+    }
+    let parsed: Partial<StateFile>;
+    try {
+      parsed = JSON.parse(text) as Partial<StateFile>;
+    } catch (err) {
+      throw new Error(`${file} is not valid JSON (${(err as Error).message}); move it away to start afresh`);
+    }
+    const held = Array.isArray(parsed.held) ? parsed.held.filter((p) => typeof p === 'string') : [];
+    return new DurableState(file, held);
+  }
+
+  get held(): readonly string[] {
+    return [...this.#held].sort();
+  }
+
+  isHeld(path: string): boolean {
+    return this.#held.has(path);
+  }
+
+  /** Durable when it returns. */
+  setHeld(path: string, held: boolean): void {
+    if (this.#held.has(path) === held) return;
+    if (held) this.#held.add(path);
+    else this.#held.delete(path);
+    this.#write();
+  }
+
+  /** After a clean stop: the next daemon starts from the manifest alone. */
+  remove(): void {
+    fs.rmSync(this.file, { force: true });
+  }
+
+  #write(): void {
+    const data: StateFile = { version: 1, held: this.held as string[] };
+    const tmp = `${this.file}.tmp`;
+    const fd = fs.openSync(tmp, 'w', 0o644);
+    try {
+      fs.writeSync(fd, `${JSON.stringify(data, null, 2)}\n`);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, this.file);
+    const dir = fs.openSync(path.dirname(this.file), 'r');
+    try {
+      fs.fsyncSync(dir);
+    } finally {
+      fs.closeSync(dir);
+    }
+  }
 }

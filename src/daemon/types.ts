@@ -3,7 +3,7 @@
  * daemon, the control API and `ps` only consume it. Declared here structurally so the control
  * plane can be exercised with an in-process tree of tasks, without processes or cgroups.
  */
-import type { Supervisor } from '../core/index.ts';
+import type { HoldStore, Supervisor } from '../core/index.ts';
 import type { ManifestTree } from '../manifest/index.ts';
 
 export interface Resources {
@@ -21,9 +21,32 @@ export interface RunningTree {
   resources(path: string): Resources;
   logFiles(path: string): { dir: string; name: string } | null;
   onLog(path: string, fn: (line: string) => void): () => void;
+  /**
+   * Once the tree has started: what an earlier daemon left behind and the processes killed
+   * because nothing supervises them. Absent: nothing to recover (an in-process tree).
+   */
+  recover?(): Promise<RecoveryReport>;
 }
 
-export type TreeBuilder = (tree: ManifestTree, options: { stateDir: string }) => Promise<RunningTree>;
+export interface RecoveryReport {
+  /** Null on a fresh start. */
+  recovery: {
+    launcherPid: number;
+    found: readonly { path: string; pid: number }[];
+    exitedOffline: readonly {
+      pid: number;
+      code: number | null;
+      signal: string | null;
+      path: string | null;
+    }[];
+  } | null;
+  kills: readonly { pid: number; path: string; why: string }[];
+}
+
+export type TreeBuilder = (
+  tree: ManifestTree,
+  options: { stateDir: string; holds?: HoldStore },
+) => Promise<RunningTree>;
 
 /** One row of `ps --json`: a node or a child. */
 export interface PsEntry {

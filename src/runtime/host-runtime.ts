@@ -8,13 +8,21 @@
  *   re-adopts) the same groups, while two trees on one host never share one.
  * - Output reaches a child's log through a launcher stream keyed by the child's path; the pipe
  *   behind a key lives as long as the launcher, so a restart of the child loses nothing.
+ *
+ * Recovery after the daemon died (`kill -9` included): the launcher (started with a socket in the
+ * state dir) outlived it and kept the children. `open()` re-attaches and surveys what it holds:
+ * every live launcher child, by the tree path in its `CAPTREE_PATH`, becomes adoptable (the
+ * process driver takes it instead of spawning, once: `adopt()`), and the exits the launcher
+ * queued meanwhile are kept in `recovery`. Once the tree has started, `sweep()` kills whatever is
+ * left that nothing supervises: launcher children nobody adopted, and processes in the tree's
+ * cgroups outside a running child's group (held or removed children, strays in node groups).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type CgroupGroup, type CgroupHost, probeCgroups } from './cgroup/index.ts';
 import { credentialsDir, servicesDir } from './confine/index.ts';
-import { Launcher, type NotifyEvent } from './launcher/client.ts';
+import { type ExitEvent, Launcher, type NotifyEvent, type SpawnResult } from './launcher/client.ts';
 import { ChildLog, type StreamTag } from './logs/index.ts';
 
 export interface HostRuntimeOptions {
@@ -36,6 +44,54 @@ export function streamKey(path: string, tag: 'out' | 'err'): string {
   return `${path}#${tag}`;
 }
 
+/** A child still running under a re-attached launcher, taken over by a new daemon. */
+export type AdoptedChild = Omit<SpawnResult, 'forkedAtNs'>;
+
+/** What a re-attached launcher (or a non-empty cgroup subtree) held when the runtime opened. */
+export interface Recovery {
+  /** The launcher was already running (it outlived the daemon that started it). */
+  reattached: boolean;
+  launcherPid: number;
+  /** Live launcher children by tree path, as found (adoption removes nothing from here). */
+  found: { path: string; pid: number }[];
+  /**
+   * Children that exited while no daemon was attached (the launcher queued their exits), or
+   * between the survey and their adoption; `path` is null when only the pid is known.
+   */
+  exitedOffline: (Pick<ExitEvent, 'pid' | 'code' | 'signal'> & { path: string | null })[];
+}
+
+/**
+ * How the tree sees a path when sweeping: a process child with a current instance (left alone),
+ * a node (processes directly in its group are strays), a process child with no instance (held,
+ * failed), or a path the tree no longer has.
+ */
+export type PathState = 'running' | 'node' | 'stopped' | 'absent';
+
+/** A process killed by `sweep()` because nothing supervised it. */
+export interface OrphanKill {
+  pid: number;
+  /** Its tree path (`CAPTREE_PATH`, else the group it was found in). */
+  path: string;
+  why: string;
+}
+
+/** The tree path in a process's environment (`CAPTREE_PATH`), or null if unreadable. */
+export function captreePathOf(pid: number): string | null {
+  try {
+    const env = readFileSync(`/proc/${pid}/environ`, 'latin1');
+    for (const entry of env.split('\0')) {
+      if (entry.startsWith('CAPTREE_PATH=')) return Buffer.from(entry.slice(13), 'latin1').toString('utf8');
+    }
+  } catch {
+    // Gone, or not ours to read.
+  }
+  return null;
+}
+
+/** Output kept for a stream key whose log does not exist yet (an adopted child's, after a re-attach). */
+const PENDING_OUTPUT_MAX = 1 << 20;
+
 export class HostRuntime {
   readonly stateDir: string;
   readonly logsDir: string;
@@ -47,6 +103,16 @@ export class HostRuntime {
   #logs = new Map<string, ChildLog>();
   #closed = false;
   #notify = new Map<number, (n: NotifyEvent) => void>();
+  /** Path → pid of a live launcher child not yet adopted; emptied by `sweep()`. */
+  #adoptable = new Map<string, number>();
+  /** Every exit the launcher reported since the re-attach, until `sweep()`. */
+  #recentExits: Map<number, ExitEvent> | null = null;
+  #pendingOutput = new Map<string, { tag: StreamTag; data: Buffer }[]>();
+  #pendingBytes = 0;
+  /** Leftovers the process driver killed in a group before spawning, during the recovery. */
+  #leftovers: OrphanKill[] = [];
+  /** Set by `open()` when there was something to recover; null on a fresh start. */
+  recovery: Recovery | null = null;
 
   private constructor(
     stateDir: string,
@@ -66,9 +132,26 @@ export class HostRuntime {
     launcher.on('notify', (n) => this.#notify.get(n.pid)?.(n));
     launcher.on('output', ({ key, data }) => {
       const hash = key.lastIndexOf('#');
-      const log = this.#logs.get(key.slice(0, hash));
-      log?.push(key.slice(hash + 1) as StreamTag, data);
+      const path = key.slice(0, hash);
+      const tag = key.slice(hash + 1) as StreamTag;
+      const log = this.#logs.get(path);
+      if (log) log.push(tag, data);
+      else if (this.#pendingBytes + data.length <= PENDING_OUTPUT_MAX) {
+        // A re-attached launcher forwards what adopted children wrote before their log is open.
+        const queue = this.#pendingOutput.get(path) ?? [];
+        this.#pendingOutput.set(path, queue);
+        queue.push({ tag, data });
+        this.#pendingBytes += data.length;
+      }
     });
+    // Registered before the launcher's queued frames are dispatched (they wait one macrotask).
+    if (launcher.reattached) {
+      const exits = new Map<number, ExitEvent>();
+      this.#recentExits = exits;
+      launcher.on('exited', (ev) => {
+        if (this.#recentExits === exits) exits.set(ev.pid, ev);
+      });
+    }
   }
 
   static async open(options: HostRuntimeOptions): Promise<HostRuntime> {
@@ -81,11 +164,167 @@ export class HostRuntime {
     const cgroups = probeCgroups(options.cgroups === 'none' ? { force: 'none' } : {});
     const tag = createHash('sha256').update(stateDir).digest('hex').slice(0, 8);
     const root = cgroups.createRoot(`captree-${options.name}-${tag}`, { reuse: true });
+    const leftovers = !root.isEmpty();
     const launcher = await Launcher.start({
       socketPath: join(stateDir, 'launcher.sock'),
       runtimeDir: join(stateDir, 'run'),
     });
-    return new HostRuntime(stateDir, launcher, cgroups, root, `/${options.name}`);
+    const runtime = new HostRuntime(stateDir, launcher, cgroups, root, `/${options.name}`);
+    if (launcher.reattached || leftovers) {
+      try {
+        await runtime.#survey();
+      } catch (err) {
+        await runtime.close();
+        throw err;
+      }
+    }
+    return runtime;
+  }
+
+  /** Builds the adoption table from what the launcher holds (see the module comment). */
+  async #survey(): Promise<void> {
+    const launcher = this.launcher;
+    const recovery: Recovery = {
+      reattached: launcher.reattached,
+      launcherPid: launcher.pid,
+      found: [],
+      exitedOffline: [],
+    };
+    this.recovery = recovery;
+    this.#recentExits ??= new Map();
+    if (!launcher.reattached) return;
+    // The exits queued while detached arrive before this reply (the launcher answers in order).
+    const { children } = await launcher.list();
+    const live = new Set(children);
+    for (const ev of this.#recentExits.values()) {
+      if (!live.has(ev.pid))
+        recovery.exitedOffline.push({ pid: ev.pid, code: ev.code, signal: ev.signal, path: null });
+    }
+    for (const pid of children) {
+      const path = captreePathOf(pid);
+      if (path === null || !this.#inTree(path) || this.#adoptable.has(path)) continue; // swept later
+      this.#adoptable.set(path, pid);
+      recovery.found.push({ path, pid });
+    }
+  }
+
+  #inTree(path: string): boolean {
+    return path === this.rootPath || path.startsWith(`${this.rootPath}/`);
+  }
+
+  /**
+   * The live instance of `path` left by an earlier daemon, watched from now on; null if there is
+   * none (or it exited meanwhile: then it is noted in `recovery.exitedOffline`). Each is taken once.
+   */
+  adopt(path: string): AdoptedChild | null {
+    const pid = this.#adoptable.get(path);
+    if (pid === undefined) return null;
+    this.#adoptable.delete(path);
+    // Checked and watched in one synchronous step: no exit event can slip in between.
+    const exit = this.#recentExits?.get(pid);
+    if (exit || this.#recentExits === null) {
+      if (exit) this.recovery?.exitedOffline.push({ pid, code: exit.code, signal: exit.signal, path });
+      return null;
+    }
+    return this.launcher.watch(pid);
+  }
+
+  /**
+   * The process driver found `pids` in `path`'s group before spawning and killed them: during a
+   * recovery, what an earlier instance left when the daemon died (reported by `sweep()`).
+   */
+  noteLeftovers(path: string, pids: readonly number[]): void {
+    if (this.#recentExits === null) return;
+    for (const pid of pids)
+      this.#leftovers.push({ pid, path, why: 'left by an instance that exited while no daemon ran' });
+  }
+
+  /**
+   * After the tree started (every adoption done): kills every launcher child nobody follows and
+   * every process in the tree's cgroups outside a running child's group, removes the groups of
+   * paths the tree no longer has, and ends the recovery (nothing is adoptable afterwards).
+   */
+  async sweep(stateOf: (path: string) => PathState): Promise<OrphanKill[]> {
+    const kills: OrphanKill[] = this.#leftovers.splice(0);
+    const why = (path: string | null): string => {
+      if (path === null || !this.#inTree(path)) return 'not a child of this tree';
+      switch (stateOf(path)) {
+        case 'absent':
+          return 'its path is no longer in the manifest';
+        case 'stopped':
+          return 'its child is stopped';
+        case 'node':
+          return 'a stray process in a node';
+        default:
+          return 'a second instance of its child';
+      }
+    };
+    try {
+      const { children } = await this.launcher.list();
+      for (const pid of children) {
+        if (this.launcher.watching(pid)) continue;
+        const path = captreePathOf(pid);
+        await this.launcher.killGroup(pid, 'SIGKILL').catch(() => {});
+        kills.push({ pid, path: path ?? this.rootPath, why: why(path) });
+      }
+      const dirs = this.root.dirs;
+      if (dirs.length > 0) await this.#sweepGroup('', dirs, stateOf, kills, why);
+    } finally {
+      this.#adoptable.clear();
+      this.#recentExits = null;
+      this.#pendingOutput.clear();
+      this.#pendingBytes = 0;
+    }
+    return kills;
+  }
+
+  async #sweepGroup(
+    rel: string,
+    dirs: readonly string[],
+    stateOf: (path: string) => PathState,
+    kills: OrphanKill[],
+    why: (path: string | null) => string,
+  ): Promise<void> {
+    const path = rel === '' ? this.rootPath : `${this.rootPath}/${rel}`;
+    const state = rel === '' ? 'node' : stateOf(path);
+    if (state === 'running') return;
+    const seen = new Set(kills.map((k) => k.pid));
+    const note = (pid: number) => {
+      if (seen.has(pid)) return;
+      seen.add(pid);
+      const own = captreePathOf(pid);
+      kills.push({ pid, path: own ?? path, why: why(own ?? path) });
+    };
+    if (state === 'node') {
+      for (const dir of dirs) {
+        for (const pid of readProcs(join(dir, rel))) {
+          note(pid);
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // Already gone.
+          }
+        }
+      }
+      const subs = new Set<string>();
+      for (const dir of dirs) for (const name of subdirs(join(dir, rel))) subs.add(name);
+      for (const name of subs)
+        await this.#sweepGroup(rel === '' ? name : `${rel}/${name}`, dirs, stateOf, kills, why);
+      return;
+    }
+    // A stopped child's group, or a path the tree no longer has: nothing in it is supervised.
+    const group = this.groupFor(path);
+    const pids = group.pids();
+    if (pids.length > 0) {
+      for (const pid of pids) note(pid);
+      await group.kill().catch(() => {});
+      await group.waitEmpty(AbortSignal.timeout(5000)).catch(() => {});
+    }
+    if (state === 'absent') {
+      await group.remove().catch(() => {});
+      for (const known of [...this.#groups.keys()])
+        if (known === path || known.startsWith(`${path}/`)) this.#groups.delete(known);
+    }
   }
 
   /** Routes sd_notify messages of `pid` to `fn`; returns the function that stops it. */
@@ -120,6 +359,14 @@ export class HostRuntime {
         keep: options.keep,
       });
       this.#logs.set(path, log);
+      const pending = this.#pendingOutput.get(path);
+      if (pending) {
+        this.#pendingOutput.delete(path);
+        for (const { tag, data } of pending) {
+          this.#pendingBytes -= data.length;
+          log.push(tag, data);
+        }
+      }
     }
     return log;
   }
@@ -150,6 +397,27 @@ export class HostRuntime {
     this.#closed = true;
     await this.launcher.disconnect();
     await Promise.all([...this.#logs.values()].map((log) => log.close()));
+  }
+}
+
+function readProcs(dir: string): number[] {
+  try {
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function subdirs(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name);
+  } catch {
+    return [];
   }
 }
 

@@ -15,16 +15,28 @@
  *    remain (a daemon that double-forked) stays supervised until the last of them is gone; a
  *    main process that fails takes the rest of its cgroup with it.
  *
+ * Adoption: when the daemon restarted and its launcher still runs this path's instance
+ * (`HostRuntime.adopt`), `start()` takes that process instead of spawning: `adopted` then
+ * `started` with its pid, readiness re-checked by a tcp/http/exec probe (other kinds cannot be
+ * asked again: reported up, not declared), then stop, kill and exit exactly as for a spawned one.
+ *
  * Exit classification: asked to stop → `shutdown`; killed by us → `killed`; readiness, liveness
  * or watchdog failure → `crashed` with that reason; SIGKILL with the cgroup's OOM counter risen →
  * `crashed` + `oom`; exit 0 → `normal`; a declared permanent exit code (default 125) →
  * `permanent_failure`; any other code or signal → `crashed`.
  */
-import type { ChildDriver, ChildEvents, ChildHandle, ExitReason, StartContext } from '../core/index.ts';
+import type {
+  ChildDriver,
+  ChildEvents,
+  ChildHandle,
+  EventSink,
+  ExitReason,
+  StartContext,
+} from '../core/index.ts';
 import { describeExit } from '../core/index.ts';
 import type { CgroupGroup, Limits } from './cgroup/index.ts';
 import { readCredentials, type SecretSource } from './confine/index.ts';
-import type { HostRuntime } from './host-runtime.ts';
+import type { AdoptedChild, HostRuntime } from './host-runtime.ts';
 import { streamKey } from './host-runtime.ts';
 import type { ExitEvent, MountSpec, NotifyEvent, SpawnResult } from './launcher/client.ts';
 import type { ChildLog } from './logs/index.ts';
@@ -97,7 +109,9 @@ export function processDriver(runtime: HostRuntime, options: ProcessOptions): Ch
     startsAsync: true,
     start(ctx: StartContext, events: ChildEvents): ChildHandle {
       const instance = new ProcessInstance(runtime, options, ctx.path, events);
-      void instance.begin();
+      const adopted = runtime.adopt(ctx.path);
+      if (adopted) void instance.adopt(adopted, ctx.sink, () => ctx.clock.now());
+      else void instance.begin();
       return instance;
     },
   };
@@ -166,8 +180,10 @@ class ProcessInstance implements ChildHandle {
       settledOomKills.delete(group);
       if (!group.isEmpty()) {
         // Leftovers of an earlier instance must not share the new one's group.
+        const left = group.pids();
         await group.kill();
         await group.waitEmpty(AbortSignal.timeout(5000));
+        this.#runtime.noteLeftovers(this.#path, left);
         this.#oomBefore = group.oomKills();
       } else {
         // Empty since the previous instance's exit counted its OOM kills: reuse that count.
@@ -225,6 +241,61 @@ class ProcessInstance implements ChildHandle {
     }
     this.#watchNotify(spawned.pid);
     void this.#awaitReady(spawned);
+  }
+
+  /** Takes over `child`, an instance an earlier daemon started (see the module comment). */
+  async adopt(child: AdoptedChild, sink: EventSink, now: () => number): Promise<void> {
+    const o = this.#options;
+    let group: CgroupGroup;
+    try {
+      group = this.#runtime.groupFor(this.#path);
+    } catch (err) {
+      this.#runtime.launcher.killGroup(child.pid, 'SIGKILL').catch(() => {});
+      this.#report({
+        kind: 'crashed',
+        message: `could not adopt pid ${child.pid}: ${(err as Error).message}`,
+      });
+      return;
+    }
+    this.#group = group;
+    this.pid = child.pid;
+    this.#mainAlive = true;
+    group.track(child.pid);
+    child.exited.then(
+      (exit) => void this.#onMainExit(exit),
+      (err: unknown) => void this.#onMainExit({ code: null, signal: 'SIGKILL' }, err as Error),
+    );
+    // Reported after start() returned, as for a spawned child.
+    await Promise.resolve();
+    settledOomKills.delete(group);
+    this.#oomBefore = group.oomKills();
+    this.#log = this.#runtime.logFor(this.#path, o.logs);
+    this.#log.note(`adopted pid ${child.pid}, still running from before the daemon restarted`);
+    try {
+      // The same values as its group already holds, unless the manifest changed them.
+      if (o.limits) group.setLimits(o.limits);
+    } catch (err) {
+      this.#log.note(`could not apply limits: ${(err as Error).message}`);
+    }
+    sink.emit({ type: 'adopted', path: this.#path, at: now(), pid: child.pid });
+    this.#events.started(child.pid);
+    if (this.#killed) {
+      void this.#killAll();
+      return;
+    }
+    if (this.#stopRequested) {
+      this.#signalAll(o.stopSignal);
+      return;
+    }
+    this.#watchNotify(child.pid);
+    const ready = o.ready;
+    if (ready && (ready.type === 'tcp' || ready.type === 'http' || ready.type === 'exec')) {
+      void this.#awaitReady({ ...child, forkedAtNs: 0n });
+    } else {
+      // Its notification (or log line) went to the daemon that died: it cannot be asked again.
+      this.#events.ready(false);
+      this.#startHealthChecks();
+    }
   }
 
   stop(): void {

@@ -183,6 +183,46 @@ describe('operations', () => {
     await assert.rejects(sup.startChild('a'), /has no child a/);
   });
 
+  it('a hold store records stop/start and holds children at start (nested ones too)', async () => {
+    const h = harness();
+    const held = new Set<string>(['/root/n/y']);
+    const writes: string[] = [];
+    const holds = {
+      isHeld: (path: string) => held.has(path),
+      setHeld: (path: string, on: boolean) => {
+        writes.push(`${on ? '+' : '-'}${path}`);
+        if (on) held.add(path);
+        else held.delete(path);
+      },
+    };
+    const nested = {
+      name: 'n',
+      children: ['x', 'y'].map((id) => ({ id, driver: h.probe(id).driver })),
+    };
+    const sup = new Supervisor(
+      {
+        name: 'root',
+        children: [
+          { id: 'a', driver: h.probe('a').driver },
+          { id: 'n', driver: node(nested, { holds }) },
+        ],
+      },
+      { clock: h.clock, holds },
+    );
+    await sup.start();
+    assert.equal(h.probe('y').starts, 0, 'held at start: not started');
+    assert.equal(h.probe('x').starts, 1);
+    await sup.stopChild('a');
+    assert.deepEqual(writes, ['+/root/a']);
+    await sup.startChild('a');
+    assert.deepEqual(writes, ['+/root/a', '-/root/a']);
+    const inner = sup.nested('n');
+    await inner?.startChild('y');
+    assert.equal(h.probe('y').starts, 1);
+    assert.deepEqual(writes.at(-1), '-/root/n/y');
+    await sup.stop();
+  });
+
   it('a child held stopped by an operator stays stopped through a sibling group restart', async () => {
     const h = harness();
     const sup = h.supervisor({

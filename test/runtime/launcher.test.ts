@@ -420,10 +420,15 @@ describe('launcher', () => {
       [[dies.pid, 'SIGKILL']],
       'the exit queued while detached is delivered',
     );
-    const ev = new Promise<ExitEvent>((resolve) => second.on('exited', resolve));
+    assert.equal(first.reattached, false);
+    assert.equal(second.reattached, true);
+    // A child the first client spawned, followed by the second as if it had spawned it.
+    const watched = second.watch(kept.pid);
+    assert.ok(second.watching(kept.pid));
     await second.kill(kept.pid, 'SIGKILL');
-    const e = await ev;
+    const e = await watched.exited;
     assert.deepEqual([e.pid, e.code, e.signal], [kept.pid, null, 'SIGKILL']);
+    assert.ok(!second.watching(kept.pid));
     await second.close();
     await waitGone(first.pid);
     assert.equal(existsSync(socketPath), false);

@@ -172,12 +172,22 @@ describe('exec readiness', () => {
       /\(1 attempt, last: timed out after \d+ ms\)/,
     );
     const grandchild = Number(fs.readFileSync(pidFile, 'utf8'));
-    // SIGKILL was sent to the group before the rejection; the sleep is gone or a zombie.
-    let state = 'gone';
-    try {
-      const stat = fs.readFileSync(`/proc/${grandchild}/stat`, 'utf8');
-      state = stat.slice(stat.lastIndexOf(')') + 2)[0]!;
-    } catch {}
+    // SIGKILL was sent to the group before the rejection; the sleep is gone or a zombie once
+    // the kernel has delivered it (it may still show R for a moment: bounded polling of /proc,
+    // as it is not our child; a sleep left out of the group would stay S for 300 s).
+    const stateOf = () => {
+      try {
+        const stat = fs.readFileSync(`/proc/${grandchild}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2)[0]!;
+      } catch {
+        return 'gone';
+      }
+    };
+    let state = stateOf();
+    for (let i = 0; i < 100 && state !== 'gone' && state !== 'Z'; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      state = stateOf();
+    }
     assert.ok(state === 'gone' || state === 'Z', `grandchild state ${state}`);
     fs.rmSync(dir, { recursive: true });
   });

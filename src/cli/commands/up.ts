@@ -41,7 +41,10 @@ terminal: the tree redrawn in place; otherwise one line per event) and serves th
 on STATE/control.sock for ps, logs, restart, events and down. Ctrl-C or SIGTERM stops the tree
 in order and exits once every process is gone (Ctrl-C twice kills at once).
 The state directory (default: .captree beside the manifest) holds control.sock, daemon.pid,
-journal.jsonl and daemon.log. A state directory owned by a live daemon is refused.
+journal.jsonl and daemon.log. A state directory owned by a live daemon is refused. One whose
+daemon died (kill -9 included) is recovered: the children its launcher kept running are
+adopted (same pids), children held by stop stay stopped, and anything left unsupervised is
+killed; the journal records each.
 With --detach, runs in the background (output to daemon.log) and returns once the tree is up.
 
 Example:

@@ -215,6 +215,13 @@ export class Launcher extends EventEmitter<LauncherEvents> {
     return this.#pid;
   }
 
+  /** True when this client re-attached to a launcher that was already running (it may hold children). */
+  get reattached(): boolean {
+    return this.#reattached;
+  }
+
+  #reattached = false;
+
   #pid = 0;
   #hello = deferred<number>();
   // Frames after the hello wait one macrotask, so the caller of start()/attach() can add its
@@ -275,6 +282,7 @@ export class Launcher extends EventEmitter<LauncherEvents> {
       s.once('error', reject);
     });
     const launcher = new Launcher(sock);
+    launcher.#reattached = true;
     await launcher.#started();
     return launcher;
   }
@@ -421,6 +429,29 @@ export class Launcher extends EventEmitter<LauncherEvents> {
       const e = err as LauncherError;
       throw new LauncherError(`spawn ${spec.argv[0]} failed: ${e.message}`, e.errno);
     }
+  }
+
+  /**
+   * Follows a live child this client did not spawn (one an earlier client spawned, found with
+   * `list()` after a re-attach), as `spawn()` does for its own: `exited` settles with its exit.
+   * Call it synchronously after learning the child is alive and unexited (an exit event already
+   * delivered is not replayed); `ready` settles only on a notification that arrives from now on.
+   */
+  watch(pid: number): Omit<SpawnResult, 'forkedAtNs'> {
+    const existing = this.#watches.get(pid);
+    if (existing) return { pid, exited: existing.exited.promise, ready: existing.ready.promise };
+    if (this.#gone !== undefined) {
+      const lost = deferred<never>();
+      lost.reject(new LauncherError('launcher connection is closed'));
+      return { pid, exited: lost.promise, ready: lost.promise };
+    }
+    const { exited, ready } = this.#watch(pid, 0n);
+    return { pid, exited, ready };
+  }
+
+  /** True while a spawned or watched child of this client has not exited. */
+  watching(pid: number): boolean {
+    return this.#watches.has(pid);
   }
 
   #watch(pid: number, forkedAtNs: bigint): SpawnResult {
