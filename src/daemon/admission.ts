@@ -41,6 +41,7 @@ import * as os from 'node:os';
 import { join, resolve } from 'node:path';
 import { isMap, isScalar, isSeq } from 'yaml';
 import {
+  type CapTree,
   checkTree,
   type Grant,
   type HostCapabilities,
@@ -67,7 +68,13 @@ import { type HostReport, probeHost } from '../runtime/host-probe.ts';
 type Spec = NodeSpec | ChildSpec;
 
 export type Admission =
-  | { ok: true; grants: Map<string, Grant>; startOrder: Map<string, string[]> }
+  | {
+      ok: true;
+      grants: Map<string, Grant>;
+      startOrder: Map<string, string[]>;
+      /** The admitted tree, live: admissions, releases and renegotiations at run time go through it. */
+      caps: CapTree;
+    }
   | { ok: false; errors: ManifestError[] };
 
 // ---------------------------------------------------------------------------------------------
@@ -284,6 +291,7 @@ export function admitManifest(tree: ManifestTree, source: ManifestSource, host: 
     ok: true,
     grants: new Map(checked.grants),
     startOrder: new Map([...checked.startOrder].map(([p, order]) => [p, [...order]])),
+    caps: checked.tree,
   };
 }
 

@@ -19,7 +19,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Grant, HostCapabilities } from '../caps/index.ts';
+import type { CapTree, Grant, HostCapabilities } from '../caps/index.ts';
 import {
   type ChildSpec as EngineChild,
   node,
@@ -60,6 +60,10 @@ export interface RunningTree {
   readonly supervisor: Supervisor;
   readonly runtime: HostRuntime;
   readonly manifest: ManifestTree;
+  /** The admitted capability tree, live: run-time admissions and renegotiations go through it. */
+  readonly caps: CapTree;
+  /** What this host can hold and enforce, as admission saw it. */
+  readonly host: HostCapabilities;
   /** The supervisor owning a path and the child's id there; null if absent. */
   locate(path: string): { supervisor: Supervisor; id: string } | null;
   /** Grant (cores, bytes, count; null = unlimited) and measured usage (null = unknown). */
@@ -164,7 +168,7 @@ export async function buildTree(manifest: ManifestTree, options: BuildOptions): 
     applyNodeLimits(runtime, manifest.root, specs);
     const rootSpec = await supervisorSpec(runtime, manifest.root, options, confinement);
     const supervisor = new Supervisor(rootSpec, { checkpoints: options.checkpoints, holds: options.holds });
-    return new Tree(supervisor, runtime, manifest, specs);
+    return new Tree(supervisor, runtime, manifest, specs, admitted.caps, host);
   } catch (err) {
     await runtime.close();
     throw err;
@@ -311,6 +315,8 @@ class Tree implements RunningTree {
   readonly supervisor: Supervisor;
   readonly runtime: HostRuntime;
   readonly manifest: ManifestTree;
+  readonly caps: CapTree;
+  readonly host: HostCapabilities;
   readonly #specs: Map<string, ChildSpec | NodeSpec>;
   /** Last cpu sample per path, to turn cumulative usage into cores. */
   #cpuSamples = new Map<string, { usec: number; at: number }>();
@@ -320,11 +326,15 @@ class Tree implements RunningTree {
     runtime: HostRuntime,
     manifest: ManifestTree,
     specs: Map<string, ChildSpec | NodeSpec>,
+    caps: CapTree,
+    host: HostCapabilities,
   ) {
     this.supervisor = supervisor;
     this.runtime = runtime;
     this.manifest = manifest;
     this.#specs = specs;
+    this.caps = caps;
+    this.host = host;
   }
 
   locate(path: string): { supervisor: Supervisor; id: string } | null {
