@@ -5,6 +5,7 @@
  */
 import { ApiResponseError, StateDirBusyError } from '../daemon/index.ts';
 import { CliError, type Command, helpText, type Io, parseCommand, UsageError } from './cli.ts';
+import { admit } from './commands/admit.ts';
 import { check } from './commands/check.ts';
 import { doctor } from './commands/doctor.ts';
 import { down } from './commands/down.ts';
@@ -12,11 +13,27 @@ import { events } from './commands/events.ts';
 import { logs } from './commands/logs.ts';
 import { ps } from './commands/ps.ts';
 import { restart } from './commands/restart.ts';
+import { revoke } from './commands/revoke.ts';
+import { shell } from './commands/shell.ts';
 import { start } from './commands/start.ts';
 import { stop } from './commands/stop.ts';
 import { up } from './commands/up.ts';
 
-export const commands: readonly Command[] = [up, down, ps, logs, start, stop, restart, events, check, doctor];
+export const commands: readonly Command[] = [
+  up,
+  down,
+  ps,
+  logs,
+  start,
+  stop,
+  restart,
+  events,
+  check,
+  doctor,
+  admit,
+  revoke,
+  shell,
+];
 
 function overview(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

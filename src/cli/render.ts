@@ -167,6 +167,16 @@ export function describeEvent(r: JournalRecord): string {
       return `killed orphan pid ${r.pid}: ${r.why}`;
     case 'recovered':
       return `recovered: launcher pid ${r.launcherPid} had kept ${r.found} children; ${r.exited} exited meanwhile, ${r.killed} orphans killed`;
+    case 'channel': {
+      // `request cpu=0.5`, `→ grant cpu=0.7 memory=…`: the parent–child channel (docs/protocol.md).
+      const { v: _v, type, ...rest } = r.message as Record<string, unknown>;
+      const fields = Object.entries(rest)
+        .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+        .join(' ');
+      return `${r.from === 'child' ? '←' : '→'} ${String(type ?? 'invalid')}${fields ? ` ${fields}` : ''}`;
+    }
+    case 'grant_changed':
+      return `grant ${r.cause === 'reclaim' ? 'reclaimed' : r.cause === 'release' ? 'released' : 'raised'} (by ${r.by}): cpu ${r.grant.cpu ?? 'shared'}, memory ${r.grant.memory === null ? 'shared' : formatBytes(r.grant.memory)}, pids ${r.grant.pids ?? 'shared'}`;
     default:
       return r.type;
   }

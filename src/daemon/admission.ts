@@ -478,3 +478,34 @@ function neverField(message: string, spec: Spec): YamlPath {
   // Nothing in the set is written by the child: its network is inherited, so `net:` is what to add.
   return net ? ['requires', 'net'] : ['requires'];
 }
+
+// ---------------------------------------------------------------------------------------------
+// Run-time admission (one child into the live tree)
+
+/** The caps contract of one manifest child, as `contractsOf` maps it inside a tree. */
+export function contractOf(spec: Spec): TreeSpec {
+  return specOf(spec);
+}
+
+/**
+ * Caps reasons about one child admitted at run time, as `ManifestError`s in `captree check`'s
+ * wording and field mapping; `siblings` are the other children of its node (for cycles).
+ */
+export function errorsOfReasons(
+  reasons: readonly Reason[],
+  spec: Spec,
+  source: ManifestSource,
+  siblings: ReadonlyMap<string, Spec> = new Map(),
+): ManifestError[] {
+  const specs = new Map<string, Spec>(siblings);
+  specs.set(spec.path, spec);
+  return reasons.map((reason) => {
+    const own = specs.get(reason.path);
+    const at = own ? reason.path : spec.path;
+    const field = own ? fieldOf(reason, own, specs, source) : [];
+    const message = reason.message.startsWith(`${at} `)
+      ? reason.message.slice(at.length + 1)
+      : reason.message;
+    return errorAt(source, at, field, message);
+  });
+}

@@ -50,6 +50,8 @@ import {
 import { formatRecord } from '../runtime/logs/index.ts';
 import { processDriver } from '../runtime/process-driver.ts';
 import { admitManifest, hostCapabilities } from './admission.ts';
+import { supervisorEnv } from './channel.ts';
+import { liveChildren } from './live-limits.ts';
 
 export interface Resources {
   grant: { cpu: number | null; memory: number | null; pids: number | null };
@@ -77,6 +79,13 @@ export interface RunningTree {
    * processes killed because nothing supervises them (see `HostRuntime.sweep`).
    */
   recover(): Promise<{ recovery: Recovery | null; kills: OrphanKill[] }>;
+  /**
+   * The engine spec of a process admitted at run time, confined by `grant` (from caps `admit`);
+   * from now on `ps`, logs and the recovery sweep know its path. Add it with `addChild`.
+   */
+  dynamicChild(spec: ProcessSpec, grant: Grant): Promise<EngineChild>;
+  /** Forgets a run-time child once its supervisor no longer has it. */
+  forgetChild(path: string): void;
 }
 
 export interface BuildOptions extends Pick<SupervisorOptions, 'checkpoints' | 'holds'> {
@@ -168,7 +177,7 @@ export async function buildTree(manifest: ManifestTree, options: BuildOptions): 
     applyNodeLimits(runtime, manifest.root, specs);
     const rootSpec = await supervisorSpec(runtime, manifest.root, options, confinement);
     const supervisor = new Supervisor(rootSpec, { checkpoints: options.checkpoints, holds: options.holds });
-    return new Tree(supervisor, runtime, manifest, specs, admitted.caps, host);
+    return new Tree(supervisor, runtime, manifest, specs, admitted.caps, host, confinement);
   } catch (err) {
     await runtime.close();
     throw err;
@@ -279,9 +288,13 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
     );
     listenFds.push({ handle, name });
   }
+  // Kept by reference: a renegotiated grant updates both in place (live-limits.ts).
+  const env = { ...spec.env, ...plan.env, ...supervisorEnv(runtime, spec, grant) };
+  const limits = limitsOf(spec.requires);
+  liveChildren(runtime).set(spec.path, { limits, env });
   return processDriver(runtime, {
     command: spec.command,
-    env: { ...spec.env, ...plan.env },
+    env,
     inheritEnv: spec.inheritEnv,
     cwd: spec.cwd,
     uid: spec.user === null ? undefined : resolveId(spec.user, '/etc/passwd', 'user'),
@@ -292,7 +305,7 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
     liveness: spec.liveness,
     watchdog: spec.watchdog,
     logs: spec.logs,
-    limits: limitsOf(spec.requires),
+    limits,
     isolateNet: spec.requires.net === 'none',
     listenFds,
     ...(plan.mounts ? { mounts: plan.mounts, noNewPrivs: true } : {}),
@@ -318,6 +331,7 @@ class Tree implements RunningTree {
   readonly caps: CapTree;
   readonly host: HostCapabilities;
   readonly #specs: Map<string, ChildSpec | NodeSpec>;
+  readonly #confinement: Confinement;
   /** Last cpu sample per path, to turn cumulative usage into cores. */
   #cpuSamples = new Map<string, { usec: number; at: number }>();
 
@@ -328,6 +342,7 @@ class Tree implements RunningTree {
     specs: Map<string, ChildSpec | NodeSpec>,
     caps: CapTree,
     host: HostCapabilities,
+    confinement: Confinement,
   ) {
     this.supervisor = supervisor;
     this.runtime = runtime;
@@ -335,6 +350,29 @@ class Tree implements RunningTree {
     this.#specs = specs;
     this.caps = caps;
     this.host = host;
+    this.#confinement = confinement;
+  }
+
+  async dynamicChild(spec: ProcessSpec, grant: Grant): Promise<EngineChild> {
+    this.#specs.set(spec.path, spec);
+    try {
+      const confinement = { ...this.#confinement, grants: new Map([[spec.path, grant]]) };
+      return {
+        id: spec.name,
+        restart: spec.restart,
+        shutdown: spec.shutdown,
+        significant: spec.significant,
+        driver: await processDriverOf(this.runtime, spec, confinement),
+        backoff: spec.backoff ?? undefined,
+      };
+    } catch (err) {
+      this.#specs.delete(spec.path);
+      throw err;
+    }
+  }
+
+  forgetChild(path: string): void {
+    if (this.#specs.get(path)?.kind === 'process') this.#specs.delete(path);
   }
 
   locate(path: string): { supervisor: Supervisor; id: string } | null {
@@ -343,10 +381,12 @@ class Tree implements RunningTree {
 
   resources(path: string): Resources {
     const spec = this.#specs.get(path);
+    // A renegotiated grant is in the live limits; the manifest's otherwise.
+    const live = liveChildren(this.runtime).get(path)?.limits;
     const grant = {
-      cpu: spec?.requires.cpu ?? null,
-      memory: spec?.requires.memory ?? null,
-      pids: spec?.requires.pids ?? null,
+      cpu: live?.cpu ?? spec?.requires.cpu ?? null,
+      memory: live?.memory ?? spec?.requires.memory ?? null,
+      pids: live?.pids ?? spec?.requires.pids ?? null,
     };
     let used: Resources['used'] = { cpu: null, memory: null };
     try {

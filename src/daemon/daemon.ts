@@ -19,6 +19,9 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { ExitReason } from '../core/index.ts';
 import type { ManifestTree } from '../manifest/index.ts';
+import { admissionEndpoint } from './admit-endpoint.ts';
+import { type Channels, openChannels } from './channel.ts';
+import { canAdmit, DynamicChildren } from './dynamic-children.ts';
 import { Journal, type JournalRecord, pathsOfPids } from './journal.ts';
 import { type ControlServer, createControlServer } from './server.ts';
 import { acquireStateDir, DurableState, type StatePaths, statePaths } from './state.ts';
@@ -113,6 +116,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const record = j.append(event);
     options.onEvent?.(record);
   });
+  // Supervisor children's private channels (channel.ts), listening before anything starts.
+  let channels: Channels | null;
+  try {
+    channels = await openChannels(tree, (e) => options.onEvent?.(j.append(e)));
+  } catch (err) {
+    await tree.runtime.close();
+    j.close();
+    release();
+    throw err;
+  }
   const startedAt = Date.now();
   const info = (): DaemonInfo => ({
     pid: process.pid,
@@ -126,6 +139,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   // The runtime is closed whatever stopped the root: a `down`, a signal, or an escalation.
   const treeGone: Promise<ExitReason> = sup.whenStopped().then(async (reason) => {
+    await channels?.close();
     await tree.runtime.close();
     return reason;
   });
@@ -137,7 +151,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await sup.kill();
     await treeGone;
   };
-  const control: ControlServer = createControlServer({ tree, journal: j, info, down: stop });
+  // Children admitted at run time: re-admitted now (before anything starts), re-added as nodes come up.
+  let dynamic: DynamicChildren | undefined;
+  try {
+    if (canAdmit(tree))
+      dynamic = new DynamicChildren({ tree, durable, record: (e) => options.onEvent?.(j.append(e)) });
+  } catch (err) {
+    await channels?.close();
+    await tree.runtime.close();
+    j.close();
+    release();
+    throw err;
+  }
+  const admission = dynamic ? admissionEndpoint(dynamic) : undefined;
+  const control: ControlServer = createControlServer({ tree, journal: j, info, down: stop, admission });
   try {
     await control.listen(paths.socket);
   } catch (err) {
@@ -187,7 +214,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
   };
   // `started` includes the sweep: once it resolves, nothing unsupervised is left running.
-  const started = sup.start().then(recover);
+  const started = sup
+    .start()
+    .then(() => dynamic?.settled())
+    .then(recover);
   // A failed start is reported through `started`; `finished` still resolves (with exit code 1).
   started.catch(() => {});
   const finished = treeGone.then(async (reason) => {

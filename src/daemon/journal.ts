@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs';
 import type { SupervisorEvent } from '../core/index.ts';
+import type { ChannelEvent } from './channel.ts';
 
 /**
  * What the daemon itself records about recovery after an earlier daemon died (the engine knows
@@ -40,9 +41,28 @@ export type DaemonEvent =
       readonly at: number;
       readonly pid: number;
       readonly why: string;
+    }
+  | {
+      /** A child admitted at run time (`POST /v1/nodes/{node}/children`), its grant carved. */
+      readonly type: 'admitted';
+      readonly path: string;
+      readonly at: number;
+      readonly requestId: string;
+      /** Reserved cores, bytes, count (0 = shares the node's remainder). */
+      readonly grant: { readonly cpu: number; readonly memory: number; readonly pids: number };
+    }
+  | {
+      /** An admitted child gone and its budget returned: revoked, exited for good, or not restorable. */
+      readonly type: 'revoked';
+      readonly path: string;
+      readonly at: number;
+      readonly requestId: string;
+      readonly why: string;
+      readonly returned: { readonly cpu: number; readonly memory: number; readonly pids: number };
     };
 
-export type JournalEvent = SupervisorEvent | DaemonEvent;
+/** `channel` and `grant_changed`: the parent–child channel and renegotiation (channel.ts). */
+export type JournalEvent = SupervisorEvent | DaemonEvent | ChannelEvent;
 
 export type JournalRecord = JournalEvent & {
   /** Position in this daemon run, from 1. */
@@ -58,6 +78,9 @@ const durable: ReadonlySet<JournalEvent['type']> = new Set<JournalEvent['type']>
   'recovered',
   'exited_offline',
   'orphan_killed',
+  'grant_changed',
+  'admitted',
+  'revoked',
   'exited',
   'start_failed',
   'restarting',

@@ -11,6 +11,7 @@ import * as fs from 'node:fs/promises';
 import * as http from 'node:http';
 import { SupervisorError } from '../core/index.ts';
 import { formatRecord, type LogRecord, parseRecord, readLogSince } from '../runtime/logs/index.ts';
+import type { AdmissionEndpoint } from './admit-endpoint.ts';
 import { type Journal, type JournalFilter, type JournalRecord, matches, readJournal } from './journal.ts';
 import { snapshot } from './snapshot.ts';
 import { parseSince } from './time.ts';
@@ -22,6 +23,8 @@ export interface ControlOptions {
   info(): DaemonInfo;
   /** Stops the tree in order; resolves once every process is gone. */
   down(): Promise<void>;
+  /** Run-time admission (`admit-endpoint.ts`); absent: the routes answer 409. */
+  admission?: AdmissionEndpoint;
 }
 
 export class ApiFailure extends Error {
@@ -217,6 +220,12 @@ export function createControlServer(options: ControlOptions): ControlServer {
     replaying = false;
   }
 
+  const admission = (): AdmissionEndpoint => {
+    if (!options.admission)
+      throw new ApiFailure(409, 'admission_unavailable', 'this tree cannot admit children at run time');
+    return options.admission;
+  };
+
   async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://captree');
     const segments = url.pathname.split('/').filter((s) => s !== '');
@@ -242,7 +251,14 @@ export function createControlServer(options: ControlOptions): ControlServer {
           return sendJson(res, 200, snapshot(tree));
         }
         break;
+      case 'nodes':
+        if (rest.length >= 2 && rest.at(-1) === 'children') {
+          expect('POST');
+          return admission().admit(req, res, treePath(rest.slice(0, -1)));
+        }
+        break;
       case 'children': {
+        if (method === 'DELETE' && rest.length >= 1) return admission().revoke(res, treePath(rest));
         const verb = rest.at(-1) as Verb | undefined;
         if (rest.length >= 2 && verb && verbs.includes(verb)) {
           expect('POST');

@@ -117,15 +117,31 @@ export interface StateFile {
   version: 1;
   /** Paths held stopped by an operator, sorted. */
   held: string[];
+  /** Sections owned by other modules (e.g. `admitted`: children admitted at run time). */
+  [section: string]: unknown;
 }
 
 export class DurableState {
   readonly file: string;
   #held: Set<string>;
+  #sections = new Map<string, unknown>();
 
   private constructor(file: string, held: Iterable<string>) {
     this.file = file;
     this.#held = new Set(held);
+  }
+
+  /** A section another module keeps here (plain JSON data), as last written. */
+  section(name: string): unknown {
+    return this.#sections.get(name);
+  }
+
+  /** Replaces a section (undefined removes it); durable when it returns. */
+  setSection(name: string, value: unknown): void {
+    if (name === 'version' || name === 'held') throw new Error(`state.json section ${name} is reserved`);
+    if (value === undefined) this.#sections.delete(name);
+    else this.#sections.set(name, value);
+    this.#write();
   }
 
   /** The state left by an earlier daemon, or an empty one; a file that cannot be parsed is an error. */
@@ -144,7 +160,10 @@ export class DurableState {
       throw new Error(`${file} is not valid JSON (${(err as Error).message}); move it away to start afresh`);
     }
     const held = Array.isArray(parsed.held) ? parsed.held.filter((p) => typeof p === 'string') : [];
-    return new DurableState(file, held);
+    const state = new DurableState(file, held);
+    for (const [name, value] of Object.entries(parsed))
+      if (name !== 'version' && name !== 'held') state.#sections.set(name, value);
+    return state;
   }
 
   get held(): readonly string[] {
@@ -169,7 +188,11 @@ export class DurableState {
   }
 
   #write(): void {
-    const data: StateFile = { version: 1, held: this.held as string[] };
+    const data: StateFile = {
+      version: 1,
+      held: this.held as string[],
+      ...Object.fromEntries(this.#sections),
+    };
     const tmp = `${this.file}.tmp`;
     const fd = fs.openSync(tmp, 'w', 0o644);
     try {

@@ -3,10 +3,12 @@
  * JSON Schema built from the same definitions.
  */
 export {
+  type ChildParseResult,
   DEFAULT_MANIFEST,
   loadManifest,
   type ParseOptions,
   type ParseResult,
+  parseChild,
   parseManifest,
 } from './parse.ts';
 export { manifestJsonSchema, manifestJsonSchemaText } from './schema.ts';

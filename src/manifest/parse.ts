@@ -5,10 +5,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { Document, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import {
   NAME_RE,
+  type NodeInput,
   nodeSchema,
   type ProcessInput,
   processSchema,
@@ -17,6 +18,7 @@ import {
 } from './schema.ts';
 import { fieldText, type ManifestSource, positionOf } from './source.ts';
 import type {
+  AdmissionRules,
   ChildSpec,
   Endpoint,
   Liveness,
@@ -96,6 +98,35 @@ export function parseManifest(text: string, fileName: string, options: ParseOpti
   errors.push(...checked.filter((error) => error.line < firstBroken));
   if (errors.length > 0 || !root) return { ok: false, errors: sortErrors(errors), source };
   return { ok: true, tree: { file: fileName, dir: source.dir, root }, source };
+}
+
+export type ChildParseResult =
+  | { ok: true; spec: ChildSpec; source: ManifestSource }
+  | { ok: false; errors: ManifestError[]; source: ManifestSource };
+
+/**
+ * Validates one child given as data (a run-time admission request) exactly as the loader
+ * validates a child of a manifest: same fields, defaults and messages. Errors name the field;
+ * their positions are 1:1 (there is no text), so callers with the text re-locate them.
+ */
+export function parseChild(
+  raw: unknown,
+  parentPath: string,
+  options: { fileName: string; baseDir: string; parentAutoShutdown?: string },
+): ChildParseResult {
+  const source: ManifestSource = {
+    file: options.fileName,
+    dir: options.baseDir,
+    doc: new Document(raw),
+    lineCounter: new LineCounter(),
+    nodes: new Map(),
+  };
+  const errors: ManifestError[] = [];
+  const spec = new Checker(source, errors).single(raw, parentPath, {
+    autoShutdown: options.parentAutoShutdown ?? 'never',
+  });
+  if (errors.length > 0 || !spec) return { ok: false, errors, source };
+  return { ok: true, spec, source };
 }
 
 function sortErrors(errors: ManifestError[]): ManifestError[] {
@@ -337,9 +368,33 @@ class Checker {
         maxDepth: input.policy.maxDepth ?? null,
         allowAdvisory: input.policy.allowAdvisory,
       },
-      admission: input.admission ?? null,
+      admission: input.admission === undefined ? null : this.admission(input.admission, raw.admission),
       children: children as ChildSpec[],
     };
+  }
+
+  /** The rules as validated, with the template kept as written and token files made absolute. */
+  private admission(input: NonNullable<NodeInput['admission']>, raw: unknown): AdmissionRules {
+    const out: AdmissionRules = {};
+    if (input.maxChildren !== undefined) out.maxChildren = input.maxChildren;
+    if (input.maxGrant !== undefined) {
+      const { cpu, memory, pids } = input.maxGrant;
+      out.maxGrant = {
+        ...(cpu !== undefined ? { cpu } : {}),
+        ...(memory !== undefined ? { memory } : {}),
+        ...(pids !== undefined ? { pids } : {}),
+      };
+    }
+    const template = isRecord(raw) ? raw.template : undefined;
+    if (isRecord(template)) out.template = structuredClone(template);
+    if (input.tokens !== undefined)
+      out.tokens = input.tokens.map((t) => ({ name: t.name, file: resolve(this.source.dir, t.file) }));
+    return out;
+  }
+
+  /** One child outside a manifest (a run-time admission request), to go under `parentPath`. */
+  single(raw: unknown, parentPath: string, parent: Record<string, unknown>): ChildSpec | null {
+    return this.child(raw, [], parentPath, 0, parent);
   }
 
   private checkDuplicates(rawChildren: unknown[], at: YamlPath, treePath: string) {
@@ -387,6 +442,8 @@ class Checker {
       logs: input.logs,
       requires: this.requires(input.requires),
       provides: provides(input.provides),
+      supervisor: input.supervisor,
+      priority: input.priority,
     };
   }
 

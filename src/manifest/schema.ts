@@ -18,6 +18,7 @@ export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const STRATEGIES = ['one_for_one', 'one_for_all', 'rest_for_one', 'dynamic'] as const;
 export const RESTART_TYPES = ['permanent', 'transient', 'temporary'] as const;
 export const AUTO_SHUTDOWNS = ['never', 'any_significant', 'all_significant'] as const;
+export const PRIORITIES = ['high', 'normal', 'low'] as const;
 export const READY_KINDS = ['notify', 'sd_notify', 'tcp', 'http', 'exec', 'log'] as const;
 export const LIVENESS_KINDS = ['http', 'tcp', 'exec'] as const;
 export const SIGNALS = [
@@ -365,16 +366,63 @@ function nodeFields() {
     requires: requiresSchema.optional(),
     provides: providesSchema.optional(),
     policy: policySchema(),
-    admission: z
-      .record(z.string(), z.unknown(), must('a mapping (use {} to open the node to `captree admit`)'))
-      .optional()
-      .meta({
-        description: 'Present: the node accepts children at runtime (`captree admit`, `captree shell`).',
-      }),
+    admission: admissionSchema().optional(),
     restart: restart(),
     shutdown: shutdown('infinity'),
     significant: significant(),
   };
+}
+
+/**
+ * `admission:` on a node: present (even `{}`) opens it to children admitted at run time
+ * (`captree admit`, `POST /v1/nodes/{path}/children`). `template` is a partial process merged
+ * under every request; it is validated here as one and kept as written (see `parse.ts`).
+ */
+function admissionSchema() {
+  const { name: _name, command: _command, ...fields } = processFields();
+  return z
+    .strictObject(
+      {
+        maxChildren: count(0)
+          .optional()
+          .meta({ description: 'Children admitted at run time at most (static children do not count).' }),
+        maxGrant: z
+          .strictObject(
+            { cpu: cpu().optional(), memory: size().optional(), pids: count(0).optional() },
+            must('a mapping { cpu, memory, pids }'),
+          )
+          .optional()
+          .meta({ description: 'The most one request may reserve of each quantity.' }),
+        template: z
+          .strictObject(fields, must('a mapping of process fields (env, requires, restart, ...)'))
+          .partial()
+          .optional()
+          .meta({ description: 'Process fields merged under every request (the request wins).' }),
+        tokens: z
+          .array(
+            z.strictObject(
+              {
+                name: name(),
+                file: z
+                  .string(must('a file path'))
+                  .min(1)
+                  .meta({ description: "Relative to the manifest's directory; its content is the token." }),
+              },
+              must('a mapping { name, file }'),
+            ),
+            must('a list of { name, file }'),
+          )
+          .optional()
+          .meta({
+            description:
+              'When set, requests must carry one of these tokens (Authorization: Bearer); a token admits into this node and its subtree only.',
+          }),
+      },
+      must('a mapping (use {} to open the node to `captree admit`)'),
+    )
+    .meta({
+      description: 'Present: the node accepts children at runtime (`captree admit`, `captree shell`).',
+    });
 }
 
 function processFields() {
@@ -431,6 +479,14 @@ function processFields() {
       .prefault({}),
     requires: requiresSchema.optional(),
     provides: providesSchema.optional(),
+    supervisor: z.boolean(must('true or false')).prefault(false).meta({
+      description:
+        'The process supervises children of its own: it gets a private channel to its parent (CAPTREE_CHANNEL), its grant (CAPTREE_GRANT) and its delegated cgroup subtree (CAPTREE_CGROUP). See docs/protocol.md.',
+    }),
+    priority: enumOf(PRIORITIES).prefault('normal').meta({
+      description:
+        'Who gives back first when a sibling asks for more: low before normal before high (docs/protocol.md).',
+    }),
   };
 }
 

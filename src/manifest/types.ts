@@ -3,12 +3,13 @@
  * milliseconds, sizes in bytes, cpu in cores) and every node and child carrying its absolute
  * path (`/shop/db`). Plain data, so layers above can compare, serialise and journal it.
  */
-import type { AUTO_SHUTDOWNS, RESTART_TYPES, SIGNALS, STRATEGIES } from './schema.ts';
+import type { AUTO_SHUTDOWNS, PRIORITIES, RESTART_TYPES, SIGNALS, STRATEGIES } from './schema.ts';
 
 export type Strategy = (typeof STRATEGIES)[number];
 export type RestartType = (typeof RESTART_TYPES)[number];
 export type AutoShutdown = (typeof AUTO_SHUTDOWNS)[number];
 export type Signal = (typeof SIGNALS)[number];
+export type Priority = (typeof PRIORITIES)[number];
 /** Milliseconds to wait after the stop signal, or kill at once, or wait forever. */
 export type Shutdown = number | 'brutal' | 'infinity';
 
@@ -74,8 +75,20 @@ export interface NodeSpec extends ChildCommon {
   maxChildren: number | null;
   policy: Policy;
   /** null: closed; an object (possibly empty): open to `captree admit` with these rules. */
-  admission: Record<string, unknown> | null;
+  admission: AdmissionRules | null;
   children: ChildSpec[];
+}
+
+/** A node's `admission:` rules; a key left out is absent (no limit, no template, no tokens). */
+export interface AdmissionRules {
+  /** Children admitted at run time at most. */
+  maxChildren?: number;
+  /** The most one request may reserve (cores, bytes, count). */
+  maxGrant?: { cpu?: number; memory?: number; pids?: number };
+  /** Process fields merged under every request, as written (validated as a partial process). */
+  template?: Record<string, unknown>;
+  /** Token files (absolute paths); when given, every request must carry one of their contents. */
+  tokens?: { name: string; file: string }[];
 }
 
 /** Readiness and liveness declarations, shared with the process driver that carries them out. */
@@ -112,6 +125,10 @@ export interface ProcessSpec extends ChildCommon {
   /** Milliseconds between required WATCHDOG=1 messages; null: no watchdog. */
   watchdog: number | null;
   logs: { maxSize: number; keep: number };
+  /** Gets a channel to its parent, its grant and its cgroup subtree in its environment (docs/protocol.md). */
+  supervisor: boolean;
+  /** Who gives back first when a sibling asks for more: `low`, then `normal`, then `high`. */
+  priority: Priority;
 }
 
 export type ChildSpec = NodeSpec | ProcessSpec;

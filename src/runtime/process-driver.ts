@@ -103,7 +103,16 @@ export function childEnv(options: ProcessOptions, path: string, host = process.e
   return env;
 }
 
-export function processDriver(runtime: HostRuntime, options: ProcessOptions): ChildDriver {
+/**
+ * What the driver needs of a runtime: the host's (`HostRuntime`), or the smaller one a supervisor
+ * running as a captree child builds inside its grant (`src/child/runtime.ts`).
+ */
+export type ProcessRuntime = Pick<
+  HostRuntime,
+  'groupFor' | 'adopt' | 'noteLeftovers' | 'logFor' | 'launcher' | 'onNotify'
+>;
+
+export function processDriver(runtime: ProcessRuntime, options: ProcessOptions): ChildDriver {
   return {
     kind: 'process',
     startsAsync: true,
@@ -148,7 +157,7 @@ const settledOomKills = new WeakMap<CgroupGroup, number>();
 
 class ProcessInstance implements ChildHandle {
   pid: number | null = null;
-  readonly #runtime: HostRuntime;
+  readonly #runtime: ProcessRuntime;
   readonly #options: ProcessOptions;
   readonly #path: string;
   readonly #events: ChildEvents;
@@ -163,7 +172,7 @@ class ProcessInstance implements ChildHandle {
   #reported = false;
   #cleanups: (() => void)[] = [];
 
-  constructor(runtime: HostRuntime, options: ProcessOptions, path: string, events: ChildEvents) {
+  constructor(runtime: ProcessRuntime, options: ProcessOptions, path: string, events: ChildEvents) {
     this.#runtime = runtime;
     this.#options = options;
     this.#path = path;

@@ -45,10 +45,11 @@ test('confined: no network, a passed listening socket', async () => {
 test('dev-shell: a dynamic node open to admission, no network, no secrets', async () => {
   const result = await loadManifest(`${examples}dev-shell/captree.yaml`);
   assert.ok(result.ok);
-  const shells = result.tree.root.children[0];
+  const shells = result.tree.root.children.find((c) => c.name === 'shells');
   assert.ok(shells?.kind === 'node');
   assert.equal(shells.strategy, 'dynamic');
-  assert.deepEqual(shells.admission, {});
+  assert.deepEqual(Object.keys(shells.admission ?? { closed: true }), ['template']);
   assert.equal(shells.requires.net, 'none');
   assert.deepEqual(shells.requires.secrets, []);
+  assert.deepEqual(shells.requires.services, ['docs.http']);
 });

@@ -40,6 +40,8 @@ test('a minimal manifest gets every default', () => {
     logs: { maxSize: 10 * 2 ** 20, keep: 3 },
     requires: NO_REQUIRES,
     provides: {},
+    supervisor: false,
+    priority: 'normal',
   };
   const root: NodeSpec = {
     kind: 'node',
@@ -81,7 +83,7 @@ test('nested nodes carry absolute paths', () => {
       '  - name: dev',
       '    strategy: dynamic',
       '    maxChildren: 5',
-      '    admission: { maxCpu: 0.5 }',
+      '    admission: { maxChildren: 3, maxGrant: { cpu: 0.5 } }',
       '    children: []',
     ),
   );
@@ -94,7 +96,7 @@ test('nested nodes carry absolute paths', () => {
   assert.equal(backend.shutdown, 'infinity');
   assert.deepEqual(
     [dev.path, dev.strategy, dev.maxChildren, dev.admission],
-    ['/shop/dev', 'dynamic', 5, { maxCpu: 0.5 }],
+    ['/shop/dev', 'dynamic', 5, { maxChildren: 3, maxGrant: { cpu: 0.5 } }],
   );
 });
 

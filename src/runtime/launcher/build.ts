@@ -29,12 +29,25 @@ const building = new Map<string, Promise<string>>();
 
 /** Path to the launcher binary for the current source, compiling it if the cache lacks it. */
 export function launcherBinary(opts: BuildOptions = {}): Promise<string> {
+  return nativeBinary(launcherSource, 'captree-launcher', 'launcher', opts);
+}
+
+/**
+ * The same for any single-file C program shipped in `native/` (the shell's `ptyrelay`):
+ * `<cache>/<name>-<hash of the source>`, built once, concurrent first uses safe.
+ */
+export function nativeBinary(
+  source: string,
+  name: string,
+  what: string,
+  opts: BuildOptions = {},
+): Promise<string> {
   const dir = opts.cacheDir ?? launcherCacheDir();
   const cc = opts.cc ?? process.env.CC ?? 'cc';
-  const key = `${dir}\0${cc}`;
+  const key = `${dir}\0${cc}\0${source}`;
   let p = building.get(key);
   if (!p) {
-    p = build(dir, cc);
+    p = build(dir, cc, source, name, what);
     building.set(key, p);
     // A failed build (no compiler yet) may succeed later: do not cache the failure.
     p.catch(() => building.delete(key));
@@ -42,15 +55,21 @@ export function launcherBinary(opts: BuildOptions = {}): Promise<string> {
   return p;
 }
 
-async function build(dir: string, cc: string): Promise<string> {
+async function build(
+  dir: string,
+  cc: string,
+  sourceFile: string,
+  name: string,
+  what: string,
+): Promise<string> {
   let source: Buffer;
   try {
-    source = await readFile(launcherSource);
+    source = await readFile(sourceFile);
   } catch (err) {
-    throw new Error(`captree launcher source missing at ${launcherSource}: ${(err as Error).message}`);
+    throw new Error(`captree ${what} source missing at ${sourceFile}: ${(err as Error).message}`);
   }
   const hash = createHash('sha256').update(source).digest('hex').slice(0, 12);
-  const bin = join(dir, `captree-launcher-${hash}`);
+  const bin = join(dir, `${name}-${hash}`);
   try {
     await access(bin, constants.X_OK);
     return bin;
@@ -61,17 +80,17 @@ async function build(dir: string, cc: string): Promise<string> {
   const tmp = `${bin}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   try {
     await new Promise<void>((resolve, reject) => {
-      execFile(cc, ['-O2', '-o', tmp, launcherSource], (err, _stdout, stderr) => {
+      execFile(cc, ['-O2', '-o', tmp, sourceFile], (err, _stdout, stderr) => {
         if (!err) return resolve();
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
           return reject(
             new Error(
-              `captree needs a C compiler to build its process launcher, and '${cc}' was not found on PATH. ` +
+              `captree needs a C compiler to build its ${what}, and '${cc}' was not found on PATH. ` +
                 'Install one (e.g. `apt-get install gcc`) or set CC to a compiler.',
             ),
           );
         }
-        reject(new Error(`compiling the captree launcher with ${cc} failed:\n${stderr || err.message}`));
+        reject(new Error(`compiling the captree ${what} with ${cc} failed:\n${stderr || err.message}`));
       });
     });
     await rename(tmp, bin);

@@ -1,0 +1,202 @@
+/**
+ * `captree admit NODE SPEC.yaml`: asks NODE's admission endpoint to admit the child described in
+ * SPEC.yaml (one child in manifest form) and start it; `captree revoke PATH` (revoke.ts) undoes it.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as http from 'node:http';
+import { dirname, resolve } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import { urlPath } from '../../daemon/index.ts';
+import { type ManifestSource, positionOf, type YamlPath } from '../../manifest/index.ts';
+import {
+  CliError,
+  type Command,
+  connect,
+  jsonOption,
+  normalizePath,
+  stateOption,
+  UsageError,
+} from '../cli.ts';
+
+export interface Reply {
+  status: number;
+  body: Record<string, unknown> | null;
+}
+
+/** One request on the control socket, whatever the status (the error body is kept whole). */
+export function request(
+  socket: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
+  return new Promise((resolvePromise, reject) => {
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(
+      {
+        socketPath: socket,
+        path,
+        method,
+        agent: false,
+        headers: {
+          accept: 'application/json',
+          ...(text !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...headers,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          let parsed: Record<string, unknown> | null = null;
+          try {
+            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+          } catch {
+            // not JSON: reported by status
+          }
+          resolvePromise({ status: res.statusCode ?? 500, body: parsed });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
+/** `requires.services[0]` / `env['A.B']` back to a YAML path. */
+export function fieldPath(field: string): YamlPath {
+  const out: YamlPath = [];
+  const re = /([^.[\]]+)|\[(\d+)\]|\['([^']*)'\]/g;
+  for (let m = re.exec(field); m !== null; m = re.exec(field)) {
+    if (m[1] !== undefined) out.push(m[1]);
+    else if (m[2] !== undefined) out.push(Number(m[2]));
+    else if (m[3] !== undefined) out.push(m[3]);
+  }
+  return out;
+}
+
+interface ApiReason {
+  path?: string;
+  field?: string;
+  message?: string;
+}
+
+function show(n: number | null | undefined, unit: 'cpu' | 'memory' | 'pids'): string {
+  if (n === null || n === undefined) return '-';
+  if (unit !== 'memory') return String(n);
+  for (const [u, size] of [
+    ['Gi', 2 ** 30],
+    ['Mi', 2 ** 20],
+    ['Ki', 2 ** 10],
+  ] as const)
+    if (n >= size && n % size === 0) return `${n / size}${u}`;
+  return String(n);
+}
+
+export const admit: Command = {
+  name: 'admit',
+  summary: 'admit a child into a node open to admission, and start it',
+  usage: 'captree admit NODE SPEC.yaml [--id REQUEST_ID] [--token-file FILE] [--json] [--state DIR]',
+  help: `
+Asks NODE (a node whose manifest entry has 'admission:') to admit the child described in
+SPEC.yaml, one child in manifest form (name, command, env, restart: temporary | transient,
+requires, provides, ready, ...), and waits until it runs. The node's admission template is
+merged under the spec; the node's limits, its remaining budget and its capabilities decide.
+Prints the child's path and its grant (cpu cores, memory, pids reserved; '-' = shares the
+node's remainder). A rejection prints every reason, one per line, at its place in SPEC.yaml,
+and exits 1.
+
+Retrying with the same --id never admits twice: the answer given the first time is returned
+(default: a fresh id, printed). --token-file sends the file's content as the bearer token
+when the node (or a node above it) declares 'tokens'.
+
+The child lives until 'captree revoke PATH', until it exits for good (temporary: any exit;
+transient: a normal one), or until the tree goes down.
+
+Example:
+  captree admit /shop/dev job.yaml --id job-42
+  captree admit /site/dev job.yaml --token-file dev.token --json`,
+  options: {
+    id: { type: 'string', description: 'request id: a retry with the same id admits nothing twice' },
+    'token-file': { type: 'string', description: 'file whose content is the bearer token' },
+    ...jsonOption,
+    ...stateOption,
+  },
+  positionals: [2, 2],
+  async run({ values, positionals }, io) {
+    const node = normalizePath(positionals[0]!);
+    const file = resolve(io.cwd, positionals[1]!);
+    const requestId = typeof values.id === 'string' ? values.id : `cli-${randomUUID()}`;
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new CliError(`cannot read ${positionals[1]}: ${(err as Error).message}`);
+    }
+    const lineCounter = new LineCounter();
+    const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        const at = lineCounter.linePos(e.pos[0]);
+        io.stderr.write(`${positionals[1]}:${at.line}:${at.col}: YAML: ${e.message.split('\n')[0]}\n`);
+      }
+      return 1;
+    }
+    const spec = doc.toJS();
+    if (typeof spec !== 'object' || spec === null || Array.isArray(spec))
+      throw new CliError(`${positionals[1]} must hold one child as a mapping (name, command, ...)`);
+    let token: string | undefined;
+    if (typeof values['token-file'] === 'string') {
+      try {
+        token = readFileSync(resolve(io.cwd, values['token-file']), 'utf8').trim();
+      } catch (err) {
+        throw new UsageError(`--token-file: ${(err as Error).message}`);
+      }
+    }
+    const { paths } = await connect(values, io);
+    const reply = await request(
+      paths.socket,
+      'POST',
+      `/v1/nodes/${urlPath(node)}/children`,
+      { requestId, spec },
+      token === undefined ? {} : { authorization: `Bearer ${token}` },
+    );
+    if (values.json) {
+      io.stdout.write(`${JSON.stringify(reply.body ?? { status: reply.status }, null, 2)}\n`);
+      return reply.status === 201 ? 0 : 1;
+    }
+    const body = reply.body ?? {};
+    if (reply.status === 201) {
+      const g = (body.grant ?? {}) as { cpu?: number | null; memory?: number | null; pids?: number | null };
+      io.stdout.write(
+        `admitted ${String(body.path)} (cpu ${show(g.cpu, 'cpu')}, memory ${show(g.memory, 'memory')}, pids ${show(g.pids, 'pids')}; request ${requestId})\n`,
+      );
+      return 0;
+    }
+    const reasons = Array.isArray(body.reasons) ? (body.reasons as ApiReason[]) : [];
+    if (reasons.length === 0) {
+      const error = body.error as { message?: string } | undefined;
+      throw new CliError(error?.message ?? `the daemon answered HTTP ${reply.status}`);
+    }
+    const source: ManifestSource = {
+      file: positionals[1]!,
+      dir: dirname(file),
+      doc,
+      lineCounter,
+      nodes: new Map(),
+    };
+    for (const r of reasons) {
+      // As the loader does: an unknown field is shown at its key, anything else at its value.
+      const which = (r.message ?? '').startsWith('unknown field') ? 'key' : 'value';
+      const { line, col } = positionOf(source, fieldPath(r.field ?? ''), which);
+      const subject = [r.path, r.field].filter((p) => p).join(' ');
+      io.stderr.write(
+        `${positionals[1]}:${line}:${col}: ${subject ? `${subject}: ` : ''}${r.message ?? ''}\n`,
+      );
+    }
+    return 1;
+  },
+};

@@ -1,0 +1,39 @@
+/** `captree revoke PATH`: stops a child admitted at run time and returns its budget to its node. */
+import { urlPath } from '../../daemon/index.ts';
+import { CliError, type Command, connect, jsonOption, normalizePath, stateOption } from '../cli.ts';
+import { request } from './admit.ts';
+
+export const revoke: Command = {
+  name: 'revoke',
+  summary: 'stop a child admitted at run time and return its budget',
+  usage: 'captree revoke PATH [--json] [--state DIR]',
+  help: `
+Stops a child that 'captree admit' (or the admission API) put in the tree, per its shutdown
+policy, removes it, and returns what it reserved (cpu, memory, pids) to its node: a following
+admission can use it. Children written in the manifest are not revoked; stop them with
+'captree stop'.
+
+Example:
+  captree revoke /shop/dev/job`,
+  options: { ...jsonOption, ...stateOption },
+  positionals: [1, 1],
+  async run({ values, positionals }, io) {
+    const path = normalizePath(positionals[0]!);
+    const { paths } = await connect(values, io);
+    const reply = await request(paths.socket, 'DELETE', `/v1/children/${urlPath(path)}`);
+    if (values.json) {
+      io.stdout.write(`${JSON.stringify(reply.body ?? { status: reply.status }, null, 2)}\n`);
+      return reply.status === 200 ? 0 : 1;
+    }
+    const body = reply.body ?? {};
+    if (reply.status !== 200) {
+      const error = body.error as { message?: string } | undefined;
+      throw new CliError(error?.message ?? `the daemon answered HTTP ${reply.status}`);
+    }
+    const r = (body.returned ?? {}) as { cpu?: number; memory?: number; pids?: number };
+    io.stdout.write(
+      `revoked ${path} (returned cpu ${r.cpu ?? 0}, memory ${r.memory ?? 0}, pids ${r.pids ?? 0})\n`,
+    );
+    return 0;
+  },
+};

@@ -1,0 +1,85 @@
+/**
+ * The admission endpoints of the control API (see `dynamic-children.ts` for the semantics):
+ *
+ * - `POST /v1/nodes/{node}/children` with `{ requestId, spec }` (optionally
+ *   `Authorization: Bearer TOKEN`) → `201 { requestId, path, node, grant, capabilities }`, or
+ *   `400` (malformed request), `403` (token missing, forged or out of scope), `404` (no such
+ *   node), `409` (closed to admission, not running, `maxChildren` reached, name taken, request id
+ *   reused for another request), `413` (body over 1 MiB), `422` (invalid spec, over `maxGrant`,
+ *   not enough budget or capabilities: `reasons` lists every one as `{ path, field, message }`).
+ * - `DELETE /v1/children/{path}` → `200 { path, requestId, returned }`: the admitted child is
+ *   stopped and its budget returned; `404` unknown, `409` not admitted at run time.
+ */
+import type * as http from 'node:http';
+import type { Answer, DynamicChildren } from './dynamic-children.ts';
+
+const MAX_BODY = 1 << 20;
+
+export interface AdmissionEndpoint {
+  admit(req: http.IncomingMessage, res: http.ServerResponse, node: string): Promise<void>;
+  revoke(res: http.ServerResponse, path: string): Promise<void>;
+}
+
+function send(res: http.ServerResponse, answer: Answer): void {
+  const text = `${JSON.stringify(answer.body)}\n`;
+  res.writeHead(answer.status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+function readBody(req: http.IncomingMessage): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) over = true;
+      else chunks.push(c);
+    });
+    req.on('end', () => resolve(over ? null : Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** The bearer token of a request, if it carries one. */
+export function bearerToken(req: http.IncomingMessage): string | undefined | null {
+  const header = req.headers.authorization;
+  if (header === undefined) return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return m ? (m[1] as string) : null;
+}
+
+export function admissionEndpoint(children: DynamicChildren): AdmissionEndpoint {
+  return {
+    async admit(req, res, node) {
+      const text = await readBody(req);
+      if (text === null)
+        return send(res, {
+          status: 413,
+          body: { error: { code: 'too_large', message: `a request body is at most ${MAX_BODY} bytes` } },
+        });
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch (err) {
+        return send(res, {
+          status: 400,
+          body: { error: { code: 'bad_json', message: `the body is not JSON: ${(err as Error).message}` } },
+        });
+      }
+      const token = bearerToken(req);
+      if (token === null)
+        return send(res, {
+          status: 403,
+          body: { error: { code: 'bad_authorization', message: 'expected Authorization: Bearer TOKEN' } },
+        });
+      send(res, await children.admit(node, body, token));
+    },
+    async revoke(res, path) {
+      send(res, await children.revoke(path));
+    },
+  };
+}

@@ -1,0 +1,403 @@
+/**
+ * The private channel between a tree and each of its supervisor children (`supervisor: true`),
+ * protocol v1 (src/child/protocol.ts, docs/protocol.md).
+ *
+ * Each supervisor child gets its own unix stream socket, listened on by the daemon at
+ * `<state>/ch/<hash of its path>.sock` (directory 0711, socket 0600, owned by the child's user),
+ * named in its environment as CAPTREE_CHANNEL beside CAPTREE_GRANT (its grant) and
+ * CAPTREE_CGROUP (its cgroup directories, its delegated subtree). Which socket a connection
+ * arrived on says who is talking: there is no global address and no name to claim. A new
+ * connection on a child's socket (its next instance, after a restart) replaces the old one.
+ *
+ * Every message each way is reported (`onEvent`: the daemon journals it as a `channel` event),
+ * and every grant change as `grant_changed`. `request` and `release` go to the renegotiator;
+ * the answer is `grant` (with the request's `id`) or `denied` with the reasons. When the tree
+ * stops a supervisor child, the child is sent `shutdown` with its stop deadline first.
+ *
+ * Hazard: a root process that can see the state directory can connect to any child's socket;
+ * the socket's mode keeps other users out, not other root processes.
+ */
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Grant } from '../caps/index.ts';
+import {
+  type ChildMessage,
+  type Delta,
+  encode,
+  type GrantQuantities,
+  LineSplitter,
+  type ParentMessage,
+  parseChildMessage,
+} from '../child/protocol.ts';
+import type { ProcessSpec } from '../manifest/index.ts';
+import { type HostRuntime, logName } from '../runtime/host-runtime.ts';
+import { type RunningTree, resolveId } from './build-tree.ts';
+import { type GrantChange, type RenegotiationResult, Renegotiator } from './renegotiate.ts';
+
+/** What the daemon journals about channels (see `DaemonEvent` in journal.ts). */
+export type ChannelEvent =
+  | {
+      readonly type: 'channel';
+      readonly path: string;
+      readonly at: number;
+      readonly from: 'child' | 'parent';
+      readonly message: ChildMessage | ParentMessage | { readonly invalid: string };
+    }
+  | {
+      readonly type: 'grant_changed';
+      readonly path: string;
+      readonly at: number;
+      readonly grant: GrantQuantities;
+      readonly cause: GrantChange['cause'];
+      readonly by: string;
+    };
+
+/** Where the channel of the supervisor child at `path` listens (short: sockaddr_un holds 107 bytes). */
+export function channelPath(stateDir: string, path: string): string {
+  return join(stateDir, 'ch', `${createHash('sha256').update(path).digest('hex').slice(0, 16)}.sock`);
+}
+
+/** Grant quantities as the child sees them: reserved amounts, null where it reserves none. */
+export function grantQuantities(grant: Grant | undefined): GrantQuantities {
+  const r = (x: { reserved: number } | undefined) => (x && x.reserved > 0 ? x.reserved : null);
+  return { cpu: r(grant?.cpu), memory: r(grant?.memory), pids: r(grant?.pids) };
+}
+
+/** The environment a supervisor child gets (empty for other children). */
+export function supervisorEnv(
+  runtime: HostRuntime,
+  spec: ProcessSpec,
+  grant: Grant | undefined,
+): Record<string, string> {
+  if (!spec.supervisor) return {};
+  return {
+    CAPTREE_CHANNEL: channelPath(runtime.stateDir, spec.path),
+    CAPTREE_GRANT: JSON.stringify(grantQuantities(grant)),
+    CAPTREE_CGROUP: runtime.groupFor(spec.path).dirs.join(':'),
+    // Where its own children's logs go (created by the child library).
+    CAPTREE_LOGS: join(runtime.logsDir, `${logName(spec.path)}.children`),
+  };
+}
+
+export interface ChannelsOptions {
+  /** Every message and grant change, for the journal. */
+  onEvent?(event: ChannelEvent): void;
+  /** Usage sampling interval for renegotiation, ms (default 1000). */
+  sampleMs?: number;
+  /** How long a supervisor donor gets to shrink its children after `reclaim`, ms (default 250). */
+  reclaimDeadlineMs?: number;
+}
+
+interface Endpoint {
+  path: string;
+  spec: ProcessSpec;
+  file: string;
+  server: Server;
+  socket: Socket | null;
+  /** Resolves a pending `reclaim` when the child acknowledges it with `release`. */
+  reclaimAck: (() => void) | null;
+  status: string | null;
+  ready: boolean;
+  exposed: Map<string, unknown>;
+}
+
+export class Channels {
+  readonly renegotiator: Renegotiator;
+  readonly #tree: RunningTree;
+  readonly #endpoints = new Map<string, Endpoint>();
+  readonly #listeners = new Set<(event: ChannelEvent) => void>();
+  #unsubscribe: (() => void) | null = null;
+  #closed = false;
+
+  private constructor(tree: RunningTree, options: ChannelsOptions) {
+    this.#tree = tree;
+    if (options.onEvent) this.#listeners.add(options.onEvent);
+    this.renegotiator = new Renegotiator(tree, {
+      sampleMs: options.sampleMs,
+      reclaimDeadlineMs: options.reclaimDeadlineMs,
+      isSupervisor: (path) => this.#endpoints.get(path)?.socket != null,
+      reclaim: (path, amounts, deadlineMs) => this.#reclaim(path, amounts, deadlineMs),
+      onChange: (change) => this.#onChange(change),
+    });
+  }
+
+  /**
+   * Listens for every supervisor child of `tree` (call before `supervisor.start()`), and starts
+   * sampling usage for renegotiation.
+   */
+  static async open(tree: RunningTree, options: ChannelsOptions = {}): Promise<Channels> {
+    const channels = new Channels(tree, options);
+    try {
+      for (const spec of supervisorSpecs(tree)) await channels.#listen(spec);
+    } catch (err) {
+      await channels.close();
+      throw err;
+    }
+    channels.#unsubscribe = tree.supervisor.subscribe((e) => {
+      if (e.type !== 'stopping') return;
+      const ep = channels.#endpoints.get(e.path);
+      if (!ep?.socket) return;
+      const s = ep.spec.shutdown;
+      channels.send(e.path, {
+        v: 1,
+        type: 'shutdown',
+        deadlineMs: typeof s === 'number' ? s : s === 'brutal' ? 0 : null,
+      });
+    });
+    channels.renegotiator.start();
+    return channels;
+  }
+
+  /** Supervisor children with a channel. */
+  paths(): string[] {
+    return [...this.#endpoints.keys()];
+  }
+
+  /** Whether the child at `path` is connected now. */
+  connected(path: string): boolean {
+    return this.#endpoints.get(path)?.socket != null;
+  }
+
+  /** The last `status` text, `ready` and exposed services of a supervisor child. */
+  info(path: string): { status: string | null; ready: boolean; exposed: Record<string, unknown> } | null {
+    const ep = this.#endpoints.get(path);
+    return ep ? { status: ep.status, ready: ep.ready, exposed: Object.fromEntries(ep.exposed) } : null;
+  }
+
+  subscribe(fn: (event: ChannelEvent) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /** Sends `message` to the child at `path`; false if it is not connected. */
+  send(path: string, message: ParentMessage): boolean {
+    const ep = this.#endpoints.get(path);
+    if (!ep?.socket || ep.socket.destroyed) return false;
+    ep.socket.write(encode(message));
+    this.#emit({ type: 'channel', path, at: this.#now(), from: 'parent', message });
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.renegotiator.stop();
+    this.#unsubscribe?.();
+    await Promise.all(
+      [...this.#endpoints.values()].map(
+        (ep) =>
+          new Promise<void>((resolve) => {
+            ep.socket?.destroy();
+            ep.server.close(() => resolve());
+          }),
+      ),
+    );
+    for (const ep of this.#endpoints.values()) rmSync(ep.file, { force: true });
+    this.#endpoints.clear();
+  }
+
+  #now(): number {
+    return this.#tree.supervisor.clock.now();
+  }
+
+  #emit(event: ChannelEvent): void {
+    for (const fn of this.#listeners) fn(event);
+  }
+
+  async #listen(spec: ProcessSpec): Promise<void> {
+    const file = channelPath(this.#tree.runtime.stateDir, spec.path);
+    mkdirSync(join(this.#tree.runtime.stateDir, 'ch'), { recursive: true, mode: 0o711 });
+    rmSync(file, { force: true });
+    const ep: Endpoint = {
+      path: spec.path,
+      spec,
+      file,
+      server: createServer((socket) => this.#accept(ep, socket)),
+      socket: null,
+      reclaimAck: null,
+      status: null,
+      ready: false,
+      exposed: new Map(),
+    };
+    await new Promise<void>((resolve, reject) => {
+      ep.server.once('error', reject);
+      ep.server.listen(file, () => {
+        ep.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#endpoints.set(spec.path, ep);
+    chmodSync(file, 0o600);
+    if (spec.user !== null || spec.group !== null) {
+      const uid = spec.user === null ? -1 : resolveId(spec.user, '/etc/passwd', 'user');
+      const gid = spec.group === null ? -1 : resolveId(spec.group, '/etc/group', 'group');
+      chownSync(file, uid, gid);
+      delegate(this.#tree.runtime.groupFor(spec.path).dirs, uid, gid);
+      const logs = join(this.#tree.runtime.logsDir, `${logName(spec.path)}.children`);
+      mkdirSync(logs, { recursive: true, mode: 0o700 });
+      chownSync(logs, uid, gid);
+    }
+  }
+
+  #accept(ep: Endpoint, socket: Socket): void {
+    // The newest connection is the child's current instance.
+    ep.socket?.destroy();
+    ep.socket = socket;
+    ep.ready = false;
+    socket.setEncoding('utf8');
+    const lines = new LineSplitter(
+      (line) => this.#onLine(ep, socket, line),
+      () => {
+        this.#reply(ep, socket, { v: 1, type: 'denied', reasons: ['message longer than 64 KiB'] });
+        socket.end();
+      },
+    );
+    socket.on('data', (chunk: string) => lines.push(chunk));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      if (ep.socket === socket) ep.socket = null;
+      ep.reclaimAck?.();
+    });
+  }
+
+  #reply(ep: Endpoint, socket: Socket, message: ParentMessage): void {
+    if (ep.socket !== socket || socket.destroyed) return;
+    socket.write(encode(message));
+    this.#emit({ type: 'channel', path: ep.path, at: this.#now(), from: 'parent', message });
+  }
+
+  #onLine(ep: Endpoint, socket: Socket, line: string): void {
+    const parsed = parseChildMessage(line);
+    if (typeof parsed === 'string') {
+      this.#emit({
+        type: 'channel',
+        path: ep.path,
+        at: this.#now(),
+        from: 'child',
+        message: { invalid: line.slice(0, 200) },
+      });
+      this.#reply(ep, socket, { v: 1, type: 'denied', re: 'invalid', reasons: [parsed] });
+      return;
+    }
+    this.#emit({ type: 'channel', path: ep.path, at: this.#now(), from: 'child', message: parsed });
+    void this.#handle(ep, socket, parsed);
+  }
+
+  async #handle(ep: Endpoint, socket: Socket, m: ChildMessage): Promise<void> {
+    switch (m.type) {
+      case 'hello':
+        this.#reply(ep, socket, { v: 1, type: 'grant', ...this.renegotiator.grantOf(ep.path) });
+        return;
+      case 'ready':
+        ep.ready = true;
+        return;
+      case 'status':
+        ep.status = m.text;
+        return;
+      case 'expose':
+        ep.exposed.set(m.service, m.endpoint);
+        return;
+      case 'request':
+      case 'release': {
+        const delta: Delta = {};
+        if (m.cpu !== undefined) delta.cpu = m.cpu;
+        if (m.memory !== undefined) delta.memory = m.memory;
+        if (m.pids !== undefined) delta.pids = m.pids;
+        if (m.type === 'release' && ep.reclaimAck) {
+          // The acknowledgement of a reclaim under way: the parent enforces what it decided.
+          ep.reclaimAck();
+          return;
+        }
+        let result: RenegotiationResult;
+        try {
+          result =
+            m.type === 'request'
+              ? await this.renegotiator.request(ep.path, delta)
+              : await this.renegotiator.release(ep.path, delta);
+        } catch (err) {
+          result = { ok: false, reasons: [(err as Error).message] };
+        }
+        const id = m.id === undefined ? {} : { id: m.id };
+        if (result.ok) this.#reply(ep, socket, { v: 1, type: 'grant', ...id, ...result.grant });
+        else this.#reply(ep, socket, { v: 1, type: 'denied', ...id, re: m.type, reasons: result.reasons });
+        return;
+      }
+    }
+  }
+
+  #onChange(change: GrantChange): void {
+    this.#emit({
+      type: 'grant_changed',
+      path: change.path,
+      at: this.#now(),
+      grant: change.grant,
+      cause: change.cause,
+      by: change.by,
+    });
+    // The requester hears through its reply; a supervisor donor through a `grant` of its own.
+    if (change.cause === 'reclaim') this.send(change.path, { v: 1, type: 'grant', ...change.grant });
+  }
+
+  #reclaim(path: string, amounts: Delta, deadlineMs: number): Promise<void> {
+    const ep = this.#endpoints.get(path);
+    if (!ep?.socket) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        if (ep.reclaimAck === done) ep.reclaimAck = null;
+        resolve();
+      };
+      const timer = setTimeout(done, deadlineMs);
+      ep.reclaimAck = done;
+      this.send(path, { v: 1, type: 'reclaim', ...amounts, deadlineMs });
+    });
+  }
+}
+
+/**
+ * The daemon's entry point: channels for a tree built on this host (`build-tree.ts`), or null for
+ * a tree without supervisor children or without a capability tree (an in-process test tree).
+ */
+export async function openChannels(
+  tree: import('./types.ts').RunningTree,
+  onEvent: (event: ChannelEvent) => void,
+): Promise<Channels | null> {
+  if (!('caps' in tree) || !('manifest' in tree)) return null;
+  const built = tree as RunningTree;
+  if (supervisorSpecs(built).length === 0) return null;
+  return Channels.open(built, { onEvent });
+}
+
+/**
+ * Delegation by ownership (the cgroup v2 model, applied to every hierarchy): a non-root supervisor
+ * child owns its group's directory and the files that move processes and enable controllers, so
+ * it can create groups below it and set their limits, but not its own group's limits (those files
+ * stay root's). The kernel keeps whatever it creates inside its group.
+ */
+function delegate(dirs: readonly string[], uid: number, gid: number): void {
+  for (const dir of dirs) {
+    chownSync(dir, uid, gid);
+    for (const f of ['cgroup.procs', 'tasks', 'cgroup.threads', 'cgroup.subtree_control']) {
+      try {
+        chownSync(join(dir, f), uid, gid);
+      } catch {
+        // Not in this hierarchy.
+      }
+    }
+  }
+}
+
+function supervisorSpecs(tree: RunningTree): ProcessSpec[] {
+  const out: ProcessSpec[] = [];
+  const walk = (n: RunningTree['manifest']['root']) => {
+    for (const c of n.children) {
+      if (c.kind === 'process') {
+        if (c.supervisor) out.push(c);
+      } else walk(c);
+    }
+  };
+  walk(tree.manifest.root);
+  return out;
+}
