@@ -95,8 +95,9 @@ const viaLauncher = async (): Promise<void> => {
 };
 
 // A confined child as `net: none` + a routed service gets it: its own network namespace with
-// only lo, no new privileges and no capabilities, and a private mount namespace hiding a
-// directory with one entry bound back.
+// only lo, no new privileges and no capabilities, a private mount namespace hiding a directory
+// with one entry bound back and /sys/fs/cgroup read-only, and its own PID namespace (an outer
+// process, an init that mounts a fresh /proc, the program).
 const hidden = join(dir, 'services');
 const granted = join(hidden, 'granted');
 mkdirSync(granted, { recursive: true });
@@ -114,7 +115,7 @@ const confined = async (): Promise<void> => {
 
 const results: Result[] = [];
 results.push(await timed('(a) launcher, small client heap', viaLauncher));
-results.push(await timed('(f) launcher, confined (netns+mntns+caps)', confined));
+results.push(await timed('(f) launcher, confined (net+mnt+pid ns)', confined));
 results.push(await timed('(b) child_process.spawn, small heap', nodeSpawnOnce));
 const ballast = growHeap(256);
 results.push(await timed('(c) child_process.spawn, 256 MiB heap', nodeSpawnOnce));

@@ -24,8 +24,8 @@
  *   'S' spawn  arg=.. (1+) env=.. (0+, exactly the child's env) cwd= uid= gid= cgroup=<path of a
  *              cgroup.procs file> (0+) notifyfd=<N> sdnotify=1 stdout=<key> stderr=<key>
  *              listen=<handle>:<name> (0+, placed at fd 3,4,...) netns=1 nonewprivs=1
- *              mntns=1 hide=<dir> (0+) bind=<path> (0+) ro=<path> (0+)
- *              credsdir=<dir> cred=<NAME>:<hex of the value> (0+)
+ *              mntns=1 hide=<dir> (0+) bind=<path> (0+) bindopt=<path> (0+) ro=<path> (0+)
+ *              delegate=<cgroup dir> (0+) credsdir=<dir> cred=<NAME>:<hex of the value> (0+)
  *              -> ok pid=<pid> t=<CLOCK_MONOTONIC ns just before fork>
  *              Mount confinement (any of hide/bind/ro/credsdir implies mntns=1), in the child,
  *              after the cgroup join and the network namespace, before chdir and setuid:
@@ -33,10 +33,32 @@
  *                every bind= path is opened (O_PATH) in the original view; every hide= dir is
  *                covered by an empty tmpfs; every bind= path is mounted back at its own place
  *                (mount points created as needed), so only those survive under a hidden dir;
+ *                (bindopt= likewise, skipped if it does not exist); the child's own sd_notify
+ *                socket is mounted back when it lies under a hidden dir;
  *                every ro= path is bind-mounted onto itself and remounted read-only;
  *                credsdir= gets a fresh tmpfs holding one file per cred= (mode 0400, the
  *                directory 0500, both owned by the child's uid/gid), then is remounted
- *                read-only; CREDENTIALS_DIRECTORY=<dir> is added to the environment.
+ *                read-only; CREDENTIALS_DIRECTORY=<dir> is added to the environment;
+ *                every mount at or below /sys/fs/cgroup is remounted read-only
+ *                (MS_BIND|MS_REMOUNT|MS_RDONLY, one by one), except each delegate= dir (a
+ *                supervisor child's own cgroup): bound onto itself writable, with its existing
+ *                files (its limits) bound read-only again except cgroup.procs, cgroup.threads,
+ *                cgroup.subtree_control and tasks; groups it creates below are its own;
+ *                finally every hide= tmpfs is made read-only.
+ *              Confinement: a spawn with netns=1, nonewprivs=1 or any mount field is confined:
+ *                it always gets the mount namespace above (cgroups read-only even with no other
+ *                mount field) and a PID namespace. The forked process (the pid the launcher
+ *                reports, tracks, signals and reaps) unshares CLONE_NEWPID and forks an init
+ *                (pid 1 inside) that mounts a fresh /proc and forks the program (pid 2, its own
+ *                session; LISTEN_PID=2). SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT (every
+ *                catchable signal but the synchronous faults and SIGCHLD) sent to the outer
+ *                process (or its group) are forwarded to init, which sends them
+ *                to the program's process group (to every process of the namespace once the
+ *                program is gone). When the program exits 0, init waits for what it left running
+ *                in the namespace; otherwise init exits at once (the kernel kills the rest). The
+ *                outer process then exits exactly as the program did (code, or the same signal,
+ *                without a second core dump). SIGKILL of the outer process kills init (parent
+ *                death signal), so the whole namespace.
  *              The values of cred= never reach the environment or the host's filesystem.
  *              A failure before exec (cgroup write, chdir, setuid, exec...) is an err reply whose
  *              text names the step; the child then never ran the program.
@@ -79,8 +101,11 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <dirent.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/statvfs.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -506,8 +531,11 @@ struct spawn_plan {
   int src[MAX_FIELDS + 8]; /* fd to place ... */
   int dst[MAX_FIELDS + 8]; /* ... at this number */
   int netns, nonewprivs, mntns;
-  char **hides, **binds, **ros;
-  int nhides, nbinds, nros;
+  char **hides, **binds, **ros, **delegates;
+  int nhides, nbinds, nros, ndelegates;
+  char *bindopt; /* per bind: skip it if the path does not exist */
+  const char *sd_path; /* this child's sd_notify socket, mounted back if under a hidden dir */
+  int maxdst; /* highest fd placed for the program */
   const char *credsdir;
   struct cred *creds;
   int ncreds;
@@ -547,16 +575,110 @@ static int mount_point(const char *path, int dir) {
   return 0;
 }
 
+/* The per-mount flags a bind remount must repeat (it replaces them all). */
+static unsigned long mount_flags_of(const char *path) {
+  struct statvfs sv;
+  unsigned long f = 0;
+  if (statvfs(path, &sv) < 0) return MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  if (sv.f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (sv.f_flag & ST_NODEV) f |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  if (sv.f_flag & ST_NOATIME) f |= MS_NOATIME;
+  if (sv.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (sv.f_flag & ST_RELATIME) f |= MS_RELATIME;
+  return f;
+}
+
+static int remount_bind(const char *path, int readonly) {
+  return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | mount_flags_of(path) | (readonly ? MS_RDONLY : 0), NULL);
+}
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape_mountinfo(char *s) {
+  char *o = s;
+  while (*s) {
+    if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+      *o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+      s += 4;
+    } else *o++ = *s++;
+  }
+  *o = '\0';
+}
+
+#define CGROUP_ROOT "/sys/fs/cgroup"
+
+/* Every mount at or below /sys/fs/cgroup read-only, one by one (a recursive bind remount does
+   not exist): the child reads its limits and cannot rewrite them, nor any other group's. */
+static void cgroups_read_only(int errpipe) {
+  char what[PATH_MAX + 64];
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) child_fail(errpipe, "cgroups read-only: open /proc/self/mountinfo");
+  char *line = NULL;
+  size_t cap = 0;
+  size_t rl = strlen(CGROUP_ROOT);
+  while (getline(&line, &cap, f) > 0) {
+    /* id parent major:minor root mountpoint ... */
+    char *save = NULL, *fld = strtok_r(line, " ", &save);
+    for (int i = 0; fld && i < 4; i++) fld = strtok_r(NULL, " ", &save);
+    if (!fld) continue;
+    unescape_mountinfo(fld);
+    if (strncmp(fld, CGROUP_ROOT, rl) != 0 || (fld[rl] != '\0' && fld[rl] != '/')) continue;
+    snprintf(what, sizeof what, "cgroups read-only: remount %s", fld);
+    if (remount_bind(fld, 1) < 0) child_fail(errpipe, what);
+  }
+  free(line);
+  fclose(f);
+}
+
+/* A supervisor child's own cgroup, writable again below a read-only /sys/fs/cgroup: what it
+   creates there is its own; the files of the group itself (its limits) stay read-only, except
+   those a delegatee must write (systemd's delegation rules). */
+static void delegate_cgroup(const char *dir, int errpipe) {
+  char what[PATH_MAX + 64], file[PATH_MAX];
+  snprintf(what, sizeof what, "delegate %s: bind", dir);
+  if (mount(dir, dir, NULL, MS_BIND, NULL) < 0) child_fail(errpipe, what);
+  snprintf(what, sizeof what, "delegate %s: remount writable", dir);
+  if (remount_bind(dir, 0) < 0) child_fail(errpipe, what);
+  DIR *d = opendir(dir);
+  if (!d) child_fail(errpipe, what);
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_type != DT_REG) continue;
+    if (!strcmp(e->d_name, "cgroup.procs") || !strcmp(e->d_name, "cgroup.threads") ||
+        !strcmp(e->d_name, "cgroup.subtree_control") || !strcmp(e->d_name, "tasks"))
+      continue;
+    snprintf(file, sizeof file, "%s/%s", dir, e->d_name);
+    snprintf(what, sizeof what, "delegate %s: keep %s read-only", dir, e->d_name);
+    if (mount(file, file, NULL, MS_BIND, NULL) < 0 || remount_bind(file, 1) < 0) child_fail(errpipe, what);
+  }
+  closedir(d);
+}
+
+static int under(const char *path, const char *dir) {
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/') n--;
+  return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
 static void setup_mounts(struct spawn_plan *p, int errpipe) {
   char what[PATH_MAX + 64];
   if (unshare(CLONE_NEWNS) < 0) child_fail(errpipe, "unshare(CLONE_NEWNS)");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) child_fail(errpipe, "make / private (mount MS_REC|MS_PRIVATE)");
+  /* The child's own sd_notify socket stays reachable when its directory is hidden. */
+  if (p->sd_path)
+    for (int i = 0; i < p->nhides; i++)
+      if (under(p->sd_path, p->hides[i])) { /* binds has room for one more than requests give */
+        p->bindopt[p->nbinds] = 0;
+        p->binds[p->nbinds++] = (char *)p->sd_path;
+        break;
+      }
   /* Handles on what stays visible, taken in the original view (in this namespace, so they bind). */
-  static int keep[MAX_MOUNTS];
-  static int keepdir[MAX_MOUNTS];
+  static int keep[MAX_MOUNTS + 1];
+  static int keepdir[MAX_MOUNTS + 1];
   for (int i = 0; i < p->nbinds; i++) {
     snprintf(what, sizeof what, "bind %s: open", p->binds[i]);
     keep[i] = open(p->binds[i], O_PATH | O_CLOEXEC);
+    if (keep[i] < 0 && p->bindopt[i] && errno == ENOENT) continue;
     if (keep[i] < 0) child_fail(errpipe, what);
     struct stat st;
     if (fstat(keep[i], &st) < 0) child_fail(errpipe, what);
@@ -568,6 +690,7 @@ static void setup_mounts(struct spawn_plan *p, int errpipe) {
       child_fail(errpipe, what);
   }
   for (int i = 0; i < p->nbinds; i++) {
+    if (keep[i] < 0) continue;
     char src[64];
     snprintf(what, sizeof what, "bind %s: create mount point", p->binds[i]);
     if (mount_point(p->binds[i], keepdir[i]) < 0) child_fail(errpipe, what);
@@ -609,6 +732,163 @@ static void setup_mounts(struct spawn_plan *p, int errpipe) {
     if (mount(NULL, d, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
       child_fail(errpipe, what);
   }
+  struct stat st;
+  if (stat(CGROUP_ROOT, &st) == 0) cgroups_read_only(errpipe);
+  for (int i = 0; i < p->ndelegates; i++) delegate_cgroup(p->delegates[i], errpipe);
+  for (int i = 0; i < p->nhides; i++) {
+    int bound = 0;
+    for (int j = 0; j < p->nbinds; j++)
+      if (!strcmp(p->binds[j], p->hides[i])) bound = 1;
+    if (bound) continue;
+    snprintf(what, sizeof what, "hide %s: remount read-only", p->hides[i]);
+    if (mount(NULL, p->hides[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+      child_fail(errpipe, what);
+  }
+}
+
+/* ---------- the PID namespace of a confined child ---------- */
+
+/* Every signal that can be caught and is not a fault of the process itself: SIGTERM, SIGINT,
+   SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT, but also SIGWINCH (Apache's graceful stop), real-time
+   signals... (plus SIGCHLD, which is for us). */
+static void forward_mask(sigset_t *set) {
+  sigfillset(set);
+  int own[] = {SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS};
+  for (size_t i = 0; i < sizeof own / sizeof *own; i++) sigdelset(set, own[i]);
+}
+
+/* Ends this process as `status` says: the same exit code, or the same signal (no core dump:
+   the program already dumped one if it was going to). */
+static void exit_as(int status) {
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    _exit(128 + sig);
+  }
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+static void close_placed(int maxdst) {
+  for (int fd = 0; fd <= maxdst; fd++) close(fd);
+}
+
+/* Outer process (the pid the launcher tracks): forwards signals to init, ends as the program. */
+static void outer_wait(pid_t init, int link) {
+  sigset_t set;
+  forward_mask(&set);
+  int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+  if (sfd < 0) {
+    kill(init, SIGKILL);
+    _exit(111);
+  }
+  for (;;) {
+    struct signalfd_siginfo si;
+    ssize_t n = read(sfd, &si, sizeof si);
+    if (n != sizeof si) {
+      if (n < 0 && errno == EINTR) continue;
+      kill(init, SIGKILL);
+      _exit(111);
+    }
+    if (si.ssi_signo != SIGCHLD) {
+      kill(init, (int)si.ssi_signo);
+      continue;
+    }
+    int st;
+    if (waitpid(init, &st, WNOHANG) != init) continue;
+    int prog;
+    ssize_t r;
+    do r = read(link, &prog, sizeof prog);
+    while (r < 0 && errno == EINTR);
+    exit_as(r == sizeof prog ? prog : st);
+  }
+}
+
+/* Init, pid 1 of the namespace: reaps, forwards, reports the program's status, then exits. */
+static void init_wait(pid_t prog, int link) {
+  sigset_t set;
+  forward_mask(&set);
+  int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) _exit(111);
+  int prog_status = 0, prog_done = 0;
+  for (;;) {
+    struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = link, .events = POLLIN}};
+    if (poll(pf, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      _exit(111);
+    }
+    if (pf[1].revents) _exit(111); /* the outer process is gone: take the namespace down */
+    struct signalfd_siginfo si;
+    int reap = 0;
+    while (read(sfd, &si, sizeof si) == sizeof si) {
+      if (si.ssi_signo == SIGCHLD) reap = 1;
+      else if (!prog_done) kill(-prog, (int)si.ssi_signo);
+      else kill(-1, (int)si.ssi_signo);
+    }
+    if (!reap) continue;
+    int st, left = 1;
+    for (;;) {
+      pid_t w = waitpid(-1, &st, WNOHANG);
+      if (w > 0) {
+        if (w == prog) {
+          prog_status = st;
+          prog_done = 1;
+        }
+        continue;
+      }
+      if (w < 0 && errno == ECHILD) left = 0;
+      break;
+    }
+    /* A program that failed takes the rest with it; one that exited 0 leaves its daemons running. */
+    if (prog_done && (!left || !WIFEXITED(prog_status) || WEXITSTATUS(prog_status) != 0)) {
+      ssize_t ignored = send(link, &prog_status, sizeof prog_status, MSG_NOSIGNAL);
+      (void)ignored;
+      _exit(0);
+    }
+  }
+}
+
+/* In the forked child, after the mounts and the fds are in place: returns only in the program
+   (pid 2 of a new PID namespace); the outer process and init never return. */
+static int enter_pid_namespace(struct spawn_plan *p, int errpipe) {
+  if (unshare(CLONE_NEWPID) < 0) child_fail(errpipe, "unshare(CLONE_NEWPID)");
+  int link[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link) < 0) child_fail(errpipe, "pid namespace: socketpair");
+  sigset_t set, none;
+  forward_mask(&set);
+  sigemptyset(&none);
+  /* Blocked before the forks, so nothing sent meanwhile is lost: it waits for the signalfd. */
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  pid_t init = fork();
+  if (init < 0) child_fail(errpipe, "pid namespace: fork init");
+  if (init > 0) {
+    close(link[1]);
+    close(errpipe);
+    close_placed(p->maxdst);
+    outer_wait(init, link[0]);
+  }
+  close(link[0]);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) child_fail(errpipe, "pid namespace: PR_SET_PDEATHSIG");
+  if (setsid() < 0) child_fail(errpipe, "pid namespace: setsid");
+  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+    child_fail(errpipe, "pid namespace: mount /proc");
+  pid_t prog = fork();
+  if (prog < 0) child_fail(errpipe, "pid namespace: fork program");
+  if (prog > 0) {
+    close(errpipe);
+    close_placed(p->maxdst);
+    init_wait(prog, link[1]);
+  }
+  close(link[1]);
+  if (setsid() < 0) child_fail(errpipe, "setsid");
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  return errpipe;
 }
 
 static void child_exec(struct spawn_plan *p, int errpipe) {
@@ -636,7 +916,8 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
     if (unshare(CLONE_NEWNET) < 0) child_fail(errpipe, "unshare(CLONE_NEWNET)");
     bring_lo_up(errpipe);
   }
-  if (p->mntns) setup_mounts(p, errpipe);
+  int confined = p->netns || p->nonewprivs || p->mntns;
+  if (confined) setup_mounts(p, errpipe);
 
   /* Lift every source above all targets first, so a dup2 never clobbers a source not yet placed. */
   int maxdst = 2;
@@ -654,8 +935,22 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
   }
   for (int i = 0; i < p->nfds; i++)
     if (dup2(p->src[i], p->dst[i]) < 0) child_fail(errpipe, "dup2");
-  /* Everything of ours is O_CLOEXEC already; this catches fds inherited from whoever started us. */
-  syscall(SYS_close_range, maxdst + 1, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */);
+  if (confined) {
+    /* The outer process and init never exec: close for real whatever the program is not given
+       (the launcher's client socket, other children's pipes...), so they hold nothing. */
+    for (int fd = 3; fd <= maxdst; fd++) {
+      int placed = 0;
+      for (int i = 0; i < p->nfds && !placed; i++) placed = p->dst[i] == fd;
+      if (!placed) close(fd);
+    }
+    if (errpipe > maxdst + 1) syscall(SYS_close_range, maxdst + 1, errpipe - 1, 0);
+    syscall(SYS_close_range, errpipe + 1, ~0U, 0);
+    p->maxdst = maxdst;
+    errpipe = enter_pid_namespace(p, errpipe);
+  } else {
+    /* Everything of ours is O_CLOEXEC already; this catches fds inherited from whoever started us. */
+    syscall(SYS_close_range, maxdst + 1, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */);
+  }
 
   if (p->cwd && chdir(p->cwd) < 0) {
     snprintf(what, sizeof what, "chdir %s", p->cwd);
@@ -720,13 +1015,16 @@ static void do_spawn(struct req *r, const char *id) {
   char *sd_path = NULL;
   const char *out_key = NULL, *err_key = NULL;
   static char *cgroups[MAX_FIELDS];
-  static char *hides[MAX_MOUNTS], *binds[MAX_MOUNTS], *ros[MAX_MOUNTS];
+  static char *hides[MAX_MOUNTS], *binds[MAX_MOUNTS + 1], *ros[MAX_MOUNTS], *delegates[MAX_MOUNTS];
+  static char bindopt[MAX_MOUNTS + 1];
   static struct cred creds[MAX_MOUNTS];
   static char creds_env[PATH_MAX + 32];
   p.cgroups = cgroups;
   p.hides = hides;
   p.binds = binds;
   p.ros = ros;
+  p.delegates = delegates;
+  p.bindopt = bindopt;
   p.creds = creds;
   fdnames[0] = '\0';
   size_t fdnames_len = 0;
@@ -755,11 +1053,13 @@ static void do_spawn(struct req *r, const char *id) {
     else if (!strcmp(k, "netns")) p.netns = !strcmp(v, "1");
     else if (!strcmp(k, "nonewprivs")) p.nonewprivs = !strcmp(v, "1");
     else if (!strcmp(k, "mntns")) p.mntns = !strcmp(v, "1");
-    else if (!strcmp(k, "hide") || !strcmp(k, "bind") || !strcmp(k, "ro")) {
-      int *count = k[0] == 'h' ? &p.nhides : k[0] == 'b' ? &p.nbinds : &p.nros;
-      char **list = k[0] == 'h' ? hides : k[0] == 'b' ? binds : ros;
-      if (v[0] != '/') { err = EINVAL; ctx = "hide/bind/ro paths must be absolute"; continue; }
+    else if (!strcmp(k, "hide") || !strcmp(k, "bind") || !strcmp(k, "bindopt") || !strcmp(k, "ro") ||
+             !strcmp(k, "delegate")) {
+      int *count = k[0] == 'h' ? &p.nhides : k[0] == 'b' ? &p.nbinds : k[0] == 'r' ? &p.nros : &p.ndelegates;
+      char **list = k[0] == 'h' ? hides : k[0] == 'b' ? binds : k[0] == 'r' ? ros : delegates;
+      if (v[0] != '/') { err = EINVAL; ctx = "hide/bind/ro/delegate paths must be absolute"; continue; }
       if (*count >= MAX_MOUNTS) { err = E2BIG; ctx = "too many mounts"; continue; }
+      if (k[0] == 'b') bindopt[*count] = !strcmp(k, "bindopt");
       list[(*count)++] = v;
       p.mntns = 1;
     } else if (!strcmp(k, "credsdir")) {
@@ -850,6 +1150,7 @@ static void do_spawn(struct req *r, const char *id) {
         /* The child may drop to another uid and must still be able to send. */
         chmod(sa.sun_path, 0666);
         sd_path = strdup(sa.sun_path);
+        p.sd_path = sd_path;
         snprintf(notify_env, sizeof notify_env, "NOTIFY_SOCKET=%s", sa.sun_path);
         envp[envc++] = notify_env;
       }

@@ -13,9 +13,10 @@
  * grants it returns decide what each process reaches through the filesystem (runtime/confine):
  * routed unix services, secrets (read from `<manifest dir>/secrets/NAME`, delivered in a private
  * `$CREDENTIALS_DIRECTORY`), read-only paths. When the tree has anything to hide (a unix service
- * or a secret), every process child gets a private mount namespace in which the tree's
- * `services/` and `credentials/` directories are covered, and loses its capabilities (a root
- * child with CAP_SYS_ADMIN could unmount the cover).
+ * or a secret), and for every `net: none` child, a process child is confined: a private mount
+ * namespace in which the tree's whole state directory is covered (what it was granted mounted
+ * back), a read-only cgroup tree, a PID namespace of its own, and no capabilities (a root child
+ * with CAP_SYS_ADMIN could unmount the cover). See runtime/confine and native/launcher.c.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -39,7 +40,7 @@ import {
   type Requires,
 } from '../manifest/index.ts';
 import type { Limits } from '../runtime/cgroup/index.ts';
-import { planConfinement, serviceDir } from '../runtime/confine/index.ts';
+import { planConfinement, serviceDir, sessionDirsIn, supervisorKeeps } from '../runtime/confine/index.ts';
 import {
   HostRuntime,
   logName,
@@ -262,6 +263,7 @@ async function childSpec(
 
 async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinement: Confinement) {
   const grant = confinement.grants.get(spec.path);
+  const supervised = supervisorEnv(runtime, spec, grant);
   const plan = planConfinement({
     stateDir: confinement.stateDir,
     path: spec.path,
@@ -274,11 +276,16 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
     readOnly: spec.requires.paths.filter((p) => p.mode === 'ro').map((p) => p.path),
     hide: confinement.hide,
     alsoHide: existsSync(confinement.secretsDir) ? [confinement.secretsDir] : [],
+    isolateNet: spec.requires.net === 'none',
+    keep: [...sessionDirsIn(confinement.stateDir, spec.command), ...supervisorKeeps(supervised)],
+    delegate: supervised.CAPTREE_CGROUP ? supervised.CAPTREE_CGROUP.split(':') : [],
   });
   for (const [name, p] of Object.entries(spec.provides)) {
     if (p.endpoint.type === 'unix')
       mkdirSync(serviceDir(confinement.stateDir, spec.path, name), { recursive: true, mode: 0o755 });
   }
+  // Mounted back into a confined supervisor child's view of the state dir: it must exist first.
+  if (supervised.CAPTREE_LOGS) mkdirSync(supervised.CAPTREE_LOGS, { recursive: true, mode: 0o700 });
   const listenFds: { handle: number; name: string }[] = [];
   for (const [name, endpoint] of Object.entries(spec.requires.listen)) {
     const { handle } = await runtime.launcher.listen(
@@ -289,7 +296,7 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
     listenFds.push({ handle, name });
   }
   // Kept by reference: a renegotiated grant updates both in place (live-limits.ts).
-  const env = { ...spec.env, ...plan.env, ...supervisorEnv(runtime, spec, grant) };
+  const env = { ...spec.env, ...plan.env, ...supervised };
   const limits = limitsOf(spec.requires);
   liveChildren(runtime).set(spec.path, { limits, env });
   return processDriver(runtime, {

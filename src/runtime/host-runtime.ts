@@ -76,12 +76,22 @@ export interface OrphanKill {
   why: string;
 }
 
-/** The tree path in a process's environment (`CAPTREE_PATH`), or null if unreadable. */
-export function captreePathOf(pid: number): string | null {
+/**
+ * The tree path in a process's environment (`CAPTREE_PATH`), or null if unreadable. For the
+ * outer process or the init of a confined child (forked by the launcher, never exec'd), the
+ * program's, found below them.
+ */
+export function captreePathOf(pid: number, depth = 2): string | null {
   try {
     const env = readFileSync(`/proc/${pid}/environ`, 'latin1');
     for (const entry of env.split('\0')) {
       if (entry.startsWith('CAPTREE_PATH=')) return Buffer.from(entry.slice(13), 'latin1').toString('utf8');
+    }
+    // A confined child's outer process and the init of its PID namespace never exec (their
+    // environment is the launcher's): the program, one or two levels down, says whose they are.
+    if (depth > 0 && readFileSync(`/proc/${pid}/comm`, 'latin1').startsWith('captree-launche')) {
+      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1').trim().split(' ');
+      if (children.length === 1 && children[0]) return captreePathOf(Number(children[0]), depth - 1);
     }
   } catch {
     // Gone, or not ours to read.

@@ -19,19 +19,34 @@ function daemonPidOf(dir: string): number {
   return pid;
 }
 
-/** Every process on the host whose CAPTREE_PATH is in the tree `/name`. */
+/**
+ * Every process on the host whose CAPTREE_PATH is in the tree `/name`, as captree tracks it (the
+ * pid `ps --json` shows): a confined child's program is pid 2 of its own PID namespace, below
+ * the namespace's init and the outer process the launcher reports.
+ */
 function processesOfTree(name: string): number[] {
   const out: number[] = [];
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     try {
       for (const v of readFileSync(`/proc/${e}/environ`, 'utf8').split('\0'))
-        if (v === `CAPTREE_PATH=/${name}` || v.startsWith(`CAPTREE_PATH=/${name}/`)) out.push(Number(e));
+        if (v === `CAPTREE_PATH=/${name}` || v.startsWith(`CAPTREE_PATH=/${name}/`)) {
+          const pid = tracked(Number(e));
+          if (!out.includes(pid)) out.push(pid);
+        }
     } catch {
       // gone, or not readable
     }
   }
   return out;
+}
+
+function tracked(pid: number): number {
+  const status = (p: number) => readFileSync(`/proc/${p}/status`, 'utf8');
+  const nspid = /^NSpid:\s+(.*)$/m.exec(status(pid))?.[1]?.trim().split(/\s+/) ?? [];
+  if (nspid.length < 2) return pid;
+  const ppid = (p: number) => Number(/^PPid:\s+(\d+)$/m.exec(status(p))?.[1]);
+  return ppid(ppid(pid));
 }
 
 /** A process we cannot subscribe to (not our child): bounded polling of /proc. */

@@ -11,8 +11,14 @@
  *       not the socket, so a provider that restarts and re-creates its socket stays reachable);
  *   credentials/<child log name>/                          mount point of the child's own tmpfs,
  *       empty on the host; the secret files exist only inside the child's mount namespace.
- * Every confined child sees both top directories (and where secrets are read from) covered by an
- * empty tmpfs, so a path guessed from the host's layout leads nowhere.
+ * Every confined child sees the WHOLE state directory (and where secrets are read from) covered by
+ * an empty read-only tmpfs, with only what it was granted mounted back (its service directories,
+ * its own credentials directory; a supervisor child's channel socket and children's log
+ * directory; a shell relay's session directory): the control and launcher sockets, the journal,
+ * the logs and every other child's sockets are out of reach, and a path guessed from the host's
+ * layout leads nowhere. The launcher adds, for every confined child, a read-only /sys/fs/cgroup
+ * (`delegate`: a supervisor child's own cgroup stays writable below) and a PID namespace with a
+ * fresh /proc, so /proc/<pid>/root of another child does not exist for it.
  *
  * Environment (names: prefix + service name upper-cased, every non-alphanumeric byte → `_`):
  *   CAPTREE_PROVIDE_<NAME>=<absolute socket path>   to a provider of a unix service, to bind;
@@ -57,6 +63,12 @@ export interface ConfineInput {
   readonly hide: boolean;
   /** More directories to cover when confined (where secrets are sourced from). Must exist. */
   readonly alsoHide?: readonly string[];
+  /** `net: none`: confined (and so given the whole mount confinement) even with nothing else. */
+  readonly isolateNet?: boolean;
+  /** More paths under the state directory to mount back when they exist at spawn time. */
+  readonly keep?: readonly string[];
+  /** Cgroup directories delegated to the child (a supervisor child's own), writable for it. */
+  readonly delegate?: readonly string[];
 }
 
 export interface ConfinePlan {
@@ -136,15 +148,47 @@ export function planConfinement(input: ConfineInput): ConfinePlan {
     input.secrets.length > 0
       ? { dir: join(credentialsDir(input.stateDir), flat(input.path)), secrets: input.secrets }
       : null;
-  const confined = input.hide || bind.length > 0 || credentials !== null || input.readOnly.length > 0;
+  const confined =
+    input.hide ||
+    input.isolateNet === true ||
+    bind.length > 0 ||
+    credentials !== null ||
+    input.readOnly.length > 0;
   const mounts = confined
     ? {
-        hide: [servicesDir(input.stateDir), credentialsDir(input.stateDir), ...(input.alsoHide ?? [])],
+        hide: [input.stateDir, ...(input.alsoHide ?? [])],
         bind: [...new Set(bind)],
         readOnly: [...input.readOnly],
+        ...(input.keep && input.keep.length > 0 ? { bindIfExists: [...new Set(input.keep)] } : {}),
+        ...(input.delegate && input.delegate.length > 0 ? { delegate: [...input.delegate] } : {}),
       }
     : null;
   return { env, mounts, credentials };
+}
+
+/** Where `captree shell` puts a session's relay socket: `<state>/shells/<session>/relay.sock`. */
+export function shellsDir(stateDir: string): string {
+  return join(stateDir, 'shells');
+}
+
+/**
+ * The shell session directories a command names (`ptyrelay ... <state>/shells/<session>/relay.sock
+ * -- ...`): mounted back for that child only, so its relay reaches its own client and no other.
+ */
+export function sessionDirsIn(stateDir: string, command: readonly string[]): string[] {
+  const prefix = `${shellsDir(stateDir)}/`;
+  const dirs: string[] = [];
+  for (const arg of command) {
+    if (!arg.startsWith(prefix)) continue;
+    const session = arg.slice(prefix.length).split('/')[0];
+    if (session && session !== '.' && session !== '..') dirs.push(join(shellsDir(stateDir), session));
+  }
+  return dirs;
+}
+
+/** What a supervisor child reaches under the state directory: its channel socket and its children's logs. */
+export function supervisorKeeps(env: Readonly<Record<string, string>>): string[] {
+  return [env.CAPTREE_CHANNEL, env.CAPTREE_LOGS].filter((p): p is string => typeof p === 'string');
 }
 
 /** Reads each secret's value now (at every start, so a rotated file takes effect on restart). */

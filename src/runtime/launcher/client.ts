@@ -55,6 +55,11 @@ export interface SpawnSpec {
    * `credentials` are written to a fresh tmpfs at `credentials.dir` (files 0400, dir 0500, owned
    * by the child's uid/gid, then remounted read-only; `CREDENTIALS_DIRECTORY` is set).
    * All paths absolute. Any failure fails the spawn, naming the step.
+   *
+   * A child with `mounts`, `newNetNs` or `noNewPrivs` is confined: it also gets /sys/fs/cgroup
+   * read-only (except `delegate` dirs) and a PID namespace of its own with a fresh /proc (the
+   * program is pid 2 there, LISTEN_PID=2; the reported pid is an outer process that forwards
+   * signals and exits as the program did). See native/launcher.c.
    */
   mounts?: MountSpec;
 }
@@ -63,6 +68,10 @@ export interface MountSpec {
   hide?: readonly string[];
   bind?: readonly string[];
   readOnly?: readonly string[];
+  /** Like `bind`, skipped when the path does not exist at spawn time. */
+  bindIfExists?: readonly string[];
+  /** Cgroup directories left writable below the read-only /sys/fs/cgroup (their own limit files stay read-only). */
+  delegate?: readonly string[];
   credentials?: { dir: string; files: readonly { name: string; data: Uint8Array }[] };
 }
 
@@ -560,7 +569,9 @@ function mountFields(m: MountSpec, fields: Field[]): void {
   };
   for (const p of m.hide ?? []) fields.push(['hide', absolute(p)]);
   for (const p of m.bind ?? []) fields.push(['bind', absolute(p)]);
+  for (const p of m.bindIfExists ?? []) fields.push(['bindopt', absolute(p)]);
   for (const p of m.readOnly ?? []) fields.push(['ro', absolute(p)]);
+  for (const p of m.delegate ?? []) fields.push(['delegate', absolute(p)]);
   if (m.credentials) {
     fields.push(['credsdir', absolute(m.credentials.dir)]);
     for (const f of m.credentials.files) {
