@@ -3,11 +3,12 @@
  * failures (exit 1, one actionable line on stderr), finding the running tree's state dir, and
  * colour (only on a TTY, never with NO_COLOR).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { type ParseArgsOptionDescriptor, parseArgs } from 'node:util';
 import {
   ControlClient,
+  type DaemonInfo,
   liveOwner,
   NotRunningError,
   parseSince,
@@ -68,6 +69,32 @@ export const stateOption: Options = {
   state: { type: 'string', description: 'state directory of the tree (default: ./.captree)' },
 };
 export const jsonOption: Options = { json: { type: 'boolean', description: 'machine-readable output' } };
+/** Talking to a tree on TCP (`captree up --listen`) instead of through its state dir. */
+export const remoteOptions: Options = {
+  url: {
+    type: 'string',
+    description: 'the control API on TCP (http://HOST:PORT, see up --listen) instead of the state dir',
+  },
+  'token-file': {
+    type: 'string',
+    description:
+      "file whose content is the bearer token (with --url: the admin token or a node's admission token)",
+  },
+};
+
+/** The content of `--token-file`, trimmed; undefined without one. */
+export function tokenFromFile(values: Values, io: Io): string | undefined {
+  const file = values['token-file'];
+  if (typeof file !== 'string') return undefined;
+  let token: string;
+  try {
+    token = readFileSync(path.resolve(io.cwd, file), 'utf8').trim();
+  } catch (err) {
+    throw new UsageError(`--token-file: ${(err as Error).message}`);
+  }
+  if (token === '') throw new UsageError(`--token-file ${file}: the file is empty`);
+  return token;
+}
 
 export function parseCommand(cmd: Command, argv: string[]): Parsed & { help: boolean } {
   let parsed: { values: Values; positionals: string[] };
@@ -124,6 +151,7 @@ export function findState(values: Values, io: Io): StatePaths {
 
 /** A client for the running tree, or a one-line explanation of why there is none. */
 export async function connect(values: Values, io: Io): Promise<{ client: ControlClient; paths: StatePaths }> {
+  if (typeof values.url === 'string') return connectRemote(values.url, values, io);
   const paths = findState(values, io);
   const client = new ControlClient(paths.socket);
   try {
@@ -133,6 +161,45 @@ export async function connect(values: Values, io: Io): Promise<{ client: Control
     throw err;
   }
   return { client, paths };
+}
+
+/**
+ * `--url`: a client on TCP with the `--token-file` token. An admission token is refused
+ * `/v1/daemon` (admin only), which still proves the daemon is there and knows the token.
+ */
+async function connectRemote(
+  url: string,
+  values: Values,
+  io: Io,
+): Promise<{ client: ControlClient; paths: StatePaths }> {
+  if (typeof values.state === 'string') throw new UsageError('--url and --state exclude each other');
+  const token = tokenFromFile(values, io);
+  let client: ControlClient;
+  try {
+    client = new ControlClient({ url, ...(token === undefined ? {} : { token }) });
+  } catch (err) {
+    throw new UsageError(`--url ${(err as Error).message}`);
+  }
+  let reply: Awaited<ReturnType<ControlClient['request']>>;
+  try {
+    reply = await client.request('GET', '/v1/daemon');
+  } catch (err) {
+    if (err instanceof NotRunningError)
+      throw new CliError(`nothing answers at ${client.socket} (is the tree up with: captree up --listen?)`);
+    throw new CliError(`cannot reach ${client.socket}: ${(err as Error).message}`);
+  }
+  const code = (reply.body?.error as { code?: string; message?: string } | undefined)?.code;
+  if (reply.status === 401)
+    throw new CliError(
+      `${client.socket} asks for a token: --token-file FILE (the admin token, or a node's admission token)`,
+    );
+  if (reply.status !== 200 && !(reply.status === 403 && code === 'admin_only')) {
+    const message = (reply.body?.error as { message?: string } | undefined)?.message;
+    throw new CliError(`${client.socket}: ${message ?? `HTTP ${reply.status}`}`);
+  }
+  const info = reply.status === 200 ? (reply.body as unknown as DaemonInfo) : null;
+  // No state dir here: its paths are the daemon's (admin) or placeholders (admission token).
+  return { client, paths: statePaths(info?.stateDir ?? path.resolve(io.cwd, STATE_DIR_NAME)) };
 }
 
 export function notRunning(paths: StatePaths, io: Io): CliError {

@@ -1,6 +1,14 @@
 /** `captree start|stop|restart PATH`: one operation on one child, through the control API. */
 import { ApiResponseError, type PsEntry, urlPath } from '../daemon/index.ts';
-import { CliError, type Command, connect, jsonOption, normalizePath, stateOption } from './cli.ts';
+import {
+  CliError,
+  type Command,
+  connect,
+  jsonOption,
+  normalizePath,
+  remoteOptions,
+  stateOption,
+} from './cli.ts';
 
 type Verb = 'start' | 'stop' | 'restart';
 
@@ -36,9 +44,9 @@ export function controlCommand(verb: Verb): Command {
       stop: 'stop a child and keep it stopped',
       restart: 'restart a child (and its siblings, per strategy)',
     }[verb],
-    usage: `captree ${verb} PATH [--json] [--state DIR]`,
+    usage: `captree ${verb} PATH [--json] [--state DIR | --url URL --token-file FILE]`,
     help: helps[verb],
-    options: { ...jsonOption, ...stateOption },
+    options: { ...jsonOption, ...stateOption, ...remoteOptions },
     positionals: [1, 1],
     async run({ values, positionals }, io) {
       const path = normalizePath(positionals[0]!);

@@ -16,7 +16,8 @@ import type { Answer, DynamicChildren } from './dynamic-children.ts';
 const MAX_BODY = 1 << 20;
 
 export interface AdmissionEndpoint {
-  admit(req: http.IncomingMessage, res: http.ServerResponse, node: string): Promise<void>;
+  /** `trusted`: the caller holds the whole tree (TCP admin token); no node token is asked for. */
+  admit(req: http.IncomingMessage, res: http.ServerResponse, node: string, trusted?: boolean): Promise<void>;
   revoke(res: http.ServerResponse, path: string): Promise<void>;
 }
 
@@ -54,7 +55,7 @@ export function bearerToken(req: http.IncomingMessage): string | undefined | nul
 
 export function admissionEndpoint(children: DynamicChildren): AdmissionEndpoint {
   return {
-    async admit(req, res, node) {
+    async admit(req, res, node, trusted = false) {
       const text = await readBody(req);
       if (text === null)
         return send(res, {
@@ -76,7 +77,7 @@ export function admissionEndpoint(children: DynamicChildren): AdmissionEndpoint 
           status: 403,
           body: { error: { code: 'bad_authorization', message: 'expected Authorization: Bearer TOKEN' } },
         });
-      send(res, await children.admit(node, body, token));
+      send(res, await children.admit(node, body, token, trusted));
     },
     async revoke(res, path) {
       send(res, await children.revoke(path));

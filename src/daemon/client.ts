@@ -1,6 +1,7 @@
 /**
- * A client of the control API over the state dir's unix socket, for the CLI and tests. Each
- * call uses its own connection (no keep-alive), so a CLI run never lingers on an open socket.
+ * A client of the control API over the state dir's unix socket, or over TCP (`up --listen`) with
+ * a bearer token, for the CLI and tests. Each call uses its own connection (no keep-alive), so a
+ * CLI run never lingers on an open socket.
  */
 import * as http from 'node:http';
 import type { ApiError } from './types.ts';
@@ -17,7 +18,7 @@ export class ApiResponseError extends Error {
   }
 }
 
-/** Nobody is listening on the socket (no daemon, or a dead one). */
+/** Nobody is listening on the socket or the TCP address (no daemon, or a dead one). */
 export class NotRunningError extends Error {
   readonly socket: string;
   constructor(socket: string, cause: unknown) {
@@ -42,10 +43,89 @@ export function urlPath(treePath: string): string {
     .join('/');
 }
 
+/** The API on TCP: `http://HOST:PORT` and the bearer token to present. */
+export interface RemoteTarget {
+  url: string;
+  token?: string;
+}
+
+/** Any status, the body parsed when it is JSON (null otherwise). */
+export interface ApiReply {
+  status: number;
+  body: Record<string, unknown> | null;
+}
+
 export class ControlClient {
+  /** The socket path, or the URL when remote (for messages). */
   readonly socket: string;
-  constructor(socket: string) {
-    this.socket = socket;
+  readonly remote: RemoteTarget | null;
+  readonly #base: http.RequestOptions;
+  #prefix = '';
+  #auth: Record<string, string> = {};
+
+  constructor(target: string | RemoteTarget) {
+    if (typeof target === 'string') {
+      this.socket = target;
+      this.remote = null;
+      this.#base = { socketPath: target };
+      return;
+    }
+    let url: URL;
+    try {
+      url = new URL(target.url);
+    } catch {
+      throw new Error(`${target.url}: not a URL (expected http://HOST:PORT)`);
+    }
+    if (url.protocol !== 'http:')
+      throw new Error(`${target.url}: only http:// is served (put TLS in front, or use an SSH tunnel)`);
+    this.socket = url.origin;
+    this.remote = target;
+    this.#base = { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 80) };
+    this.#prefix = url.pathname.replace(/\/+$/, '');
+    if (target.token !== undefined) this.#auth = { authorization: `Bearer ${target.token}` };
+  }
+
+  /** One request whatever the status (an error body is kept whole); connection errors throw. */
+  request(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<ApiReply> {
+    return new Promise((resolve, reject) => {
+      const text = body === undefined ? undefined : JSON.stringify(body);
+      const req = http.request(
+        {
+          ...this.#base,
+          path: this.#prefix + path,
+          method,
+          agent: false,
+          headers: {
+            accept: 'application/json',
+            ...(text !== undefined ? { 'content-type': 'application/json' } : {}),
+            ...this.#auth,
+            ...headers,
+          },
+        },
+        (res) => {
+          readAll(res).then((t) => {
+            let parsed: Record<string, unknown> | null = null;
+            try {
+              parsed = JSON.parse(t) as Record<string, unknown>;
+            } catch {
+              // not JSON: reported by status
+            }
+            resolve({ status: res.statusCode ?? 500, body: parsed });
+          }, reject);
+        },
+      );
+      req.on('error', (err: NodeJS.ErrnoException) => reject(this.#connectError(err)));
+      req.end(text);
+    });
+  }
+
+  #connectError(err: NodeJS.ErrnoException): Error {
+    return err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new NotRunningError(this.socket, err) : err;
   }
 
   /** Opens a request and resolves with the response once its headers are in; errors are thrown. */
@@ -54,12 +134,13 @@ export class ControlClient {
       const body = options.body === undefined ? undefined : JSON.stringify(options.body);
       const req = http.request(
         {
-          socketPath: this.socket,
-          path,
+          ...this.#base,
+          path: this.#prefix + path,
           method: options.method ?? 'GET',
           agent: false,
           headers: {
             ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+            ...this.#auth,
             ...options.headers,
           },
         },
@@ -82,11 +163,7 @@ export class ControlClient {
           }, reject);
         },
       );
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED')
-          reject(new NotRunningError(this.socket, err));
-        else reject(err);
-      });
+      req.on('error', (err: NodeJS.ErrnoException) => reject(this.#connectError(err)));
       req.end(body);
     });
   }

@@ -23,7 +23,7 @@ import { admissionEndpoint } from './admit-endpoint.ts';
 import { type Channels, openChannels } from './channel.ts';
 import { canAdmit, DynamicChildren } from './dynamic-children.ts';
 import { Journal, type JournalRecord, pathsOfPids } from './journal.ts';
-import { type ControlServer, createControlServer } from './server.ts';
+import { type ControlServer, createControlServer, type TcpOptions } from './server.ts';
 import { acquireStateDir, DurableState, type StatePaths, statePaths } from './state.ts';
 import type { DaemonInfo, RecoveryReport, RunningTree, TreeBuilder } from './types.ts';
 
@@ -34,6 +34,8 @@ export interface DaemonOptions {
   build?: TreeBuilder;
   /** Every journalled event, after it is on disk. */
   onEvent?(record: JournalRecord): void;
+  /** Also serve the control API on TCP, authenticated by tokens (`server.ts`). */
+  tcp?: TcpOptions;
 }
 
 export interface Daemon {
@@ -111,6 +113,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw err;
   }
   const j = journal;
+  // Journalled whether or not anyone listens (`onEvent?.(j.append(e))` would skip the append).
+  const journalled = (event: Parameters<Journal['append']>[0]): void => {
+    const r = j.append(event);
+    options.onEvent?.(r);
+  };
   const sup = tree.supervisor;
   sup.subscribe((event) => {
     const record = j.append(event);
@@ -119,7 +126,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   // Supervisor children's private channels (channel.ts), listening before anything starts.
   let channels: Channels | null;
   try {
-    channels = await openChannels(tree, (e) => options.onEvent?.(j.append(e)));
+    channels = await openChannels(tree, journalled);
   } catch (err) {
     await tree.runtime.close();
     j.close();
@@ -127,6 +134,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw err;
   }
   const startedAt = Date.now();
+  let control: ControlServer | undefined;
   const info = (): DaemonInfo => ({
     pid: process.pid,
     name: options.manifest.root.name,
@@ -135,6 +143,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     startedAt,
     state: sup.state,
     version: packageVersion(),
+    tcp: control?.tcpAddress() ?? null,
   });
 
   // The runtime is closed whatever stopped the root: a `down`, a signal, or an escalation.
@@ -154,8 +163,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   // Children admitted at run time: re-admitted now (before anything starts), re-added as nodes come up.
   let dynamic: DynamicChildren | undefined;
   try {
-    if (canAdmit(tree))
-      dynamic = new DynamicChildren({ tree, durable, record: (e) => options.onEvent?.(j.append(e)) });
+    if (canAdmit(tree)) dynamic = new DynamicChildren({ tree, durable, record: journalled });
   } catch (err) {
     await channels?.close();
     await tree.runtime.close();
@@ -164,18 +172,26 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw err;
   }
   const admission = dynamic ? admissionEndpoint(dynamic) : undefined;
-  const control: ControlServer = createControlServer({ tree, journal: j, info, down: stop, admission });
+  const scopesOf = dynamic ? (token: string) => (dynamic as DynamicChildren).scopesOf(token) : undefined;
+  control = createControlServer({ tree, journal: j, info, down: stop, admission, scopesOf });
+  let serving = `the control socket ${paths.socket}`;
   try {
     await control.listen(paths.socket);
+    if (options.tcp) {
+      serving = `TCP ${options.tcp.host}:${options.tcp.port}`;
+      await control.listenTcp(options.tcp);
+    }
   } catch (err) {
+    await control.close();
     await sup.stop();
     await treeGone;
+    await import('node:fs/promises').then((fs) => fs.rm(paths.socket, { force: true }));
     j.close();
     release();
-    throw new Error(`cannot serve the control socket ${paths.socket}: ${(err as Error).message}`);
+    throw new Error(`cannot serve ${serving}: ${(err as Error).message}`);
   }
 
-  const record = (event: Parameters<Journal['append']>[0]) => options.onEvent?.(j.append(event));
+  const record = journalled;
   const recover = async () => {
     let report: RecoveryReport | undefined;
     try {
@@ -221,7 +237,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   // A failed start is reported through `started`; `finished` still resolves (with exit code 1).
   started.catch(() => {});
   const finished = treeGone.then(async (reason) => {
-    await control.close();
+    await control?.close();
     await import('node:fs/promises').then((fs) => fs.rm(paths.socket, { force: true }));
     // Stopped in order: the next `up` starts from the manifest alone.
     durable.remove();

@@ -229,8 +229,11 @@ export class DynamicChildren {
 
   // ---- admission ------------------------------------------------------------------------------
 
-  /** Answers `POST /v1/nodes/{node}/children`; `token` is the bearer token, if any. */
-  admit(node: string, body: unknown, token: string | undefined): Promise<Answer> {
+  /**
+   * Answers `POST /v1/nodes/{node}/children`; `token` is the bearer token, if any. `trusted`: the
+   * caller holds the whole tree (the TCP admin token), so no node's token is asked for.
+   */
+  admit(node: string, body: unknown, token: string | undefined, trusted = false): Promise<Answer> {
     if (!isRecord(body))
       return Promise.resolve(failure(400, 'bad_request', 'expected a JSON object { requestId, spec }'));
     const { requestId, spec } = body;
@@ -259,7 +262,7 @@ export class DynamicChildren {
     if (live) return Promise.resolve(this.#remember(requestId, hash, this.#granted(live)));
     const running = this.#inflight.get(requestId);
     if (running) return running.hash === hash ? running.answer : Promise.resolve(this.#reused(requestId));
-    const answer = this.#admit(node, spec, token, requestId).then(
+    const answer = this.#admit(node, spec, trusted ? true : token, requestId).then(
       (a) => this.#remember(requestId, hash, a),
       (err: unknown) => this.#remember(requestId, hash, failure(500, 'internal', (err as Error).message)),
     );
@@ -295,7 +298,12 @@ export class DynamicChildren {
   }
 
   /** Everything up to the durable grant is synchronous: concurrent requests cannot interleave. */
-  async #admit(nodePath: string, raw: Record<string, unknown>, token: string | undefined, requestId: string) {
+  async #admit(
+    nodePath: string,
+    raw: Record<string, unknown>,
+    token: string | undefined | true,
+    requestId: string,
+  ) {
     const node = this.#nodes.get(nodePath);
     if (!node) {
       const exists = this.#tree.supervisor.tree().some((e) => e.path === nodePath);
@@ -310,7 +318,7 @@ export class DynamicChildren {
         'admission_closed',
         `${nodePath} is not open to admission (it declares no \`admission:\`)`,
       );
-    const denied = this.#authorize(nodePath, token);
+    const denied = token === true ? null : this.#authorize(nodePath, token);
     if (denied) return denied;
     const sup = this.#supervisorOf(nodePath);
     if (sup?.state !== 'ready')
@@ -430,20 +438,24 @@ export class DynamicChildren {
         `${nodePath} admits only holders of a token (Authorization: Bearer …)`,
       );
     const presented = digest(token);
-    for (const t of tokens) {
-      let content: string;
-      try {
-        content = readFileSync(t.file, 'utf8').trim();
-      } catch {
-        continue;
-      }
-      if (content !== '' && timingSafeEqual(digest(content), presented)) return null;
-    }
+    for (const t of tokens) if (tokenIn(t.file, presented)) return null;
     return failure(
       403,
       'token_rejected',
       `the token presented does not admit into ${nodePath} (a token opens its own node and the nodes below it)`,
     );
+  }
+
+  /**
+   * The nodes whose `admission.tokens` hold `token` (read from the files now, so a rotated file
+   * takes effect at once): what a TCP caller presenting it may reach.
+   */
+  scopesOf(token: string): string[] {
+    const presented = digest(token);
+    const out: string[] = [];
+    for (const [path, n] of this.#nodes)
+      if ((n.admission?.tokens ?? []).some((t) => tokenIn(t.file, presented))) out.push(path);
+    return out;
   }
 
   #supervisorOf(nodePath: string): Supervisor | undefined {
@@ -597,6 +609,17 @@ export class DynamicChildren {
       void p.finally(() => this.#pending.delete(p));
     }
   }
+}
+
+/** The token file `file` holds the token whose digest is `presented` (unreadable or empty: no). */
+function tokenIn(file: string, presented: Buffer): boolean {
+  let content: string;
+  try {
+    content = readFileSync(file, 'utf8').trim();
+  } catch {
+    return false;
+  }
+  return content !== '' && timingSafeEqual(digest(content), presented);
 }
 
 /** The 201 body's grant: quantities as `ps` shows them, and every capability granted. */

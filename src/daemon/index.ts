@@ -1,17 +1,26 @@
 /** The daemon layer: a running tree on one host, its control API, journal and state dir. */
 export { checkTree } from './check.ts';
 export {
+  type ApiReply,
   ApiResponseError,
   ControlClient,
   eachEvent,
   eachLine,
   NotRunningError,
+  type RemoteTarget,
   readAll,
   urlPath,
 } from './client.ts';
 export { type Daemon, type DaemonOptions, defaultBuilder, startDaemon } from './daemon.ts';
 export { Journal, type JournalFilter, type JournalRecord, pathMatches, readJournal } from './journal.ts';
-export { ApiFailure, type ControlOptions, type ControlServer, createControlServer } from './server.ts';
+export {
+  type Access,
+  ApiFailure,
+  type ControlOptions,
+  type ControlServer,
+  createControlServer,
+  type TcpOptions,
+} from './server.ts';
 export { snapshot } from './snapshot.ts';
 export {
   acquireStateDir,

@@ -3,15 +3,25 @@
  * under `/v1`. Access control is the socket file's permissions: whoever may connect may operate
  * the tree, as with the Docker socket. Documented in `docs/api.openapi.yaml`.
  *
+ * Optionally the same API is also served on TCP (`captree up --listen HOST:PORT --token-file
+ * FILE`), where every request must carry `Authorization: Bearer TOKEN` (else `401`):
+ * - the admin token (the `--token-file`'s content) may do anything the socket may;
+ * - a node's admission token (its `admission.tokens`) may admit into, revoke under and read
+ *   (`GET /v1/tree`, `/v1/events`, `/v1/logs`, filtered to) that node's subtree, nothing else:
+ *   a token for `/site/dev` gets `403 out_of_scope` at `/site/prod` and `403 admin_only` for
+ *   start/stop/restart, `down` and `/v1/daemon`;
+ * - any other token: `403 token_rejected`.
+ *
  * Every error is `{error: {code, message}}` with a status that says whose fault it is: 400 bad
  * request, 404 unknown path, 409 wrong state. Child paths sit in the URL as they are written
  * (`/v1/children/shop/db/restart`), so the last segment is the verb and the rest is the path.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as http from 'node:http';
 import { SupervisorError } from '../core/index.ts';
 import { formatRecord, type LogRecord, parseRecord, readLogSince } from '../runtime/logs/index.ts';
-import type { AdmissionEndpoint } from './admit-endpoint.ts';
+import { type AdmissionEndpoint, bearerToken } from './admit-endpoint.ts';
 import { type Journal, type JournalFilter, type JournalRecord, matches, readJournal } from './journal.ts';
 import { snapshot } from './snapshot.ts';
 import { parseSince } from './time.ts';
@@ -25,6 +35,23 @@ export interface ControlOptions {
   down(): Promise<void>;
   /** Run-time admission (`admit-endpoint.ts`); absent: the routes answer 409. */
   admission?: AdmissionEndpoint;
+  /** The nodes whose `admission.tokens` hold `token` (TCP only); absent: none do. */
+  scopesOf?(token: string): string[];
+}
+
+/** Who is asking: the unix socket's owner, or a TCP caller by the token it presented. */
+export type Access =
+  | { kind: 'local' }
+  | { kind: 'admin' }
+  /** A node's admission token: `nodes` (and below) only. */
+  | { kind: 'scoped'; nodes: string[] };
+
+export interface TcpOptions {
+  host: string;
+  /** 0: any free port (see `ControlServer.tcpAddress`). */
+  port: number;
+  /** The admin token: the whole tree. */
+  token: string;
 }
 
 export class ApiFailure extends Error {
@@ -56,6 +83,39 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
   res.end(text);
 }
 
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** `path` is `node` or below it. */
+function within(path: string, node: string): boolean {
+  return path === node || path.startsWith(`${node}/`);
+}
+
+function scopeList(nodes: string[]): string {
+  return nodes.join(', ');
+}
+
+/** Throws the 403 unless `path` lies in a scoped caller's subtree. */
+function inScope(access: Access, path: string): void {
+  if (access.kind !== 'scoped' || access.nodes.some((n) => within(path, n))) return;
+  throw new ApiFailure(
+    403,
+    'out_of_scope',
+    `the token presented is an admission token for ${scopeList(access.nodes)}: it opens that subtree only, not ${path}`,
+  );
+}
+
+/** Throws the 403 for a scoped caller: this takes the admin token (or the control socket). */
+function adminOnly(access: Access, method: string, pathname: string): void {
+  if (access.kind !== 'scoped') return;
+  throw new ApiFailure(
+    403,
+    'admin_only',
+    `${method} ${pathname} needs the admin token; an admission token (here for ${scopeList(access.nodes)}) may only admit, revoke and read (GET) under its node`,
+  );
+}
+
 function sendError(res: http.ServerResponse, err: unknown): void {
   let failure: ApiFailure;
   if (err instanceof ApiFailure) failure = err;
@@ -66,6 +126,7 @@ function sendError(res: http.ServerResponse, err: unknown): void {
     res.destroy();
     return;
   }
+  if (failure.status === 401) res.setHeader('www-authenticate', 'Bearer realm="captree"');
   sendJson(res, failure.status, { error: { code: failure.code, message: failure.message } });
 }
 
@@ -105,6 +166,10 @@ export interface ControlServer {
   readonly server: http.Server;
   /** Serves on a unix socket, replacing a stale socket file; only the owner may connect. */
   listen(socketPath: string): Promise<void>;
+  /** Also serves on TCP, every request authenticated by a bearer token; resolves with the URL. */
+  listenTcp(options: TcpOptions): Promise<string>;
+  /** `http://HOST:PORT` while serving on TCP, else null. */
+  tcpAddress(): string | null;
   /** Ends live streams, stops accepting, resolves once in-flight requests are answered. */
   close(): Promise<void>;
 }
@@ -135,11 +200,25 @@ export function createControlServer(options: ControlOptions): ControlServer {
     sendJson(res, 200, { path, action: verb, child: entry });
   }
 
-  async function events(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+  async function events(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    url: URL,
+    access: Access,
+  ): Promise<void> {
     const filter: JournalFilter = { since: sinceParam(url), path: url.searchParams.get('path') ?? undefined };
+    // A scoped caller sees its subtrees' events; asking for a path that meets none of them is a 403.
+    const scope = access.kind === 'scoped' ? access.nodes : null;
+    if (
+      scope &&
+      filter.path !== undefined &&
+      !scope.some((n) => within(filter.path!, n) || within(n, filter.path!))
+    )
+      inScope(access, filter.path);
+    const visible = (r: JournalRecord) => scope === null || scope.some((n) => within(r.path, n));
     const live = (req.headers.accept ?? '').includes('text/event-stream');
     if (!live) {
-      sendJson(res, 200, await readJournal(journal.file, filter));
+      sendJson(res, 200, (await readJournal(journal.file, filter)).filter(visible));
       return;
     }
     res.writeHead(200, {
@@ -153,13 +232,14 @@ export function createControlServer(options: ControlOptions): ControlServer {
     const pending: JournalRecord[] = [];
     let replaying = true;
     const unsubscribe = journal.subscribe((r) => {
-      if (!pathOk(filter, r)) return;
+      if (!pathOk(filter, r) || !visible(r)) return;
       if (replaying) pending.push(r);
       else send(r);
     });
     res.on('close', unsubscribe);
     stream(res);
-    const history = filter.since === undefined ? [] : await readJournal(journal.file, filter);
+    const history =
+      filter.since === undefined ? [] : (await readJournal(journal.file, filter)).filter(visible);
     const seen = new Set(history.map((r) => `${r.ts}:${r.seq}:${r.type}:${r.path}`));
     for (const r of history) send(r);
     for (const r of pending) if (!seen.has(`${r.ts}:${r.seq}:${r.type}:${r.path}`)) send(r);
@@ -226,7 +306,7 @@ export function createControlServer(options: ControlOptions): ControlServer {
     return options.admission;
   };
 
-  async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  async function route(req: http.IncomingMessage, res: http.ServerResponse, access: Access): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://captree');
     const segments = url.pathname.split('/').filter((s) => s !== '');
     const method = req.method ?? 'GET';
@@ -242,26 +322,41 @@ export function createControlServer(options: ControlOptions): ControlServer {
       case 'daemon':
         if (rest.length === 0) {
           expect('GET');
+          adminOnly(access, method, url.pathname);
           return sendJson(res, 200, options.info());
         }
         break;
       case 'tree':
         if (rest.length === 0) {
           expect('GET');
-          return sendJson(res, 200, snapshot(tree));
+          const entries = snapshot(tree);
+          if (access.kind !== 'scoped') return sendJson(res, 200, entries);
+          return sendJson(
+            res,
+            200,
+            entries.filter((e) => access.nodes.some((n) => within(e.path, n))),
+          );
         }
         break;
       case 'nodes':
         if (rest.length >= 2 && rest.at(-1) === 'children') {
           expect('POST');
-          return admission().admit(req, res, treePath(rest.slice(0, -1)));
+          const node = treePath(rest.slice(0, -1));
+          inScope(access, node);
+          // The admin token holds the whole tree: it admits without a node's token.
+          return admission().admit(req, res, node, access.kind === 'admin');
         }
         break;
       case 'children': {
-        if (method === 'DELETE' && rest.length >= 1) return admission().revoke(res, treePath(rest));
+        if (method === 'DELETE' && rest.length >= 1) {
+          const path = treePath(rest);
+          inScope(access, path);
+          return admission().revoke(res, path);
+        }
         const verb = rest.at(-1) as Verb | undefined;
         if (rest.length >= 2 && verb && verbs.includes(verb)) {
           expect('POST');
+          adminOnly(access, method, url.pathname);
           return child(res, treePath(rest.slice(0, -1)), verb);
         }
         throw new ApiFailure(404, 'unknown_route', `expected /v1/children/{path}/(start|stop|restart)`);
@@ -269,15 +364,19 @@ export function createControlServer(options: ControlOptions): ControlServer {
       case 'events':
         if (rest.length === 0) {
           expect('GET');
-          return events(req, res, url);
+          return events(req, res, url, access);
         }
         break;
-      case 'logs':
+      case 'logs': {
         expect('GET');
-        return logs(req, res, url, treePath(rest));
+        const path = treePath(rest);
+        inScope(access, path);
+        return logs(req, res, url, path);
+      }
       case 'down':
         if (rest.length === 0) {
           expect('POST');
+          adminOnly(access, method, url.pathname);
           // Streamed: the first line acknowledges, the last arrives once every process is gone.
           res.writeHead(202, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
           res.write(`${JSON.stringify({ state: 'stopping', pid: process.pid })}\n`);
@@ -291,20 +390,68 @@ export function createControlServer(options: ControlOptions): ControlServer {
     throw new ApiFailure(404, 'unknown_route', `${method} ${url.pathname} is not part of the API`);
   }
 
+  /** A TCP caller's access, by its bearer token; throws the 401 or 403. */
+  function authenticate(req: http.IncomingMessage, admin: Buffer): Access {
+    const token = bearerToken(req);
+    if (token === undefined)
+      throw new ApiFailure(
+        401,
+        'token_required',
+        'the TCP control API needs Authorization: Bearer TOKEN (the admin token given to captree up --token-file, or a node admission token)',
+      );
+    if (token === null)
+      throw new ApiFailure(401, 'bad_authorization', 'expected Authorization: Bearer TOKEN');
+    if (timingSafeEqual(digest(token), admin)) return { kind: 'admin' };
+    const nodes = options.scopesOf?.(token) ?? [];
+    if (nodes.length > 0) return { kind: 'scoped', nodes };
+    throw new ApiFailure(
+      403,
+      'token_rejected',
+      "the token presented is neither this daemon's admin token nor the admission token of any node",
+    );
+  }
+
   // Once closing, a connection is dropped as soon as its last response is out: a keep-alive
   // socket would otherwise hold `server.close()` (and the daemon's exit) for seconds.
   let inFlight = 0;
   let closing = false;
-  const server = http.createServer((req, res) => {
-    inFlight++;
-    res.once('close', () => {
-      inFlight--;
-      if (closing && inFlight === 0) server.closeAllConnections();
-    });
-    route(req, res).catch((err: unknown) => sendError(res, err));
-  });
+  let tcp: http.Server | null = null;
+  const servers = () => (tcp ? [server, tcp] : [server]);
+  const handler =
+    (access: (req: http.IncomingMessage) => Access) =>
+    (req: http.IncomingMessage, res: http.ServerResponse) => {
+      inFlight++;
+      res.once('close', () => {
+        inFlight--;
+        if (closing && inFlight === 0) for (const s of servers()) s.closeAllConnections();
+      });
+      new Promise<Access>((resolve) => resolve(access(req)))
+        .then((a) => route(req, res, a))
+        .catch((err: unknown) => sendError(res, err));
+    };
+  const server = http.createServer(handler(() => ({ kind: 'local' })));
+  const tcpAddress = (): string | null => {
+    const a = tcp?.address();
+    if (!a || typeof a !== 'object') return null;
+    return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  };
   return {
     server,
+    async listenTcp({ host, port, token }) {
+      if (token.trim() === '') throw new Error('the admin token is empty');
+      const admin = digest(token);
+      const s = http.createServer(handler((req) => authenticate(req, admin)));
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(port, host, () => {
+          s.off('error', reject);
+          resolve();
+        });
+      });
+      tcp = s;
+      return tcpAddress() as string;
+    },
+    tcpAddress,
     async listen(socketPath) {
       await fs.rm(socketPath, { force: true });
       await new Promise<void>((resolve, reject) => {
@@ -316,15 +463,20 @@ export function createControlServer(options: ControlOptions): ControlServer {
       });
       await fs.chmod(socketPath, 0o600);
     },
-    close() {
+    async close() {
       closing = true;
       for (const res of streams) res.end();
-      return new Promise((resolve) => {
-        if (!server.listening) return resolve();
-        server.close(() => resolve());
-        if (inFlight === 0) server.closeAllConnections();
-        else server.closeIdleConnections();
-      });
+      await Promise.all(
+        servers().map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              if (!s.listening) return resolve();
+              s.close(() => resolve());
+              if (inFlight === 0) s.closeAllConnections();
+              else s.closeIdleConnections();
+            }),
+        ),
+      );
     },
   };
 }

@@ -76,6 +76,8 @@ export interface DaemonInfo {
   startedAt: number;
   state: string;
   version: string;
+  /** `http://HOST:PORT` when the API is also served on TCP (`up --listen`), else null. */
+  tcp: string | null;
 }
 
 /** The JSON error body of every failed API call. */

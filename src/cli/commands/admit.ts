@@ -4,7 +4,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import * as http from 'node:http';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { urlPath } from '../../daemon/index.ts';
@@ -15,56 +14,10 @@ import {
   connect,
   jsonOption,
   normalizePath,
+  remoteOptions,
   stateOption,
-  UsageError,
+  tokenFromFile,
 } from '../cli.ts';
-
-export interface Reply {
-  status: number;
-  body: Record<string, unknown> | null;
-}
-
-/** One request on the control socket, whatever the status (the error body is kept whole). */
-export function request(
-  socket: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<Reply> {
-  return new Promise((resolvePromise, reject) => {
-    const text = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request(
-      {
-        socketPath: socket,
-        path,
-        method,
-        agent: false,
-        headers: {
-          accept: 'application/json',
-          ...(text !== undefined ? { 'content-type': 'application/json' } : {}),
-          ...headers,
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          let parsed: Record<string, unknown> | null = null;
-          try {
-            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-          } catch {
-            // not JSON: reported by status
-          }
-          resolvePromise({ status: res.statusCode ?? 500, body: parsed });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(text);
-  });
-}
 
 /** `requires.services[0]` / `env['A.B']` back to a YAML path. */
 export function fieldPath(field: string): YamlPath {
@@ -99,7 +52,8 @@ function show(n: number | null | undefined, unit: 'cpu' | 'memory' | 'pids'): st
 export const admit: Command = {
   name: 'admit',
   summary: 'admit a child into a node open to admission, and start it',
-  usage: 'captree admit NODE SPEC.yaml [--id REQUEST_ID] [--token-file FILE] [--json] [--state DIR]',
+  usage:
+    'captree admit NODE SPEC.yaml [--id REQUEST_ID] [--token-file FILE] [--json] [--state DIR | --url URL]',
   help: `
 Asks NODE (a node whose manifest entry has 'admission:') to admit the child described in
 SPEC.yaml, one child in manifest form (name, command, env, restart: temporary | transient,
@@ -111,19 +65,22 @@ and exits 1.
 
 Retrying with the same --id never admits twice: the answer given the first time is returned
 (default: a fresh id, printed). --token-file sends the file's content as the bearer token
-when the node (or a node above it) declares 'tokens'.
+when the node (or a node above it) declares 'tokens'. With --url (a tree served on TCP by
+'captree up --listen'), the token is required: the node's admission token (it admits into
+that node and below only) or the admin token.
 
 The child lives until 'captree revoke PATH', until it exits for good (temporary: any exit;
 transient: a normal one), or until the tree goes down.
 
 Example:
   captree admit /shop/dev job.yaml --id job-42
-  captree admit /site/dev job.yaml --token-file dev.token --json`,
+  captree admit /site/dev job.yaml --token-file dev.token --json
+  captree admit /site/dev job.yaml --url http://10.0.0.5:7070 --token-file dev.token`,
   options: {
     id: { type: 'string', description: 'request id: a retry with the same id admits nothing twice' },
-    'token-file': { type: 'string', description: 'file whose content is the bearer token' },
     ...jsonOption,
     ...stateOption,
+    ...remoteOptions,
   },
   positionals: [2, 2],
   async run({ values, positionals }, io) {
@@ -148,21 +105,14 @@ Example:
     const spec = doc.toJS();
     if (typeof spec !== 'object' || spec === null || Array.isArray(spec))
       throw new CliError(`${positionals[1]} must hold one child as a mapping (name, command, ...)`);
-    let token: string | undefined;
-    if (typeof values['token-file'] === 'string') {
-      try {
-        token = readFileSync(resolve(io.cwd, values['token-file']), 'utf8').trim();
-      } catch (err) {
-        throw new UsageError(`--token-file: ${(err as Error).message}`);
-      }
-    }
-    const { paths } = await connect(values, io);
-    const reply = await request(
-      paths.socket,
+    const token = tokenFromFile(values, io);
+    const { client } = await connect(values, io);
+    // On TCP the client presents the token on every request; on the socket it is added here.
+    const reply = await client.request(
       'POST',
       `/v1/nodes/${urlPath(node)}/children`,
       { requestId, spec },
-      token === undefined ? {} : { authorization: `Bearer ${token}` },
+      token === undefined || client.remote ? {} : { authorization: `Bearer ${token}` },
     );
     if (values.json) {
       io.stdout.write(`${JSON.stringify(reply.body ?? { status: reply.status }, null, 2)}\n`);

@@ -10,6 +10,7 @@ import {
   jsonOption,
   normalizePath,
   palette,
+  remoteOptions,
   sinceValue,
   stateOption,
   type Values,
@@ -19,7 +20,8 @@ import { eventLine } from '../render.ts';
 export const events: Command = {
   name: 'events',
   summary: 'print supervision events from the journal; -f to follow',
-  usage: 'captree events [-f] [--since DURATION|ISO] [--path PREFIX] [--json] [--state DIR]',
+  usage:
+    'captree events [-f] [--since DURATION|ISO] [--path PREFIX] [--json] [--state DIR | --url URL --token-file FILE]',
   help: `
 Prints the events of the tree's journal (starts, readiness, exits with their reason,
 restarts, escalations, stops), oldest first, one per line: time, path, what happened.
@@ -27,7 +29,8 @@ restarts, escalations, stops), oldest first, one per line: time, path, what happ
 time. --path keeps the events about a path and everything below it. -f keeps printing new
 events until the tree stops (with -f and no --since, only new ones). Without -f it also works
 after the tree stopped, from STATE/journal.jsonl. --json prints a JSON
-array, or with -f one JSON object per line.
+array, or with -f one JSON object per line. With --url and a node's admission token, only
+the events of that node's subtree are shown.
 
 Example:
   captree events --since 10m --path /demo/db
@@ -38,6 +41,7 @@ Example:
     path: { type: 'string', description: 'events about this path and below' },
     ...jsonOption,
     ...stateOption,
+    ...remoteOptions,
   },
   positionals: [0, 0],
   async run({ values }, io) {
@@ -49,7 +53,7 @@ Example:
     } catch (err) {
       // After the tree stopped (or failed to start), the journal on disk still tells what happened.
       const paths = findState(values, io);
-      if (values.follow || !(err instanceof CliError) || !existsSync(paths.journal)) throw err;
+      if (values.follow || values.url || !(err instanceof CliError) || !existsSync(paths.journal)) throw err;
       const records = await readJournal(paths.journal, { since, path: prefix });
       print(records, values, io);
       return 0;

@@ -6,6 +6,7 @@ import {
   connect,
   jsonOption,
   normalizePath,
+  remoteOptions,
   sinceValue,
   stateOption,
   UsageError,
@@ -14,7 +15,8 @@ import {
 export const logs: Command = {
   name: 'logs',
   summary: "print a process child's output; -f to follow",
-  usage: 'captree logs PATH [-f] [--since DURATION|ISO] [-n LINES] [--json] [--state DIR]',
+  usage:
+    'captree logs PATH [-f] [--since DURATION|ISO] [-n LINES] [--json] [--state DIR | --url URL --token-file FILE]',
   help: `
 Prints the captured output of a process child, oldest first, one record per line:
 time, stream (out, err, or sys for captree's own notes such as exits), text. Output survives
@@ -32,6 +34,7 @@ Example:
     lines: { type: 'string', short: 'n', description: 'only the last LINES records' },
     ...jsonOption,
     ...stateOption,
+    ...remoteOptions,
   },
   positionals: [1, 1],
   async run({ values, positionals }, io) {

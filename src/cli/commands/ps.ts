@@ -1,12 +1,12 @@
 /** `captree ps`: the running tree at a glance, or as JSON for scripts. */
 import type { PsEntry } from '../../daemon/index.ts';
-import { type Command, connect, jsonOption, palette, stateOption } from '../cli.ts';
+import { type Command, connect, jsonOption, palette, remoteOptions, stateOption } from '../cli.ts';
 import { renderTable } from '../render.ts';
 
 export const ps: Command = {
   name: 'ps',
   summary: 'show the running tree: state, pid, uptime, restarts, resources',
-  usage: 'captree ps [--json] [--state DIR]',
+  usage: 'captree ps [--json] [--state DIR | --url URL --token-file FILE]',
   help: `
 Shows every node and child of the running tree as an indented tree: kind, state, pid, uptime,
 restarts, readiness, and cpu, memory (used/granted) and pids granted ('∞' = not limited,
@@ -15,8 +15,9 @@ path, kind, state, pid, uptimeMs, restarts, ready, grant {cpu, memory, pids}, us
 
 Example:
   captree ps
-  captree ps --json | jq '.[] | select(.state != "ready") | .path'`,
-  options: { ...jsonOption, ...stateOption },
+  captree ps --json | jq '.[] | select(.state != "ready") | .path'
+  captree ps --url http://127.0.0.1:7070 --token-file admin.token`,
+  options: { ...jsonOption, ...stateOption, ...remoteOptions },
   positionals: [0, 0],
   async run({ values }, io) {
     const { client } = await connect(values, io);

@@ -21,9 +21,19 @@ import {
   startDaemon,
   stateDirFor,
   statePaths,
+  type TcpOptions,
 } from '../../daemon/index.ts';
 import { formatErrors, type ManifestTree } from '../../manifest/index.ts';
-import { CliError, type Command, display, type Io, palette } from '../cli.ts';
+import {
+  CliError,
+  type Command,
+  display,
+  type Io,
+  palette,
+  tokenFromFile,
+  UsageError,
+  type Values,
+} from '../cli.ts';
 import { LiveView } from '../live.ts';
 import { eventLine } from '../render.ts';
 import { validate } from './check.ts';
@@ -33,7 +43,7 @@ type DaemonMessage = { type: 'ready' } | { type: 'failed'; message: string };
 export const up: Command = {
   name: 'up',
   summary: 'validate a manifest and run its tree (foreground, or --detach)',
-  usage: 'captree up [FILE] [--detach] [--state DIR]',
+  usage: 'captree up [FILE] [--detach] [--state DIR] [--listen HOST:PORT --token-file FILE]',
   help: `
 Checks the manifest (default: captree.yaml) and, if it has no error, starts its tree: children
 in order, each ready before the next. Runs in the foreground with a live summary (on a
@@ -46,18 +56,27 @@ daemon died (kill -9 included) is recovered: the children its launcher kept runn
 adopted (same pids), children held by stop stay stopped, and anything left unsupervised is
 killed; the journal records each.
 With --detach, runs in the background (output to daemon.log) and returns once the tree is up.
+With --listen, the same API is also served on TCP (plain HTTP: bind to loopback or a private
+network, or put TLS in front). Every TCP request must carry Authorization: Bearer TOKEN: the
+content of --token-file is the admin token (anything the socket allows); a node's admission
+token (admission.tokens) may only admit, revoke and read under that node. Other commands
+reach it with --url http://HOST:PORT --token-file FILE.
 
 Example:
   captree up examples/demo/captree.yaml
-  captree up --detach && captree ps`,
+  captree up --detach && captree ps
+  captree up --detach --listen 127.0.0.1:7070 --token-file admin.token`,
   options: {
     detach: { type: 'boolean', short: 'd', description: 'run in the background; return once the tree is up' },
     state: { type: 'string', description: 'state directory (default: .captree beside the manifest)' },
+    listen: { type: 'string', description: 'also serve the API on TCP at HOST:PORT (needs --token-file)' },
+    'token-file': { type: 'string', description: 'with --listen: file whose content is the admin token' },
   },
   positionals: [0, 1],
   async run({ values, positionals }, io) {
     const file = path.resolve(io.cwd, positionals[0] ?? 'captree.yaml');
     const shown = positionals[0] ?? 'captree.yaml';
+    const tcp = tcpOptions(values, io);
     if (!fs.existsSync(file)) {
       throw new CliError(`no manifest at ${shown} (create one, or name it: captree up FILE)`);
     }
@@ -73,10 +92,30 @@ Example:
     const paths = statePaths(stateDir);
     const owner = liveOwner(paths);
     if (owner !== null) throw new StateDirBusyError(display(paths.dir, io.cwd), owner);
-    if (values.detach && io.env.CAPTREE_DAEMON !== '1') return detach(file, paths.dir, io);
-    return foreground(result.tree, paths.dir, io);
+    if (values.detach && io.env.CAPTREE_DAEMON !== '1') return detach(file, paths.dir, io, values);
+    return foreground(result.tree, paths.dir, io, tcp);
   },
 };
+
+/** `--listen HOST:PORT` (IPv6 as `[::1]:PORT`) with `--token-file`, checked before anything starts. */
+function tcpOptions(values: Values, io: Io): TcpOptions | undefined {
+  const listen = values.listen;
+  if (typeof listen !== 'string') {
+    if (typeof values['token-file'] === 'string')
+      throw new UsageError('--token-file goes with --listen HOST:PORT');
+    return undefined;
+  }
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(listen);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535)
+    throw new UsageError(`--listen ${listen}: expected HOST:PORT (127.0.0.1:7070, [::1]:7070)`);
+  const token = tokenFromFile(values, io);
+  if (token === undefined)
+    throw new UsageError(
+      '--listen needs --token-file FILE: the admin token every TCP request must present (e.g. openssl rand -hex 32 > FILE)',
+    );
+  return { host: (m[1] ?? m[2]) as string, port, token };
+}
 
 /**
  * The daemon lives long and mostly idles: a small young generation (V8's default semi-space is
@@ -85,7 +124,7 @@ Example:
  */
 const daemonV8Flags = ['--max-semi-space-size=1', '--expose-gc'];
 
-async function detach(file: string, stateDir: string, io: Io): Promise<number> {
+async function detach(file: string, stateDir: string, io: Io, values: Values): Promise<number> {
   const paths = statePaths(stateDir);
   fs.mkdirSync(paths.dir, { recursive: true });
   const logStart = fs.existsSync(paths.log) ? fs.statSync(paths.log).size : 0;
@@ -93,7 +132,18 @@ async function detach(file: string, stateDir: string, io: Io): Promise<number> {
   const main = process.argv[1] ?? '';
   const child = spawn(
     process.execPath,
-    [...process.execArgv, ...daemonV8Flags, main, 'up', file, '--state', paths.dir],
+    [
+      ...process.execArgv,
+      ...daemonV8Flags,
+      main,
+      'up',
+      file,
+      '--state',
+      paths.dir,
+      ...(typeof values.listen === 'string'
+        ? ['--listen', values.listen, '--token-file', path.resolve(io.cwd, String(values['token-file']))]
+        : []),
+    ],
     {
       cwd: io.cwd,
       detached: true,
@@ -127,6 +177,7 @@ async function detach(file: string, stateDir: string, io: Io): Promise<number> {
   child.unref();
   io.stdout.write(
     `captree: /${info.name} is up in the background (daemon pid ${info.pid}, state ${display(paths.dir, io.cwd)})\n` +
+      (info.tcp ? `  control API also on ${info.tcp} (bearer token required)\n` : '') +
       '  see it: captree ps    stop it: captree down\n',
   );
   return 0;
@@ -141,7 +192,12 @@ function readFrom(file: string, offset: number): string {
   }
 }
 
-async function foreground(tree: ManifestTree, stateDir: string, io: Io): Promise<number> {
+async function foreground(
+  tree: ManifestTree,
+  stateDir: string,
+  io: Io,
+  tcp: TcpOptions | undefined,
+): Promise<number> {
   const asDaemon = io.env.CAPTREE_DAEMON === '1' && typeof process.send === 'function';
   const report = (m: DaemonMessage) => {
     if (asDaemon && process.connected) process.send?.(m, () => process.disconnect());
@@ -162,7 +218,7 @@ async function foreground(tree: ManifestTree, stateDir: string, io: Io): Promise
   if (tty) view = new LiveView(io.stdout, p, () => (daemon ? snapshot(daemon.tree) : []), header('starting'));
   else io.stdout.write(`captree: starting ${name} (pid ${process.pid}, state ${where})\n`);
   try {
-    daemon = await startDaemon({ manifest: tree, stateDir, onEvent });
+    daemon = await startDaemon({ manifest: tree, stateDir, onEvent, ...(tcp ? { tcp } : {}) });
   } catch (err) {
     view?.close();
     const message =
@@ -196,7 +252,10 @@ async function foreground(tree: ManifestTree, stateDir: string, io: Io): Promise
       report({ type: 'ready' });
       (globalThis as { gc?: () => void }).gc?.();
       if (view) view.header = header('up');
-      else io.stdout.write(`captree: ${name} is up; control socket ${display(d.paths.socket, io.cwd)}\n`);
+      else
+        io.stdout.write(
+          `captree: ${name} is up; control socket ${display(d.paths.socket, io.cwd)}${d.info().tcp ? `, TCP ${d.info().tcp}` : ''}\n`,
+        );
     },
     (err: unknown) => {
       const message = `${name} failed to start: ${(err as Error).message ?? String(err)}`;
