@@ -222,7 +222,7 @@ describe('a confined child cannot reach its siblings or the tree', () => {
     const ms = performance.now() - t0;
     const exit = await until('the sibling’s exit', () => exits.get(path));
     t.diagnostic(`stop took ${ms.toFixed(0)} ms`);
-    assert.equal(exit.type === 'exited' ? exit.reason.kind : null, 'shutdown');
+    assert.equal(exit.type === 'exited' ? exit.reason.kind : null, 'shutdown', JSON.stringify(exit));
     assert.ok(ms < 5000, `stop took ${ms} ms (deadline 10 s)`);
     assert.ok(
       probes(path).some((p) => p.op === 'term'),
