@@ -113,9 +113,27 @@ const confined = async (): Promise<void> => {
   ).exited;
 };
 
+// The same, with a narrowed filesystem view (`requires.paths`): a new root holding one granted
+// directory, the system read-only, a fresh /dev, /tmp and /proc, /sys read-only, then pivot_root.
+const data = join(dir, 'data');
+mkdirSync(data);
+const narrowed = async (): Promise<void> => {
+  await (
+    await launcher.spawn({
+      argv: ['/bin/true'],
+      env,
+      cwd: data,
+      newNetNs: true,
+      noNewPrivs: true,
+      mounts: { hide: [hidden], bind: [granted], view: { rw: [data] } },
+    })
+  ).exited;
+};
+
 const results: Result[] = [];
 results.push(await timed('(a) launcher, small client heap', viaLauncher));
 results.push(await timed('(f) launcher, confined (net+mnt+pid ns)', confined));
+results.push(await timed('(g) launcher, confined + narrowed paths', narrowed));
 results.push(await timed('(b) child_process.spawn, small heap', nodeSpawnOnce));
 const ballast = growHeap(256);
 results.push(await timed('(c) child_process.spawn, 256 MiB heap', nodeSpawnOnce));

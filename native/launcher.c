@@ -26,6 +26,7 @@
  *              listen=<handle>:<name> (0+, placed at fd 3,4,...) netns=1 nonewprivs=1
  *              mntns=1 hide=<dir> (0+) bind=<path> (0+) bindopt=<path> (0+) ro=<path> (0+)
  *              delegate=<cgroup dir> (0+) credsdir=<dir> cred=<NAME>:<hex of the value> (0+)
+ *              view=1 rw=<path> (0+)
  *              -> ok pid=<pid> t=<CLOCK_MONOTONIC ns just before fork>
  *              Mount confinement (any of hide/bind/ro/credsdir implies mntns=1), in the child,
  *              after the cgroup join and the network namespace, before chdir and setuid:
@@ -45,6 +46,22 @@
  *                files (its limits) bound read-only again except cgroup.procs, cgroup.threads,
  *                cgroup.subtree_control and tasks; groups it creates below are its own;
  *                finally every hide= tmpfs is made read-only.
+ *              Narrowed view (view=1; any rw= implies it): the ro= paths are not remounted in place;
+ *                instead, after all of the above, the child's root becomes a new one holding only:
+ *                /usr, /etc and every directory /bin, /sbin, /lib* (read-only; those that are
+ *                symlinks, as with usr-merge, recreated as the same symlinks); /sys (read-only,
+ *                every mount below it too, except delegate= dirs as above); a fresh /dev (tmpfs,
+ *                read-only, with the host's null, zero, full, random, urandom and tty bound in, its
+ *                own devpts instance with ptmx, a tmpfs /dev/shm, fd/stdin/stdout/stderr links); a
+ *                private tmpfs /tmp; an empty /proc for the PID namespace's own; the directory of
+ *                the program (argv[0] as found in the child's PATH, and of its realpath) read-only
+ *                when outside the system and the grants; every ro= path read-only and rw= path
+ *                writable (shorter paths first, so nested grants work); then what the runtime
+ *                mounted back (bind=, bindopt=, the sd_notify socket, credsdir=), as they are.
+ *                Every source is opened (O_PATH) in the confined view first and bound recursively,
+ *                so what is hidden below a granted path stays hidden. The root is assembled on a
+ *                tmpfs over /tmp (in this namespace only), made read-only, entered with
+ *                pivot_root(".", ".") and the old root detached. cwd= must exist in the new view.
  *              Confinement: a spawn with netns=1, nonewprivs=1 or any mount field is confined:
  *                it always gets the mount namespace above (cgroups read-only even with no other
  *                mount field) and a PID namespace. The forked process (the pid the launcher
@@ -531,8 +548,9 @@ struct spawn_plan {
   int src[MAX_FIELDS + 8]; /* fd to place ... */
   int dst[MAX_FIELDS + 8]; /* ... at this number */
   int netns, nonewprivs, mntns;
-  char **hides, **binds, **ros, **delegates;
-  int nhides, nbinds, nros, ndelegates;
+  int view; /* a new root holding only what was granted (view=1, rw=, ro=) */
+  char **hides, **binds, **ros, **rws, **delegates;
+  int nhides, nbinds, nros, nrws, ndelegates;
   char *bindopt; /* per bind: skip it if the path does not exist */
   const char *sd_path; /* this child's sd_notify socket, mounted back if under a hidden dir */
   int maxdst; /* highest fd placed for the program */
@@ -660,6 +678,270 @@ static int under(const char *path, const char *dir) {
   return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
 }
 
+/* ---------- the narrowed filesystem view (view=1) ---------- */
+
+/* Where the new root is assembled: a tmpfs mounted over this directory of the child's own mount
+   namespace (nothing of it reaches the host). Every source is opened before, so what it covers
+   can still be bound in. */
+#define VIEW_STAGE "/tmp"
+#define MAX_VIEW (3 * MAX_MOUNTS + 64)
+
+enum { V_KEEP, V_RO, V_RW }; /* KEEP: the mount's flags as they are in the current view */
+
+struct vent {
+  const char *path; /* the same in both views */
+  int mode;
+  int opt; /* absent: skipped */
+  int fd;  /* O_PATH, -1 when skipped */
+  int dir;
+  int intent_only; /* not bound (already carried by a recursive bind), only protects from the walk */
+};
+
+static struct vent vents[MAX_VIEW];
+static int nvents;
+
+static void vent_add(const char *path, int mode, int opt, int intent_only) {
+  if (nvents >= MAX_VIEW) return;
+  vents[nvents++] = (struct vent){path, mode, opt, -1, 0, intent_only};
+}
+
+/* The system entries of "/": usr, etc, bin, sbin, lib* (symlinks recreated, directories bound). */
+static char sysnames[32][NAME_MAX + 2];
+static char syslinks[32][PATH_MAX];
+static int nsys, sysislink[32];
+
+static void find_system(void) {
+  nsys = 0;
+  const char *fixed[] = {"usr", "etc", "bin", "sbin"};
+  DIR *d = opendir("/");
+  struct dirent *e;
+  char names[32][NAME_MAX + 1];
+  int n = 0;
+  for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) snprintf(names[n++], NAME_MAX + 1, "%s", fixed[i]);
+  while (d && (e = readdir(d)) && n < 32)
+    if (!strncmp(e->d_name, "lib", 3)) snprintf(names[n++], NAME_MAX + 1, "%s", e->d_name);
+  if (d) closedir(d);
+  for (int i = 0; i < n && nsys < 32; i++) {
+    struct stat st;
+    snprintf(sysnames[nsys], sizeof sysnames[nsys], "/%.255s", names[i]);
+    if (lstat(sysnames[nsys], &st) < 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      ssize_t l = readlink(sysnames[nsys], syslinks[nsys], PATH_MAX - 1);
+      if (l <= 0) continue;
+      syslinks[nsys][l] = '\0';
+      sysislink[nsys++] = 1;
+    } else if (S_ISDIR(st.st_mode)) {
+      sysislink[nsys++] = 0;
+    }
+  }
+}
+
+static int is_system(const char *path) {
+  for (int i = 0; i < nsys; i++)
+    if (under(path, sysnames[i])) return 1;
+  return 0;
+}
+
+static int is_granted(struct spawn_plan *p, const char *path) {
+  for (int i = 0; i < p->nros; i++)
+    if (under(path, p->ros[i])) return 1;
+  for (int i = 0; i < p->nrws; i++)
+    if (under(path, p->rws[i])) return 1;
+  return 0;
+}
+
+/* argv[0] as exec will find it (the child's PATH), absolute; -1 if not found or relative. */
+static int find_exe(struct spawn_plan *p, char *out) {
+  const char *file = p->argv[0];
+  if (strchr(file, '/')) {
+    if (file[0] != '/') return -1;
+    snprintf(out, PATH_MAX, "%s", file);
+    return 0;
+  }
+  const char *path = p->path ? p->path : "/usr/local/bin:/usr/bin:/bin";
+  while (*path) {
+    const char *colon = strchr(path, ':');
+    size_t len = colon ? (size_t)(colon - path) : strlen(path);
+    struct stat st;
+    if (len > 0 && path[0] == '/' &&
+        snprintf(out, PATH_MAX, "%.*s/%s", (int)len, path, file) < PATH_MAX &&
+        stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+      return 0;
+    path += len;
+    if (*path == ':') path++;
+  }
+  return -1;
+}
+
+/* A mount point at `path` unless something is there already (a read-only bind may hold it). */
+static int view_mount_point(const char *path, int dir) {
+  struct stat st;
+  if (lstat(path, &st) == 0) return 0;
+  return mount_point(path, dir);
+}
+
+static int by_length(const void *a, const void *b) {
+  size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
+  return la < lb ? -1 : la > lb;
+}
+
+/* Every mount in the new root whose nearest intent is read-only becomes read-only (a recursive
+   bind copies submounts writable as they were: /sys's, a granted directory's). */
+static void view_read_only_walk(int errpipe) {
+  char what[PATH_MAX + 64];
+  size_t sl = strlen(VIEW_STAGE);
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) child_fail(errpipe, "view: open /proc/self/mountinfo");
+  char *line = NULL;
+  size_t cap = 0;
+  while (getline(&line, &cap, f) > 0) {
+    /* id parent major:minor root mountpoint options ... */
+    char *save = NULL, *fld = strtok_r(line, " ", &save);
+    for (int i = 0; fld && i < 4; i++) fld = strtok_r(NULL, " ", &save);
+    char *opts = fld ? strtok_r(NULL, " ", &save) : NULL;
+    if (!fld || !opts) continue;
+    unescape_mountinfo(fld);
+    if (strncmp(fld, VIEW_STAGE, sl) != 0 || fld[sl] != '/') continue;
+    const char *inside = fld + sl;
+    int best = -1;
+    size_t bestlen = 0;
+    for (int i = 0; i < nvents; i++) {
+      size_t l = strlen(vents[i].path);
+      if (under(inside, vents[i].path) && (best < 0 || l >= bestlen)) {
+        best = i;
+        bestlen = l;
+      }
+    }
+    if (best < 0 || vents[best].mode != V_RO) continue;
+    if (!strncmp(opts, "ro", 2) && (opts[2] == ',' || opts[2] == '\0')) continue;
+    snprintf(what, sizeof what, "view: read-only %s", inside);
+    if (remount_bind(fld, 1) < 0) child_fail(errpipe, what);
+  }
+  free(line);
+  fclose(f);
+}
+
+/* The child's whole filesystem: a new root holding the system (read-only), a fresh /dev, /tmp
+   and /proc, /sys read-only, the granted paths, the runtime's own bits, then pivot_root. */
+static void setup_view(struct spawn_plan *p, int errpipe) {
+  char what[PATH_MAX + 64], at[PATH_MAX + 64], src[64];
+  static char exe[PATH_MAX], real[PATH_MAX], exedir[2][PATH_MAX];
+  static char *grants[2 * MAX_MOUNTS];
+  static const char *devs[] = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"};
+  nvents = 0;
+  find_system();
+  for (int i = 0; i < nsys; i++)
+    if (!sysislink[i]) vent_add(sysnames[i], V_RO, 0, 0);
+  vent_add("/sys", V_RO, 1, 0);
+  for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) vent_add(devs[i], V_KEEP, 1, 0);
+  /* The program's own directory when it lives outside the system (a node of its own...). */
+  if (find_exe(p, exe) == 0) {
+    int ne = 0;
+    snprintf(exedir[ne], PATH_MAX, "%s", exe);
+    *strrchr(exedir[ne], '/') = '\0';
+    if (exedir[ne][0] && !is_system(exedir[ne]) && !is_granted(p, exedir[ne])) vent_add(exedir[ne++], V_RO, 0, 0);
+    if (realpath(exe, real)) {
+      snprintf(exedir[ne], PATH_MAX, "%s", real);
+      *strrchr(exedir[ne], '/') = '\0';
+      if (exedir[ne][0] && !is_system(exedir[ne]) && !is_granted(p, exedir[ne]) &&
+          (ne == 0 || strcmp(exedir[0], exedir[ne])))
+        vent_add(exedir[ne], V_RO, 0, 0);
+    }
+  }
+  int ng = 0;
+  for (int i = 0; i < p->nros; i++) grants[ng++] = p->ros[i];
+  for (int i = 0; i < p->nrws; i++) grants[ng++] = p->rws[i];
+  qsort(grants, (size_t)ng, sizeof *grants, by_length);
+  for (int i = 0; i < ng; i++) {
+    int ro = 0;
+    for (int j = 0; j < p->nros && !ro; j++) ro = p->ros[j] == grants[i];
+    vent_add(grants[i], ro ? V_RO : V_RW, 0, 0);
+  }
+  /* What the runtime mounted back for this child, as the current view has it. */
+  int sd_listed = 0;
+  for (int i = 0; i < p->nbinds; i++) {
+    vent_add(p->binds[i], V_KEEP, p->bindopt[i], 0);
+    if (p->sd_path && !strcmp(p->binds[i], p->sd_path)) sd_listed = 1;
+  }
+  if (p->sd_path && p->sd_path[0] == '/' && !sd_listed) vent_add(p->sd_path, V_KEEP, 0, 0);
+  if (p->credsdir) vent_add(p->credsdir, V_KEEP, 0, 0);
+  for (int i = 0; i < p->ndelegates; i++) vent_add(p->delegates[i], V_KEEP, 1, 1);
+
+  for (int i = 0; i < nvents; i++) {
+    struct vent *v = &vents[i];
+    if (v->intent_only) continue;
+    snprintf(what, sizeof what, "view: %s: open", v->path);
+    v->fd = open(v->path, O_PATH | O_CLOEXEC);
+    if (v->fd < 0 && v->opt && errno == ENOENT) continue;
+    if (v->fd < 0) child_fail(errpipe, what);
+    struct stat st;
+    if (fstat(v->fd, &st) < 0) child_fail(errpipe, what);
+    v->dir = S_ISDIR(st.st_mode);
+  }
+
+  const char *R = VIEW_STAGE;
+  snprintf(what, sizeof what, "view: mount tmpfs for the new root on %s", R);
+  if (mount("tmpfs", R, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0) child_fail(errpipe, what);
+  for (int i = 0; i < nsys; i++) {
+    if (!sysislink[i]) continue;
+    snprintf(at, sizeof at, "%s%s", R, sysnames[i]);
+    snprintf(what, sizeof what, "view: symlink %s -> %s", sysnames[i], syslinks[i]);
+    if (symlink(syslinks[i], at) < 0) child_fail(errpipe, what);
+  }
+  /* A fresh /dev: a few host device nodes bound in, its own devpts, a tmpfs /dev/shm. */
+  snprintf(at, sizeof at, "%s/dev", R);
+  if (mkdir(at, 0755) < 0 || mount("tmpfs", at, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") < 0)
+    child_fail(errpipe, "view: mount tmpfs on /dev");
+  snprintf(at, sizeof at, "%s/dev/pts", R);
+  if (mkdir(at, 0755) < 0 ||
+      mount("devpts", at, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0)
+    child_fail(errpipe, "view: mount devpts on /dev/pts");
+  snprintf(at, sizeof at, "%s/dev/shm", R);
+  if (mkdir(at, 01777) < 0 || mount("tmpfs", at, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
+    child_fail(errpipe, "view: mount tmpfs on /dev/shm");
+  static const char *devlinks[][2] = {{"/dev/ptmx", "pts/ptmx"},       {"/dev/fd", "/proc/self/fd"},
+                                      {"/dev/stdin", "/proc/self/fd/0"}, {"/dev/stdout", "/proc/self/fd/1"},
+                                      {"/dev/stderr", "/proc/self/fd/2"}};
+  for (size_t i = 0; i < sizeof devlinks / sizeof *devlinks; i++) {
+    snprintf(at, sizeof at, "%s%s", R, devlinks[i][0]);
+    snprintf(what, sizeof what, "view: symlink %s", devlinks[i][0]);
+    if (symlink(devlinks[i][1], at) < 0) child_fail(errpipe, what);
+  }
+  /* A private /tmp, and where the PID namespace's init mounts a fresh /proc. */
+  snprintf(at, sizeof at, "%s/tmp", R);
+  if (mkdir(at, 01777) < 0 || mount("tmpfs", at, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
+    child_fail(errpipe, "view: mount tmpfs on /tmp");
+  snprintf(at, sizeof at, "%s/proc", R);
+  if (mkdir(at, 0555) < 0) child_fail(errpipe, "view: create /proc");
+
+  for (int i = 0; i < nvents; i++) {
+    struct vent *v = &vents[i];
+    if (v->intent_only || v->fd < 0) continue;
+    snprintf(at, sizeof at, "%s%s", R, v->path);
+    snprintf(what, sizeof what, "view: %s: create mount point", v->path);
+    if (view_mount_point(at, v->dir) < 0) child_fail(errpipe, what);
+    snprintf(src, sizeof src, "/proc/self/fd/%d", v->fd);
+    snprintf(what, sizeof what, "view: %s: bind", v->path);
+    if (mount(src, at, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(errpipe, what);
+    close(v->fd);
+    v->fd = -1;
+    if (v->mode == V_RW) {
+      snprintf(what, sizeof what, "view: %s: remount writable", v->path);
+      if (remount_bind(at, 0) < 0) child_fail(errpipe, what);
+    }
+  }
+  view_read_only_walk(errpipe);
+  snprintf(at, sizeof at, "%s/dev", R);
+  if (mount(NULL, at, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
+    child_fail(errpipe, "view: remount /dev read-only");
+  if (mount(NULL, R, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+    child_fail(errpipe, "view: remount the new root read-only");
+  if (chdir(R) < 0) child_fail(errpipe, "view: chdir to the new root");
+  if (syscall(SYS_pivot_root, ".", ".") < 0) child_fail(errpipe, "view: pivot_root");
+  if (umount2(".", MNT_DETACH) < 0) child_fail(errpipe, "view: unmount the old root");
+  if (chdir("/") < 0) child_fail(errpipe, "view: chdir /");
+}
+
 static void setup_mounts(struct spawn_plan *p, int errpipe) {
   char what[PATH_MAX + 64];
   if (unshare(CLONE_NEWNS) < 0) child_fail(errpipe, "unshare(CLONE_NEWNS)");
@@ -699,7 +981,7 @@ static void setup_mounts(struct spawn_plan *p, int errpipe) {
     if (mount(src, p->binds[i], NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(errpipe, what);
     close(keep[i]);
   }
-  for (int i = 0; i < p->nros; i++) {
+  for (int i = 0; i < p->nros && !p->view; i++) {
     snprintf(what, sizeof what, "read-only %s: bind", p->ros[i]);
     if (mount(p->ros[i], p->ros[i], NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(errpipe, what);
     snprintf(what, sizeof what, "read-only %s: remount", p->ros[i]);
@@ -744,6 +1026,7 @@ static void setup_mounts(struct spawn_plan *p, int errpipe) {
     if (mount(NULL, p->hides[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
       child_fail(errpipe, what);
   }
+  if (p->view) setup_view(p, errpipe);
 }
 
 /* ---------- the PID namespace of a confined child ---------- */
@@ -953,7 +1236,7 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
   }
 
   if (p->cwd && chdir(p->cwd) < 0) {
-    snprintf(what, sizeof what, "chdir %s", p->cwd);
+    snprintf(what, sizeof what, p->view ? "chdir %s (not in the child's filesystem view)" : "chdir %s", p->cwd);
     child_fail(errpipe, what);
   }
   if (p->nonewprivs) drop_privileges_bounding(errpipe);
@@ -1015,7 +1298,7 @@ static void do_spawn(struct req *r, const char *id) {
   char *sd_path = NULL;
   const char *out_key = NULL, *err_key = NULL;
   static char *cgroups[MAX_FIELDS];
-  static char *hides[MAX_MOUNTS], *binds[MAX_MOUNTS + 1], *ros[MAX_MOUNTS], *delegates[MAX_MOUNTS];
+  static char *hides[MAX_MOUNTS], *binds[MAX_MOUNTS + 1], *ros[MAX_MOUNTS], *rws[MAX_MOUNTS], *delegates[MAX_MOUNTS];
   static char bindopt[MAX_MOUNTS + 1];
   static struct cred creds[MAX_MOUNTS];
   static char creds_env[PATH_MAX + 32];
@@ -1023,6 +1306,7 @@ static void do_spawn(struct req *r, const char *id) {
   p.hides = hides;
   p.binds = binds;
   p.ros = ros;
+  p.rws = rws;
   p.delegates = delegates;
   p.bindopt = bindopt;
   p.creds = creds;
@@ -1053,6 +1337,15 @@ static void do_spawn(struct req *r, const char *id) {
     else if (!strcmp(k, "netns")) p.netns = !strcmp(v, "1");
     else if (!strcmp(k, "nonewprivs")) p.nonewprivs = !strcmp(v, "1");
     else if (!strcmp(k, "mntns")) p.mntns = !strcmp(v, "1");
+    else if (!strcmp(k, "view")) {
+      p.view = !strcmp(v, "1");
+      if (p.view) p.mntns = 1;
+    } else if (!strcmp(k, "rw")) {
+      if (v[0] != '/') { err = EINVAL; ctx = "rw paths must be absolute"; continue; }
+      if (p.nrws >= MAX_MOUNTS) { err = E2BIG; ctx = "too many mounts"; continue; }
+      rws[p.nrws++] = v;
+      p.view = p.mntns = 1;
+    }
     else if (!strcmp(k, "hide") || !strcmp(k, "bind") || !strcmp(k, "bindopt") || !strcmp(k, "ro") ||
              !strcmp(k, "delegate")) {
       int *count = k[0] == 'h' ? &p.nhides : k[0] == 'b' ? &p.nbinds : k[0] == 'r' ? &p.nros : &p.ndelegates;

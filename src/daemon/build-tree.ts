@@ -12,11 +12,13 @@
  * manifest throws `AdmissionError` with every formatted error, before anything is created. The
  * grants it returns decide what each process reaches through the filesystem (runtime/confine):
  * routed unix services, secrets (read from `<manifest dir>/secrets/NAME`, delivered in a private
- * `$CREDENTIALS_DIRECTORY`), read-only paths. When the tree has anything to hide (a unix service
- * or a secret), and for every `net: none` child, a process child is confined: a private mount
- * namespace in which the tree's whole state directory is covered (what it was granted mounted
- * back), a read-only cgroup tree, a PID namespace of its own, and no capabilities (a root child
- * with CAP_SYS_ADMIN could unmount the cover). See runtime/confine and native/launcher.c.
+ * `$CREDENTIALS_DIRECTORY`), read-only paths, a narrowed filesystem view (a grant whose `paths`
+ * do not hold `/`: a new root with only those, see runtime/confine). When the tree has anything
+ * to hide (a unix service or a secret), and for every `net: none` child, a process child is
+ * confined: a private mount namespace in which the tree's whole state directory is covered
+ * (what it was granted mounted back), a read-only cgroup tree, a PID namespace of its own, and no
+ * capabilities (a root child with CAP_SYS_ADMIN could unmount the cover). See runtime/confine and
+ * native/launcher.c.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,7 +42,13 @@ import {
   type Requires,
 } from '../manifest/index.ts';
 import type { Limits } from '../runtime/cgroup/index.ts';
-import { planConfinement, serviceDir, sessionDirsIn, supervisorKeeps } from '../runtime/confine/index.ts';
+import {
+  planConfinement,
+  serviceDir,
+  sessionDirsIn,
+  supervisorKeeps,
+  viewHolds,
+} from '../runtime/confine/index.ts';
 import {
   HostRuntime,
   logName,
@@ -264,6 +272,15 @@ async function childSpec(
 async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinement: Confinement) {
   const grant = confinement.grants.get(spec.path);
   const supervised = supervisorEnv(runtime, spec, grant);
+  // The grant says what the child's filesystem holds: without `/` (narrowed by its own
+  // `requires.paths` or an ancestor's), exactly those paths (see runtime/confine).
+  const view =
+    grant && !('/' in grant.paths) && !grant.advisory.includes('mountNamespaces') ? grant.paths : null;
+  if (view && !viewHolds(view, spec.cwd)) {
+    throw new Error(
+      `${spec.path}: cwd ${spec.cwd} is not in its filesystem view (paths: ${Object.keys(view).join(', ') || 'none'}); set cwd to a granted path`,
+    );
+  }
   const plan = planConfinement({
     stateDir: confinement.stateDir,
     path: spec.path,
@@ -273,7 +290,12 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
       name,
       file: join(confinement.secretsDir, name),
     })),
-    readOnly: spec.requires.paths.filter((p) => p.mode === 'ro').map((p) => p.path),
+    readOnly: grant
+      ? Object.entries(grant.paths)
+          .filter(([, mode]) => mode === 'ro')
+          .map(([p]) => p)
+      : spec.requires.paths.filter((p) => p.mode === 'ro').map((p) => p.path),
+    view,
     hide: confinement.hide,
     alsoHide: existsSync(confinement.secretsDir) ? [confinement.secretsDir] : [],
     isolateNet: spec.requires.net === 'none',

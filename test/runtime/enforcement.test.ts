@@ -375,7 +375,9 @@ describe('paths', () => {
         '  - name: app',
         '    restart: temporary',
         `    command: ${cmd(NODE, PROBE, 'read:@DIR@/conf/app.conf', 'write:@DIR@/conf/app.conf', 'write:@DIR@/conf/new', 'write:@DIR@/data/out')}`,
-        '    requires: { paths: { ./conf: ro, ./data: rw } }',
+        // A narrowed view: the probe and the working directory must be in it.
+        '    cwd: ./data',
+        `    requires: { paths: { ./conf: ro, ./data: rw, ${FIXTURES.replace(/\/$/, '')}: ro } }`,
         '',
       ].join('\n'),
       (dir) => {

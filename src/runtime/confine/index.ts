@@ -20,6 +20,14 @@
  * (`delegate`: a supervisor child's own cgroup stays writable below) and a PID namespace with a
  * fresh /proc, so /proc/<pid>/root of another child does not exist for it.
  *
+ * A child whose granted `paths` do not hold `/` (its own `requires.paths`, or an ancestor's) gets
+ * a narrowed view (`view`): after the steps above, the launcher pivots into a new root holding
+ * only the granted paths (read-only where granted so), `/usr`, `/etc`, `/bin`, `/sbin`, `/lib*`
+ * read-only, a fresh `/dev` (null, zero, full, random, urandom, tty, its own devpts, a tmpfs
+ * `/dev/shm`), a private tmpfs `/tmp`, the fresh `/proc`, `/sys` read-only, the program's own
+ * directory read-only when it lives elsewhere, and what was mounted back above. Its working
+ * directory must be in that view (`viewHolds`).
+ *
  * Environment (names: prefix + service name upper-cased, every non-alphanumeric byte → `_`):
  *   CAPTREE_PROVIDE_<NAME>=<absolute socket path>   to a provider of a unix service, to bind;
  *   CAPTREE_SERVICE_<NAME>=unix:<absolute path>     to a consumer routed to a unix service;
@@ -59,6 +67,12 @@ export interface ConfineInput {
   readonly secrets: readonly SecretSource[];
   /** Absolute paths granted read-only. */
   readonly readOnly: readonly string[];
+  /**
+   * A narrowed filesystem view (the grant's `paths` when they do not hold `/`): the child's root
+   * becomes exactly these (plus the system, read-only, and the runtime's bits); `readOnly` is
+   * ignored then. Null or absent: the parent's view, with `readOnly` remounted read-only in place.
+   */
+  readonly view?: Readonly<Record<string, 'ro' | 'rw'>> | null;
   /** Cover the services and credentials directories even if this child is granted none. */
   readonly hide: boolean;
   /** More directories to cover when confined (where secrets are sourced from). Must exist. */
@@ -148,22 +162,44 @@ export function planConfinement(input: ConfineInput): ConfinePlan {
     input.secrets.length > 0
       ? { dir: join(credentialsDir(input.stateDir), flat(input.path)), secrets: input.secrets }
       : null;
+  const view = input.view ?? null;
+  const entries = view ? Object.entries(view) : [];
+  const readOnly = view ? entries.filter(([, m]) => m === 'ro').map(([p]) => p) : [...input.readOnly];
   const confined =
     input.hide ||
     input.isolateNet === true ||
     bind.length > 0 ||
     credentials !== null ||
-    input.readOnly.length > 0;
+    readOnly.length > 0 ||
+    view !== null;
   const mounts = confined
     ? {
         hide: [input.stateDir, ...(input.alsoHide ?? [])],
         bind: [...new Set(bind)],
-        readOnly: [...input.readOnly],
+        readOnly,
+        ...(view ? { view: { rw: entries.filter(([, m]) => m === 'rw').map(([p]) => p) } } : {}),
         ...(input.keep && input.keep.length > 0 ? { bindIfExists: [...new Set(input.keep)] } : {}),
         ...(input.delegate && input.delegate.length > 0 ? { delegate: [...input.delegate] } : {}),
       }
     : null;
   return { env, mounts, credentials };
+}
+
+/** The directories of the system a narrowed view always holds (read-only), besides `/lib*`. */
+const SYSTEM_DIRS = ['/usr', '/etc', '/bin', '/sbin', '/dev', '/proc', '/sys'];
+
+function under(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(dir === '/' ? '/' : `${dir}/`);
+}
+
+/**
+ * Whether `path` exists in a narrowed view as far as the grant decides: `/`, `/tmp` (empty, private),
+ * under a granted path or under a system directory.
+ */
+export function viewHolds(view: Readonly<Record<string, 'ro' | 'rw'>>, path: string): boolean {
+  if (path === '/' || path === '/tmp') return true;
+  if (/^\/lib[^/]*(\/|$)/.test(path)) return true;
+  return [...Object.keys(view), ...SYSTEM_DIRS].some((dir) => under(path, dir));
 }
 
 /** Where `captree shell` puts a session's relay socket: `<state>/shells/<session>/relay.sock`. */

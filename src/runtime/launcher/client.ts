@@ -72,6 +72,12 @@ export interface MountSpec {
   bindIfExists?: readonly string[];
   /** Cgroup directories left writable below the read-only /sys/fs/cgroup (their own limit files stay read-only). */
   delegate?: readonly string[];
+  /**
+   * A narrowed filesystem view: a new root holding only these paths (`readOnly` ones too, read-only)
+   * plus the system read-only, a fresh /dev, /tmp and /proc, /sys read-only, and what the other
+   * fields mount back (see native/launcher.c, `view=1`).
+   */
+  view?: { readonly rw: readonly string[] };
   credentials?: { dir: string; files: readonly { name: string; data: Uint8Array }[] };
 }
 
@@ -572,6 +578,10 @@ function mountFields(m: MountSpec, fields: Field[]): void {
   for (const p of m.bindIfExists ?? []) fields.push(['bindopt', absolute(p)]);
   for (const p of m.readOnly ?? []) fields.push(['ro', absolute(p)]);
   for (const p of m.delegate ?? []) fields.push(['delegate', absolute(p)]);
+  if (m.view) {
+    fields.push(['view', 1]);
+    for (const p of m.view.rw) fields.push(['rw', absolute(p)]);
+  }
   if (m.credentials) {
     fields.push(['credsdir', absolute(m.credentials.dir)]);
     for (const f of m.credentials.files) {
