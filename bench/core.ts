@@ -12,7 +12,7 @@
  * - one supervision decision (restart type + strategy), ns.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -149,14 +149,22 @@ function erlangPeer(): Record<string, number> | null {
   }
   // Keep a crash dump, if any, out of the working tree.
   const dir = mkdtempSync(join(tmpdir(), 'captree-bench-erl-'));
-  writeFileSync(join(dir, 'otp_bench.erl'), erlangSource);
-  execFileSync('erlc', ['-o', dir, join(dir, 'otp_bench.erl')]);
-  const out = execFileSync('erl', ['-noshell', '-pa', dir, '-s', 'otp_bench', 'main', '-s', 'init', 'stop'], {
-    encoding: 'utf8',
-    timeout: 300_000,
-    cwd: dir,
-  });
-  return JSON.parse(out.trim().split('\n').at(-1) as string);
+  try {
+    writeFileSync(join(dir, 'otp_bench.erl'), erlangSource);
+    execFileSync('erlc', ['-o', dir, join(dir, 'otp_bench.erl')]);
+    const out = execFileSync(
+      'erl',
+      ['-noshell', '-pa', dir, '-s', 'otp_bench', 'main', '-s', 'init', 'stop'],
+      {
+        encoding: 'utf8',
+        timeout: 300_000,
+        cwd: dir,
+      },
+    );
+    return JSON.parse(out.trim().split('\n').at(-1) as string);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const erlangSource = String.raw`

@@ -63,8 +63,12 @@ export class ChildRuntime implements ProcessRuntime {
     const root = delegatedGroup(options.cgroupDirs);
     let launcher: Launcher;
     try {
-      // No socket path: the launcher lives and dies with this process.
-      launcher = await Launcher.start();
+      // No socket path: the launcher lives and dies with this process. Its runtime dir sits in
+      // our logs dir, not /tmp: a kill -9 of our cgroup takes the launcher down before it can
+      // remove its own dir, and the state dir is where leftovers of this tree belong.
+      const runtimeDir = join(logsDir, '.launcher');
+      mkdirSync(runtimeDir, { recursive: true, mode: 0o700 });
+      launcher = await Launcher.start({ runtimeDir });
     } catch (err) {
       await root.remove().catch(() => {});
       throw err;

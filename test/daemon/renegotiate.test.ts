@@ -67,6 +67,8 @@ function quotaOf(tree: RunningTree, path: string): number {
   return Number(q) / 100_000;
 }
 
+after(() => rmSync(dir, { recursive: true, force: true }));
+
 describe('renegotiation through the channel', () => {
   let tree: RunningTree | undefined;
   let channels: Channels | undefined;
@@ -106,12 +108,15 @@ children:
   });
 
   after(async () => {
-    await channels?.close();
-    if (tree) {
-      await tree.supervisor.stop().catch(() => {});
-      await tree.runtime.close();
+    try {
+      await channels?.close();
+      if (tree) {
+        await tree.supervisor.stop().catch(() => {});
+        await tree.runtime.close();
+      }
+    } finally {
+      rmSync(join(dir, 'state'), { recursive: true, force: true });
     }
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('a busy child gets +cpu from an idle sibling within a second, live, nobody restarted', async (t) => {

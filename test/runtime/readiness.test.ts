@@ -161,8 +161,9 @@ describe('exec readiness', () => {
     );
   });
 
-  test('a hung command is killed with its process group at the attempt timeout', async () => {
+  test('a hung command is killed with its process group at the attempt timeout', async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${uniqueName('exec')}-`));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const pidFile = path.join(dir, 'pid');
     await assert.rejects(
       waitExec(
@@ -189,7 +190,6 @@ describe('exec readiness', () => {
       state = stateOf();
     }
     assert.ok(state === 'gone' || state === 'Z', `grandchild state ${state}`);
-    fs.rmSync(dir, { recursive: true });
   });
 });
 
