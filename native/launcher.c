@@ -23,7 +23,8 @@
  * 'R' reply with the same id, either ok=1 plus result fields, or err=<strerror text> errno=<n>:
  *   'S' spawn  arg=.. (1+) env=.. (0+, exactly the child's env) cwd= uid= gid= cgroup=<path of a
  *              cgroup.procs file> (0+) notifyfd=<N> sdnotify=1 stdout=<key> stderr=<key>
- *              listen=<handle>:<name> (0+, placed at fd 3,4,...) netns=1 nonewprivs=1
+ *              listen=<handle>:<name> (0+, placed at fd 3,4,...) netns=1 netnspath=<file>
+ *              nonewprivs=1
  *              mntns=1 hide=<dir> (0+) bind=<path> (0+) bindopt=<path> (0+) ro=<path> (0+)
  *              delegate=<cgroup dir> (0+) credsdir=<dir> cred=<NAME>:<hex of the value> (0+)
  *              view=1 rw=<path> (0+)
@@ -62,7 +63,10 @@
  *                so what is hidden below a granted path stays hidden. The root is assembled on a
  *                tmpfs over /tmp (in this namespace only), made read-only, entered with
  *                pivot_root(".", ".") and the old root detached. cwd= must exist in the new view.
- *              Confinement: a spawn with netns=1, nonewprivs=1 or any mount field is confined:
+ *              Network: netns=1 unshares a fresh namespace with only lo (up); netnspath= joins the
+ *                namespace held at that file ('N' below), setns(CLONE_NEWNET), right after the
+ *                cgroup join; the two exclude each other.
+ *              Confinement: a spawn with netns=1, netnspath=, nonewprivs=1 or any mount field is confined:
  *                it always gets the mount namespace above (cgroups read-only even with no other
  *                mount field) and a PID namespace. The forked process (the pid the launcher
  *                reports, tracks, signals and reaps) unshares CLONE_NEWPID and forks an init
@@ -81,6 +85,13 @@
  *              text names the step; the child then never ran the program.
  *   'K' kill   pid= sig= [group=1]               -> ok
  *   'L' listen tcp=<host>:<port> | unix=<path> [backlog=]  -> ok handle=<n> [port=<bound port>]
+ *   'N' netns  path=<file> [remove=1]            -> ok existed=0|1 (remove: ok)
+ *              A named network: a network namespace held by a bind mount of its ns file at path=
+ *              (the file is created). If path= already holds one (a re-attached runtime), it is
+ *              kept (existed=1); otherwise the launcher unshares CLONE_NEWNET, brings lo up,
+ *              bind-mounts /proc/self/ns/net at path= and setns()es back to its own namespace.
+ *              remove=1 unmounts it (MNT_DETACH; the namespace ends with its last member) and
+ *              removes the file; a path that holds nothing is fine.
  *   'C' close-listen handle=                     -> ok
  *   'c' close-stream key=                        -> ok
  *   'l' list                                     -> ok child=<pid> (0+) stream=<key> (0+) handle=<n> (0+)
@@ -123,6 +134,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/statvfs.h>
+#include <sys/vfs.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -515,16 +527,28 @@ static void drop_privileges_bounding(int errpipe) {
   if (syscall(SYS_capset, &hdr, data) < 0) child_fail(errpipe, "capset");
 }
 
-static void bring_lo_up(int errpipe) {
+/* Brings lo up in the current network namespace; on failure, returns the step that failed. */
+static const char *lo_up(void) {
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) child_fail(errpipe, "socket for lo");
+  if (s < 0) return "socket for lo";
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   strcpy(ifr.ifr_name, "lo");
-  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) child_fail(errpipe, "SIOCGIFFLAGS lo");
-  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-  if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) child_fail(errpipe, "SIOCSIFFLAGS lo");
+  const char *step = NULL;
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) step = "SIOCGIFFLAGS lo";
+  else {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) step = "SIOCSIFFLAGS lo";
+  }
+  int e = errno;
   close(s);
+  errno = e;
+  return step;
+}
+
+static void bring_lo_up(int errpipe) {
+  const char *step = lo_up();
+  if (step) child_fail(errpipe, step);
 }
 
 #define MAX_MOUNTS 256
@@ -548,6 +572,7 @@ struct spawn_plan {
   int src[MAX_FIELDS + 8]; /* fd to place ... */
   int dst[MAX_FIELDS + 8]; /* ... at this number */
   int netns, nonewprivs, mntns;
+  const char *netnspath; /* join the network namespace held at this file (a named network) */
   int view; /* a new root holding only what was granted (view=1, rw=, ro=) */
   char **hides, **binds, **ros, **rws, **delegates;
   int nhides, nbinds, nros, nrws, ndelegates;
@@ -1199,7 +1224,15 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
     if (unshare(CLONE_NEWNET) < 0) child_fail(errpipe, "unshare(CLONE_NEWNET)");
     bring_lo_up(errpipe);
   }
-  int confined = p->netns || p->nonewprivs || p->mntns;
+  if (p->netnspath) {
+    snprintf(what, sizeof what, "join network namespace %s: open", p->netnspath);
+    int nfd = open(p->netnspath, O_RDONLY | O_CLOEXEC);
+    if (nfd < 0) child_fail(errpipe, what);
+    snprintf(what, sizeof what, "join network namespace %s: setns", p->netnspath);
+    if (setns(nfd, CLONE_NEWNET) < 0) child_fail(errpipe, what);
+    close(nfd);
+  }
+  int confined = p->netns || p->netnspath || p->nonewprivs || p->mntns;
   if (confined) setup_mounts(p, errpipe);
 
   /* Lift every source above all targets first, so a dup2 never clobbers a source not yet placed. */
@@ -1335,6 +1368,10 @@ static void do_spawn(struct req *r, const char *id) {
     else if (!strcmp(k, "stdout")) out_key = v;
     else if (!strcmp(k, "stderr")) err_key = v;
     else if (!strcmp(k, "netns")) p.netns = !strcmp(v, "1");
+    else if (!strcmp(k, "netnspath")) {
+      if (v[0] != '/') { err = EINVAL; ctx = "netnspath must be absolute"; continue; }
+      p.netnspath = v;
+    }
     else if (!strcmp(k, "nonewprivs")) p.nonewprivs = !strcmp(v, "1");
     else if (!strcmp(k, "mntns")) p.mntns = !strcmp(v, "1");
     else if (!strcmp(k, "view")) {
@@ -1401,6 +1438,7 @@ static void do_spawn(struct req *r, const char *id) {
     }
   }
   if (!err && argc == 0) { err = EINVAL; ctx = "argv is empty"; }
+  if (!err && p.netns && p.netnspath) { err = EINVAL; ctx = "netns=1 and netnspath= exclude each other"; }
   if (!err && p.ncreds > 0 && !p.credsdir) { err = EINVAL; ctx = "cred= needs credsdir="; }
   if (!err && p.credsdir) {
     snprintf(creds_env, sizeof creds_env, "CREDENTIALS_DIRECTORY=%s", p.credsdir);
@@ -1595,6 +1633,61 @@ static void do_listen(struct req *r, const char *id) {
   frame_end();
 }
 
+#define NSFS_MAGIC_NUMBER 0x6e736673
+
+static int is_nsfs(const char *path) {
+  struct statfs sf;
+  return statfs(path, &sf) == 0 && (unsigned long)sf.f_type == NSFS_MAGIC_NUMBER;
+}
+
+/* 'N': a named network, a network namespace held by a bind mount at path= (see the protocol). */
+static void do_netns(struct req *r, const char *id) {
+  const char *path = get(r, "path"), *rm = get(r, "remove");
+  if (!path || path[0] != '/') { reply_err(id, EINVAL, "netns needs an absolute path="); return; }
+  if (rm && !strcmp(rm, "1")) {
+    for (int i = 0; i < 64 && is_nsfs(path); i++)
+      if (umount2(path, MNT_DETACH) < 0) { reply_err(id, errno, "netns: unmount"); return; }
+    if (unlink(path) < 0 && errno != ENOENT) { reply_err(id, errno, "netns: remove the mount point"); return; }
+    reply_ok(id);
+    return;
+  }
+  int existed = is_nsfs(path);
+  if (!existed) {
+    int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (fd < 0) { reply_err(id, errno, "netns: create the mount point"); return; }
+    close(fd);
+    /* The launcher is single-threaded: it steps into a fresh namespace, brings lo up there, pins
+       it with a bind mount of its own ns file, and steps back. */
+    int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0) { reply_err(id, errno, "netns: open /proc/self/ns/net"); return; }
+    if (unshare(CLONE_NEWNET) < 0) {
+      int e = errno;
+      close(self);
+      unlink(path);
+      reply_err(id, e, "netns: unshare(CLONE_NEWNET)");
+      return;
+    }
+    const char *step = lo_up();
+    int e = errno;
+    if (!step && mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) < 0) {
+      e = errno;
+      step = "netns: bind mount the namespace";
+    }
+    if (setns(self, CLONE_NEWNET) < 0) die("netns: setns back to the launcher's network namespace");
+    close(self);
+    if (step) {
+      unlink(path);
+      reply_err(id, e, step);
+      return;
+    }
+  }
+  frame_begin('R');
+  field("id", id);
+  field("ok", "1");
+  field("existed", existed ? "1" : "0");
+  frame_end();
+}
+
 static void dispatch(struct req *r) {
   const char *id = get(r, "id");
   if (!id) id = "0";
@@ -1612,6 +1705,9 @@ static void dispatch(struct req *r) {
   }
   case 'L':
     do_listen(r, id);
+    return;
+  case 'N':
+    do_netns(r, id);
     return;
   case 'C': {
     struct handle **pp = &handles;

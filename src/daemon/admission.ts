@@ -153,6 +153,11 @@ export interface HostExtras {
   readonly env?: readonly string[];
 }
 
+/** The named networks a manifest's root declares (`networks:`), as the host holds them for admission. */
+export function manifestNetworks(tree: ManifestTree): NonNullable<HostCapabilities['networks']> {
+  return Object.fromEntries(Object.keys(tree.networks ?? {}).map((name) => [name, {}]));
+}
+
 /** Host facts that are not in the probe report, injected so the computation can be tested. */
 export interface HostFacts {
   readonly cpus: number;

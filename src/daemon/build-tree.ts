@@ -14,8 +14,9 @@
  * routed unix services, secrets (read from `<manifest dir>/secrets/NAME`, delivered in a private
  * `$CREDENTIALS_DIRECTORY`), read-only paths, a narrowed filesystem view (a grant whose `paths`
  * do not hold `/`: a new root with only those, see runtime/confine). When the tree has anything
- * to hide (a unix service or a secret), and for every `net: none` child, a process child is
- * confined: a private mount namespace in which the tree's whole state directory is covered
+ * to hide (a unix service or a secret), and for every child granted no network (`net: none`) or
+ * a named one (`net: lan`, which joins that network's namespace, see `networkOf`), a process child
+ * is confined: a private mount namespace in which the tree's whole state directory is covered
  * (what it was granted mounted back), a read-only cgroup tree, a PID namespace of its own, and no
  * capabilities (a root child with CAP_SYS_ADMIN could unmount the cover). See runtime/confine and
  * native/launcher.c.
@@ -58,7 +59,7 @@ import {
 } from '../runtime/host-runtime.ts';
 import { formatRecord } from '../runtime/logs/index.ts';
 import { processDriver } from '../runtime/process-driver.ts';
-import { admitManifest, hostCapabilities } from './admission.ts';
+import { admitManifest, hostCapabilities, manifestNetworks } from './admission.ts';
 import { supervisorEnv } from './channel.ts';
 import { liveChildren } from './live-limits.ts';
 
@@ -160,7 +161,9 @@ interface Confinement {
 }
 
 export async function buildTree(manifest: ManifestTree, options: BuildOptions): Promise<RunningTree> {
-  const host = options.host ?? (await hostCapabilities({ secrets: availableSecrets(manifest) }));
+  const host =
+    options.host ??
+    (await hostCapabilities({ secrets: availableSecrets(manifest), networks: manifestNetworks(manifest) }));
   const admitted = admitManifest(manifest, options.source ?? sourceOf(manifest), host);
   if (!admitted.ok) throw new AdmissionError(admitted.errors);
   const hide = needsHiding(manifest.root);
@@ -197,6 +200,30 @@ function needsHiding(spec: ChildSpec | NodeSpec): boolean {
   if (spec.requires.secrets.length > 0) return true;
   if (Object.values(spec.provides).some((p) => p.endpoint.type === 'unix')) return true;
   return spec.kind === 'node' && spec.children.some(needsHiding);
+}
+
+/**
+ * Where a process child's network grant puts it: the host's namespace (it holds `host`, or the
+ * host cannot isolate and the grant is advisory), a fresh namespace with only loopback (it holds
+ * none), or the namespace of the one named network it holds. A process holding two named networks
+ * cannot be in both namespaces: refused when the tree is built.
+ */
+export function networkOf(
+  path: string,
+  grant: Grant | undefined,
+  requested: string | null,
+): { isolate: boolean; network: string | null } {
+  if (!grant) return { isolate: requested === 'none', network: null };
+  if (grant.net.includes('host') || grant.advisory.includes('netNamespaces'))
+    return { isolate: false, network: null };
+  const [first, ...more] = grant.net;
+  if (first === undefined) return { isolate: true, network: null };
+  if (more.length > 0) {
+    throw new Error(
+      `${path} holds networks ${grant.net.join(', ')}: a process can be in one named network only; narrow it with net: NAME`,
+    );
+  }
+  return { isolate: false, network: first };
 }
 
 function limitsOf(requires: Requires): Limits {
@@ -281,6 +308,7 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
       `${spec.path}: cwd ${spec.cwd} is not in its filesystem view (paths: ${Object.keys(view).join(', ') || 'none'}); set cwd to a granted path`,
     );
   }
+  const net = networkOf(spec.path, grant, spec.requires.net);
   const plan = planConfinement({
     stateDir: confinement.stateDir,
     path: spec.path,
@@ -298,7 +326,7 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
     view,
     hide: confinement.hide,
     alsoHide: existsSync(confinement.secretsDir) ? [confinement.secretsDir] : [],
-    isolateNet: spec.requires.net === 'none',
+    isolateNet: net.isolate || net.network !== null,
     keep: [...sessionDirsIn(confinement.stateDir, spec.command), ...supervisorKeeps(supervised)],
     delegate: supervised.CAPTREE_CGROUP ? supervised.CAPTREE_CGROUP.split(':') : [],
   });
@@ -335,7 +363,8 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
     watchdog: spec.watchdog,
     logs: spec.logs,
     limits,
-    isolateNet: spec.requires.net === 'none',
+    isolateNet: net.isolate,
+    ...(net.network !== null ? { netns: await runtime.network(net.network) } : {}),
     listenFds,
     ...(plan.mounts ? { mounts: plan.mounts, noNewPrivs: true } : {}),
     ...(plan.credentials ? { credentials: plan.credentials } : {}),

@@ -5,13 +5,13 @@
  * format, so the CLI prints them with file:line:col.
  */
 import type { ManifestError, ManifestSource, ManifestTree } from '../manifest/index.ts';
-import { admitManifest, hostCapabilities } from './admission.ts';
+import { admitManifest, hostCapabilities, manifestNetworks } from './admission.ts';
 
 /** Problems that would make `tree` fail to start; [] when it may start. */
 export async function checkTree(tree: ManifestTree, source: ManifestSource): Promise<ManifestError[]> {
   // build-tree brings the runtime (launcher, cgroups) with it: load it only when checking.
   const { availableSecrets } = await import('./build-tree.ts');
-  const host = await hostCapabilities({ secrets: availableSecrets(tree) });
+  const host = await hostCapabilities({ secrets: availableSecrets(tree), networks: manifestNetworks(tree) });
   const admitted = admitManifest(tree, source, host);
   return admitted.ok ? [] : admitted.errors;
 }

@@ -14,6 +14,7 @@ import {
   type ProcessInput,
   processSchema,
   type requiresSchema,
+  rootNetworksSchema,
   show,
 } from './schema.ts';
 import { fieldText, type ManifestSource, positionOf } from './source.ts';
@@ -24,6 +25,7 @@ import type {
   Liveness,
   ManifestError,
   ManifestTree,
+  NetworkSpec,
   NodeSpec,
   PathGrant,
   ProcessSpec,
@@ -92,12 +94,18 @@ export function parseManifest(text: string, fileName: string, options: ParseOpti
     return { ok: false, errors: sortErrors(errors), source };
   }
   const checked: ManifestError[] = [];
-  const root = new Checker(source, checked).root(raw);
+  const checker = new Checker(source, checked);
+  const root = checker.root(raw);
   // After a syntax error the recovered document is a guess; only what precedes it is reliable.
   const firstBroken = Math.min(...errors.map((error) => error.line));
   errors.push(...checked.filter((error) => error.line < firstBroken));
   if (errors.length > 0 || !root) return { ok: false, errors: sortErrors(errors), source };
-  return { ok: true, tree: { file: fileName, dir: source.dir, root }, source };
+  const networks = checker.networks;
+  return {
+    ok: true,
+    tree: { file: fileName, dir: source.dir, root, ...(networks ? { networks } : {}) },
+    source,
+  };
 }
 
 export type ChildParseResult =
@@ -143,6 +151,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 class Checker {
   private readonly source: ManifestSource;
   private readonly errors: ManifestError[];
+  /** The root's `networks:`, once `root()` has read them. */
+  networks: Record<string, NetworkSpec> | null = null;
 
   constructor(source: ManifestSource, errors: ManifestError[]) {
     this.source = source;
@@ -169,6 +179,12 @@ class Checker {
       );
       const { command: _, ...rest } = raw;
       raw = rest;
+    }
+    if (isRecord(raw) && 'networks' in raw) {
+      const { networks, ...rest } = raw;
+      raw = rest;
+      const input = this.validate(rootNetworksSchema, { networks }, [], treePath);
+      if (input) this.networks = input.networks as Record<string, NetworkSpec>;
     }
     return this.node(raw as Record<string, unknown>, [], treePath);
   }
@@ -281,7 +297,11 @@ class Checker {
       const known = keysAt(schema, path);
       for (const key of issue.keys) {
         const hint = suggest(key, known);
-        const help = hint ? `did you mean '${hint}'?` : `known fields: ${known.join(', ')}`;
+        const help = hint
+          ? `did you mean '${hint}'?`
+          : known.length > 0
+            ? `known fields: ${known.join(', ')}`
+            : 'it takes none (write {})';
         this.fail(
           [...at, ...path, key],
           treePath,
@@ -324,6 +344,17 @@ class Checker {
 
   private node(raw: Record<string, unknown>, at: YamlPath, treePath: string): NodeSpec | null {
     this.source.nodes.set(treePath, at);
+    if (at.length > 0 && 'networks' in raw) {
+      this.fail(
+        [...at, 'networks'],
+        treePath,
+        'networks',
+        'networks are declared at the root only; a node narrows what its subtree holds with `requires.net`',
+        'key',
+      );
+      const { networks: _, ...rest } = raw;
+      raw = rest;
+    }
     const input = this.validate(nodeSchema, raw, at, treePath);
     const rawChildren = Array.isArray(raw.children) ? raw.children : [];
     const children: (ChildSpec | null)[] = rawChildren.map((child, index) =>

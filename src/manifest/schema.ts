@@ -307,6 +307,39 @@ const providesSchema = z
   )
   .meta({ id: 'provides', title: 'provides', description: 'Services this child offers, by name.' });
 
+/** Names `net:` gives a meaning of its own; a named network may not take them. */
+export const RESERVED_NETWORKS = ['none', 'host', 'any'] as const;
+const NETWORK_HELP =
+  "a network name (a letter or digit, then letters, digits, '_', '.' or '-'; not none, host or any)";
+
+/**
+ * `networks:` at the root: the named networks the tree holds, each made real as a network
+ * namespace of its own with only loopback, shared by every process granted it (docs/capabilities.md).
+ */
+export const networksSchema = z
+  .record(
+    z
+      .string(must(NETWORK_HELP))
+      // A name (NAME_RE) that is not one of RESERVED_NETWORKS; a pattern, so the JSON Schema says it too.
+      .regex(
+        new RegExp(`^(?!(?:${RESERVED_NETWORKS.join('|')})$)${NAME_RE.source.slice(1)}`),
+        must(NETWORK_HELP),
+      ),
+    z
+      .union([z.null(), z.strictObject({}, must('{} (a network takes no options yet)'))], must('{}'))
+      .transform(() => ({})),
+    must('a mapping of network name → {}, like { lan: {} }'),
+  )
+  .meta({
+    id: 'networks',
+    title: 'networks',
+    description:
+      'Named networks the tree holds (root only): each is a network namespace with only loopback, shared by the processes granted it (`requires.net: NAME`, or `any`).',
+  });
+
+/** The root's `networks:` field alone, so errors carry its full path (`networks.lan`). */
+export const rootNetworksSchema = z.object({ networks: networksSchema });
+
 const policySchema = () =>
   z
     .strictObject(
@@ -515,11 +548,17 @@ export function manifestJsonSchema(): Record<string, unknown> {
     })
     .meta({ id: 'node', title: 'node', description: 'A child with `children`: a supervisor.' });
   const childDef: z.ZodType = z.union([processDef, nodeDef]).meta({ id: 'child', title: 'child' });
-  const root = z.strictObject({ ...nodeFields(), children: z.array(childDef).optional() }).meta({
-    title: 'captree manifest',
-    description:
-      'One supervision tree. The root is a node; a child with `command` is a process, with `children` a node.',
-  });
+  const root = z
+    .strictObject({
+      ...nodeFields(),
+      networks: networksSchema.optional(),
+      children: z.array(childDef).optional(),
+    })
+    .meta({
+      title: 'captree manifest',
+      description:
+        'One supervision tree. The root is a node; a child with `command` is a process, with `children` a node.',
+    });
   return z.toJSONSchema(root, { io: 'input', target: 'draft-7', unrepresentable: 'any' }) as Record<
     string,
     unknown

@@ -133,12 +133,17 @@ export interface ProcessSpec extends ChildCommon {
 
 export type ChildSpec = NodeSpec | ProcessSpec;
 
+/** A named network's options (none yet). */
+export type NetworkSpec = Record<string, never>;
+
 export interface ManifestTree {
   /** The manifest's file name as given to the parser. */
   file: string;
   /** Absolute directory relative paths were resolved against. */
   dir: string;
   root: NodeSpec;
+  /** The root's `networks:` (named networks the tree holds); absent when none are declared. */
+  networks?: Record<string, NetworkSpec>;
 }
 
 /** A path into the YAML document: keys and list indexes, e.g. ['children', 0, 'requires', 'cpu']. */

@@ -16,9 +16,17 @@
  * queued meanwhile are kept in `recovery`. Once the tree has started, `sweep()` kills whatever is
  * left that nothing supervises: launcher children nobody adopted, and processes in the tree's
  * cgroups outside a running child's group (held or removed children, strays in node groups).
+ *
+ * Named networks (`network()`): one network namespace per name, with only `lo` (up), held by a
+ * bind mount at `<state>/netns/<name>` (made by the launcher) and joined by the processes granted
+ * it. A re-attached runtime finds them there and uses them again, so adopted and new children
+ * share one; `sweep()` removes those this tree no longer uses, `close()` all of them (`detach()`
+ * keeps them for the next daemon).
  */
+
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type CgroupGroup, type CgroupHost, probeCgroups } from './cgroup/index.ts';
 import { credentialsDir, servicesDir } from './confine/index.ts';
@@ -99,6 +107,13 @@ export function captreePathOf(pid: number, depth = 2): string | null {
   return null;
 }
 
+/** Where the named networks of a tree's runtime are held: `<state>/netns/<name>`. */
+export function netnsDir(stateDir: string): string {
+  return join(stateDir, 'netns');
+}
+
+const NETWORK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
 /** Output kept for a stream key whose log does not exist yet (an adopted child's, after a re-attach). */
 const PENDING_OUTPUT_MAX = 1 << 20;
 
@@ -123,6 +138,8 @@ export class HostRuntime {
   #leftovers: OrphanKill[] = [];
   /** Set by `open()` when there was something to recover; null on a fresh start. */
   recovery: Recovery | null = null;
+  /** Named networks in use by this runtime: name → the file holding its namespace, once made. */
+  #networks = new Map<string, Promise<string>>();
 
   private constructor(
     stateDir: string,
@@ -279,6 +296,8 @@ export class HostRuntime {
       }
       const dirs = this.root.dirs;
       if (dirs.length > 0) await this.#sweepGroup('', dirs, stateOf, kills, why);
+      // Networks an earlier daemon made that this tree no longer uses.
+      await this.#removeNetworks(new Set(this.#networks.keys()));
     } finally {
       this.#adoptable.clear();
       this.#recentExits = null;
@@ -337,6 +356,71 @@ export class HostRuntime {
     }
   }
 
+  /**
+   * The file holding named network `name`'s namespace (only `lo`, up), for `ProcessOptions.netns`:
+   * made on first use, or the one an earlier daemon left (after a re-attach), so every member of
+   * the network shares one namespace. Rejects naming the step the launcher could not take.
+   */
+  network(name: string): Promise<string> {
+    let made = this.#networks.get(name);
+    if (!made) {
+      if (!NETWORK_NAME.test(name)) return Promise.reject(new Error(`network ${name}: not a network name`));
+      const file = join(netnsDir(this.stateDir), name);
+      made = (async () => {
+        mkdirSync(netnsDir(this.stateDir), { recursive: true, mode: 0o700 });
+        try {
+          await this.launcher.netns(file);
+        } catch (err) {
+          throw new Error(`network ${name}: ${(err as Error).message}`);
+        }
+        return file;
+      })();
+      this.#networks.set(name, made);
+      made.catch(() => {
+        if (this.#networks.get(name) === made) this.#networks.delete(name);
+      });
+    }
+    return made;
+  }
+
+  /** Unmounts and removes every held network not in `keep` (names); the directory too once empty. */
+  async #removeNetworks(keep: ReadonlySet<string>): Promise<void> {
+    const dir = netnsDir(this.stateDir);
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (keep.has(name)) continue;
+      const file = join(dir, name);
+      this.#networks.delete(name);
+      try {
+        await this.launcher.removeNetns(file);
+      } catch {
+        // The launcher is gone (or too old to know networks): unmount it from here.
+        try {
+          execFileSync('umount', ['-l', file], { stdio: 'ignore' });
+        } catch {
+          // Not mounted.
+        }
+        try {
+          unlinkSync(file);
+        } catch {
+          // Already gone.
+        }
+      }
+    }
+    if (keep.size === 0) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        // Not empty (something we could not remove), or gone.
+      }
+    }
+  }
+
   /** Routes sd_notify messages of `pid` to `fn`; returns the function that stops it. */
   onNotify(pid: number, fn: (n: NotifyEvent) => void): () => void {
     this.#notify.set(pid, fn);
@@ -392,6 +476,9 @@ export class HostRuntime {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // A namespace outlives its bind mount while members remain; the launcher kills them next.
+    await Promise.allSettled(this.#networks.values());
+    await this.#removeNetworks(new Set());
     await this.launcher.close().catch(() => {});
     if (!this.root.isEmpty()) {
       await this.root.kill();

@@ -77,13 +77,15 @@ export interface ProcessOptions {
   limits?: Limits;
   /** Run in a fresh network namespace with only loopback (`net: none`). */
   isolateNet?: boolean;
+  /** Join the named network held at this file (`HostRuntime.network`); excludes `isolateNet`. */
+  netns?: string;
   /** Listening sockets held by the launcher, passed with LISTEN_FDS in this order. */
   listenFds?: readonly { handle: number; name: string }[];
   /** A private mount namespace with these paths hidden, mounted back or read-only. */
   mounts?: Omit<MountSpec, 'credentials'>;
   /** Secrets delivered as files in a private tmpfs at `dir` ($CREDENTIALS_DIRECTORY), read at each start. */
   credentials?: { dir: string; secrets: readonly SecretSource[] };
-  /** Drop capabilities (bounding and inheritable sets) and set no_new_privs; implied by `isolateNet`. */
+  /** Drop capabilities (bounding and inheritable sets) and set no_new_privs; implied by `isolateNet` and `netns`. */
   noNewPrivs?: boolean;
 }
 
@@ -223,9 +225,10 @@ class ProcessInstance implements ChildHandle {
         stderr: streamKey(this.#path, 'err'),
         listenFds: o.listenFds,
         newNetNs: o.isolateNet,
+        ...(o.netns !== undefined ? { netnsPath: o.netns } : {}),
         // Without it a root child could bring its namespace's way out back (nsenter, setns) or
         // unmount what hides the paths it was not granted.
-        noNewPrivs: o.isolateNet || o.noNewPrivs,
+        noNewPrivs: o.isolateNet || o.netns !== undefined || o.noNewPrivs,
         mounts,
       });
     } catch (err) {

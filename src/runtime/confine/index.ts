@@ -77,7 +77,10 @@ export interface ConfineInput {
   readonly hide: boolean;
   /** More directories to cover when confined (where secrets are sourced from). Must exist. */
   readonly alsoHide?: readonly string[];
-  /** `net: none`: confined (and so given the whole mount confinement) even with nothing else. */
+  /**
+   * A network namespace of its own (`net: none`) or a named network's: confined (and so given the
+   * whole mount confinement) even with nothing else.
+   */
   readonly isolateNet?: boolean;
   /** More paths under the state directory to mount back when they exist at spawn time. */
   readonly keep?: readonly string[];

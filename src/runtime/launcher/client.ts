@@ -46,6 +46,8 @@ export interface SpawnSpec {
   listenFds?: readonly { handle: number; name: string }[];
   /** Run in a fresh network namespace with only `lo` (up). */
   newNetNs?: boolean;
+  /** Join the network namespace held at this file (`netns()`: a named network); excludes `newNetNs`. */
+  netnsPath?: string;
   /** PR_SET_NO_NEW_PRIVS, and drop the capability bounding and inheritable sets. */
   noNewPrivs?: boolean;
   /**
@@ -56,7 +58,7 @@ export interface SpawnSpec {
    * by the child's uid/gid, then remounted read-only; `CREDENTIALS_DIRECTORY` is set).
    * All paths absolute. Any failure fails the spawn, naming the step.
    *
-   * A child with `mounts`, `newNetNs` or `noNewPrivs` is confined: it also gets /sys/fs/cgroup
+   * A child with `mounts`, `newNetNs`, `netnsPath` or `noNewPrivs` is confined: it also gets /sys/fs/cgroup
    * read-only (except `delegate` dirs) and a PID namespace of its own with a fresh /proc (the
    * program is pid 2 there, LISTEN_PID=2; the reported pid is an outer process that forwards
    * signals and exits as the program did). See native/launcher.c.
@@ -433,6 +435,7 @@ export class Launcher extends EventEmitter<LauncherEvents> {
       fields.push(['listen', `${l.handle}:${l.name}`]);
     }
     if (spec.newNetNs) fields.push(['netns', 1]);
+    if (spec.netnsPath !== undefined) fields.push(['netnspath', spec.netnsPath]);
     if (spec.noNewPrivs) fields.push(['nonewprivs', 1]);
     if (spec.mounts) mountFields(spec.mounts, fields);
     try {
@@ -503,6 +506,24 @@ export class Launcher extends EventEmitter<LauncherEvents> {
     return port === undefined
       ? { handle: Number(fieldOf(reply, 'handle')) }
       : { handle: Number(fieldOf(reply, 'handle')), port: Number(port) };
+  }
+
+  /**
+   * A network namespace with only `lo` (up), held by a bind mount at `path` (absolute; the file is
+   * created): a named network, joined by spawns with `netnsPath`. One already held there is kept
+   * (`existed: true`), so a re-attached runtime finds its networks again.
+   */
+  async netns(path: string): Promise<{ existed: boolean }> {
+    const reply = await this.#request(Req.netns, [['path', path]]);
+    return { existed: fieldOf(reply, 'existed') === '1' };
+  }
+
+  /** Unmounts the namespace held at `path` (it ends with its last member) and removes the file. */
+  async removeNetns(path: string): Promise<void> {
+    await this.#request(Req.netns, [
+      ['path', path],
+      ['remove', 1],
+    ]);
   }
 
   async closeListen(handle: number): Promise<void> {

@@ -14,6 +14,7 @@ export const Req = {
   spawn: 'S',
   kill: 'K',
   listen: 'L',
+  netns: 'N',
   closeListen: 'C',
   closeStream: 'c',
   list: 'l',
