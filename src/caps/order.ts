@@ -15,7 +15,7 @@
  * - a cycle is rejected, naming one cycle per strongly connected component, starting at its
  *   earliest child in list order: `cycle: api -> worker -> api` (api requires worker's service).
  */
-import { normalizeService, type Offer, type RoutingContext, resolveService } from './route.ts';
+import { matchOffer, normalizeService, type Offer, type RoutingContext, resolveService } from './route.ts';
 import type { Contract, Reason, Rejected } from './types.ts';
 
 export interface ChildOrder {
@@ -89,9 +89,7 @@ export function siblingEdges(
       namedSibling: (n, s) => {
         const i = indexOf.get(n);
         if (i === undefined || i === self) return undefined;
-        const o = offers[i]!;
-        const hit = s.name !== undefined ? o.find((x) => x.name === s.name) : undefined;
-        const m = hit ?? (s.kind !== undefined ? o.find((x) => x.kind === s.kind) : undefined);
+        const m = matchOffer(offers[i]!, s);
         return m ? { sibling: i, offer: m } : undefined;
       },
       parentByName: (n) => parentOffer((o) => o.name === n),

@@ -20,10 +20,6 @@ export function coresToMilli(cores: number): number | undefined {
   return milli;
 }
 
-export function milliToCores(milli: number): number {
-  return milli / 1000;
-}
-
 /** Internal units to user units. */
 export function toUser(q: Quantity, v: number): number {
   return q === 'cpu' ? v / 1000 : v;

@@ -48,6 +48,7 @@ import { coresToMilli, formatQuantity, type Quantity, quantities, toUser } from 
 import { Registry } from './registry.ts';
 import {
   describeService,
+  matchOffer,
   type NormalService,
   normalizeService,
   type Offer,
@@ -972,8 +973,7 @@ function routingContext(parent: Node, self: string): RoutingContext<Node> {
     namedSibling(name, s) {
       const n = parent.children.get(name);
       if (!n || n.name === self) return undefined;
-      const byName = s.name !== undefined ? n.provides.find((o) => o.name === s.name) : undefined;
-      const offer = byName ?? (s.kind !== undefined ? n.provides.find((o) => o.kind === s.kind) : undefined);
+      const offer = matchOffer(n.provides, s);
       return offer ? { sibling: n, offer } : undefined;
     },
     parentByName: (name) => ownOffers.find((o) => o.name === name) ?? held.find((o) => o.name === name),

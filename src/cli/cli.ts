@@ -6,16 +6,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { type ParseArgsOptionDescriptor, parseArgs } from 'node:util';
-import {
-  ControlClient,
-  type DaemonInfo,
-  liveOwner,
-  NotRunningError,
-  parseSince,
-  STATE_DIR_NAME,
-  type StatePaths,
-  statePaths,
-} from '../daemon/index.ts';
+// The daemon's modules one by one, not its index: a command must not load the whole daemon.
+import { type ApiReply, ControlClient, NotRunningError } from '../daemon/client.ts';
+import { liveOwner, STATE_DIR_NAME, type StatePaths, statePaths } from '../daemon/state.ts';
+import { parseSince } from '../daemon/time.ts';
+import type { DaemonInfo } from '../daemon/types.ts';
 
 export type Option = ParseArgsOptionDescriptor & { description?: string };
 export type Options = Record<string, Option>;
@@ -149,29 +144,33 @@ export function findState(values: Values, io: Io): StatePaths {
   return statePaths(path.resolve(io.cwd, dir));
 }
 
+/** A connection to the running tree: the daemon's info is null for an admission token (not admin). */
+export interface Connection {
+  client: ControlClient;
+  paths: StatePaths;
+  info: DaemonInfo | null;
+}
+
 /** A client for the running tree, or a one-line explanation of why there is none. */
-export async function connect(values: Values, io: Io): Promise<{ client: ControlClient; paths: StatePaths }> {
+export async function connect(values: Values, io: Io): Promise<Connection> {
   if (typeof values.url === 'string') return connectRemote(values.url, values, io);
   const paths = findState(values, io);
   const client = new ControlClient(paths.socket);
+  let info: DaemonInfo;
   try {
-    await client.json('/v1/daemon');
+    info = await client.json<DaemonInfo>('/v1/daemon');
   } catch (err) {
     if (err instanceof NotRunningError) throw notRunning(paths, io);
     throw err;
   }
-  return { client, paths };
+  return { client, paths, info };
 }
 
 /**
  * `--url`: a client on TCP with the `--token-file` token. An admission token is refused
  * `/v1/daemon` (admin only), which still proves the daemon is there and knows the token.
  */
-async function connectRemote(
-  url: string,
-  values: Values,
-  io: Io,
-): Promise<{ client: ControlClient; paths: StatePaths }> {
+async function connectRemote(url: string, values: Values, io: Io): Promise<Connection> {
   if (typeof values.state === 'string') throw new UsageError('--url and --state exclude each other');
   const token = tokenFromFile(values, io);
   let client: ControlClient;
@@ -199,7 +198,13 @@ async function connectRemote(
   }
   const info = reply.status === 200 ? (reply.body as unknown as DaemonInfo) : null;
   // No state dir here: its paths are the daemon's (admin) or placeholders (admission token).
-  return { client, paths: statePaths(info?.stateDir ?? path.resolve(io.cwd, STATE_DIR_NAME)) };
+  return { client, paths: statePaths(info?.stateDir ?? path.resolve(io.cwd, STATE_DIR_NAME)), info };
+}
+
+/** An error answer of `client.request` as a failure: its message, or its HTTP status. */
+export function replyError(reply: ApiReply): CliError {
+  const error = reply.body?.error as { message?: string } | undefined;
+  return new CliError(error?.message ?? `the daemon answered HTTP ${reply.status}`);
 }
 
 export function notRunning(paths: StatePaths, io: Io): CliError {

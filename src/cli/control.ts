@@ -1,14 +1,7 @@
 /** `captree start|stop|restart PATH`: one operation on one child, through the control API. */
-import { ApiResponseError, type PsEntry, urlPath } from '../daemon/index.ts';
-import {
-  CliError,
-  type Command,
-  connect,
-  jsonOption,
-  normalizePath,
-  remoteOptions,
-  stateOption,
-} from './cli.ts';
+import { urlPath } from '../daemon/client.ts';
+import type { PsEntry } from '../daemon/types.ts';
+import { type Command, connect, jsonOption, normalizePath, remoteOptions, stateOption } from './cli.ts';
 
 type Verb = 'start' | 'stop' | 'restart';
 
@@ -51,13 +44,11 @@ export function controlCommand(verb: Verb): Command {
     async run({ values, positionals }, io) {
       const path = normalizePath(positionals[0]!);
       const { client } = await connect(values, io);
-      let result: { path: string; action: Verb; child: PsEntry | null };
-      try {
-        result = await client.json(`/v1/children/${urlPath(path)}/${verb}`, { method: 'POST' });
-      } catch (err) {
-        if (err instanceof ApiResponseError) throw new CliError(err.message);
-        throw err;
-      }
+      // An error answer is an ApiResponseError: main prints its message, exit 1.
+      const result = await client.json<{ path: string; action: Verb; child: PsEntry | null }>(
+        `/v1/children/${urlPath(path)}/${verb}`,
+        { method: 'POST' },
+      );
       if (values.json) {
         io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
         return 0;

@@ -5,7 +5,7 @@
  */
 import type { JournalRecord, PsEntry } from '../daemon/index.ts';
 import type { Palette } from './cli.ts';
-import { eventLine, renderTable } from './render.ts';
+import { eventLine, plain, renderTable } from './render.ts';
 
 const frameMs = 100;
 const recentEvents = 6;
@@ -75,7 +75,7 @@ export class LiveView {
     const columns = this.#out.columns || 120;
     const rows = this.#out.rows || 40;
     let lines = this.#frame(this.#palette);
-    const plainLines = this.#frame({ ...this.#palette, enabled: false, ...identity });
+    const plainLines = this.#frame(plain);
     // A wrapped line would break the cursor arithmetic: fall back to plain text cut to width.
     if (plainLines.some((l) => l.length > columns)) lines = plainLines.map((l) => l.slice(0, columns));
     if (lines.length > rows - 1) lines = lines.slice(0, rows - 1);
@@ -84,6 +84,3 @@ export class LiveView {
     this.#drawn = lines.length;
   }
 }
-
-const id = (s: string) => s;
-const identity = { bold: id, dim: id, red: id, green: id, yellow: id, cyan: id };

@@ -3,39 +3,32 @@
  * The `captree` command: dispatches to one module per command under `commands/`. Exit codes:
  * 0 ok, 1 failure (one line on stderr saying what to do), 2 usage error.
  */
-import { ApiResponseError, StateDirBusyError } from '../daemon/index.ts';
+import { ApiResponseError } from '../daemon/client.ts';
+import { StateDirBusyError } from '../daemon/state.ts';
 import { CliError, type Command, helpText, type Io, parseCommand, UsageError } from './cli.ts';
-import { admit } from './commands/admit.ts';
-import { check } from './commands/check.ts';
-import { doctor } from './commands/doctor.ts';
-import { down } from './commands/down.ts';
-import { events } from './commands/events.ts';
-import { logs } from './commands/logs.ts';
-import { ps } from './commands/ps.ts';
-import { restart } from './commands/restart.ts';
-import { revoke } from './commands/revoke.ts';
-import { shell } from './commands/shell.ts';
-import { start } from './commands/start.ts';
-import { stop } from './commands/stop.ts';
-import { up } from './commands/up.ts';
 
-export const commands: readonly Command[] = [
-  up,
-  down,
-  ps,
-  logs,
-  start,
-  stop,
-  restart,
-  events,
-  check,
-  doctor,
-  admit,
-  revoke,
-  shell,
-];
+/**
+ * Each command's module, loaded only when it runs (or for help): `ps` or `down` need not load
+ * the daemon, runtime and manifest layers that `up` brings with it. In the order of `--help`.
+ */
+const loaders = new Map<string, () => Promise<Command>>([
+  ['up', async () => (await import('./commands/up.ts')).up],
+  ['down', async () => (await import('./commands/down.ts')).down],
+  ['ps', async () => (await import('./commands/ps.ts')).ps],
+  ['logs', async () => (await import('./commands/logs.ts')).logs],
+  ['start', async () => (await import('./commands/start.ts')).start],
+  ['stop', async () => (await import('./commands/stop.ts')).stop],
+  ['restart', async () => (await import('./commands/restart.ts')).restart],
+  ['events', async () => (await import('./commands/events.ts')).events],
+  ['check', async () => (await import('./commands/check.ts')).check],
+  ['doctor', async () => (await import('./commands/doctor.ts')).doctor],
+  ['admit', async () => (await import('./commands/admit.ts')).admit],
+  ['revoke', async () => (await import('./commands/revoke.ts')).revoke],
+  ['shell', async () => (await import('./commands/shell.ts')).shell],
+]);
 
-function overview(): string {
+async function overview(): Promise<string> {
+  const commands = await Promise.all([...loaders.values()].map((load) => load()));
   const width = Math.max(...commands.map((c) => c.name.length));
   return [
     'captree: a capability-based supervision tree for Linux',
@@ -54,8 +47,8 @@ function overview(): string {
 export async function main(argv: string[], io: Io): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    const topic = name === 'help' ? commands.find((c) => c.name === rest[0]) : undefined;
-    io.stdout.write(topic ? helpText(topic) : overview());
+    const load = name === 'help' && rest[0] !== undefined ? loaders.get(rest[0]) : undefined;
+    io.stdout.write(load ? helpText(await load()) : await overview());
     return 0;
   }
   if (name === '--version' || name === '-V') {
@@ -64,11 +57,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
     io.stdout.write(`captree ${pkg.version}\n`);
     return 0;
   }
-  const cmd = commands.find((c) => c.name === name);
-  if (!cmd) {
+  const load = loaders.get(name);
+  if (!load) {
     io.stderr.write(`captree: unknown command '${name}' (see: captree --help)\n`);
     return 2;
   }
+  const cmd = await load();
   try {
     const parsed = parseCommand(cmd, rest);
     if (parsed.help) {

@@ -4,10 +4,12 @@
  * view of `up`.
  */
 import { describeExit } from '../core/index.ts';
-import { formatDuration, type JournalRecord, type PsEntry } from '../daemon/index.ts';
+import type { JournalRecord, PsEntry } from '../daemon/index.ts';
+import { formatDuration } from '../daemon/time.ts';
 import type { Palette } from './cli.ts';
 
-const plain: Palette = {
+/** No colour: every style is the identity. */
+export const plain: Palette = {
   enabled: false,
   bold: (s) => s,
   dim: (s) => s,

@@ -12,10 +12,3 @@ export function backoffDelay(spec: BackoffSpec | false | undefined, attempt: num
   const delay = spec.initial * factor ** attempt;
   return Math.min(spec.max, Math.round(delay));
 }
-
-/** The attempt number to use for the next restart, given how long the child had been up. */
-export function nextAttempt(spec: BackoffSpec | false | undefined, attempt: number, upFor: number): number {
-  if (!spec) return 0;
-  const resetAfter = spec.resetAfter ?? spec.max;
-  return upFor >= resetAfter ? 0 : attempt + 1;
-}

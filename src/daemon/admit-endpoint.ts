@@ -12,6 +12,7 @@
  */
 import type * as http from 'node:http';
 import type { Answer, DynamicChildren } from './dynamic-children.ts';
+import { bearerToken, sendJson } from './http-util.ts';
 
 const MAX_BODY = 1 << 20;
 
@@ -22,12 +23,7 @@ export interface AdmissionEndpoint {
 }
 
 function send(res: http.ServerResponse, answer: Answer): void {
-  const text = `${JSON.stringify(answer.body)}\n`;
-  res.writeHead(answer.status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-  });
-  res.end(text);
+  sendJson(res, answer.status, answer.body);
 }
 
 function readBody(req: http.IncomingMessage): Promise<string | null> {
@@ -43,14 +39,6 @@ function readBody(req: http.IncomingMessage): Promise<string | null> {
     req.on('end', () => resolve(over ? null : Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
-}
-
-/** The bearer token of a request, if it carries one. */
-export function bearerToken(req: http.IncomingMessage): string | undefined | null {
-  const header = req.headers.authorization;
-  if (header === undefined) return undefined;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  return m ? (m[1] as string) : null;
 }
 
 export function admissionEndpoint(children: DynamicChildren): AdmissionEndpoint {

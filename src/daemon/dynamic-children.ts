@@ -33,7 +33,7 @@
  * or when a transient child exits normally or fails permanently. A node that restarts gets its
  * admitted children back once it is up again.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   admit,
@@ -57,6 +57,7 @@ import {
   parseChild,
 } from '../manifest/index.ts';
 import { contractOf, errorsOfReasons } from './admission.ts';
+import { digest } from './http-util.ts';
 import type { JournalEvent } from './journal.ts';
 import type { DurableState } from './state.ts';
 import type { RunningTree } from './types.ts';
@@ -155,10 +156,6 @@ export function mergeTemplate(template: unknown, request: Record<string, unknown
       isRecord(value) && isRecord(out[key]) ? mergeTemplate(out[key], value) : structuredClone(value);
   }
   return out;
-}
-
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
 }
 
 function stableJson(value: unknown): string {

@@ -16,12 +16,13 @@
  * request, 404 unknown path, 409 wrong state. Child paths sit in the URL as they are written
  * (`/v1/children/shop/db/restart`), so the last segment is the verb and the rest is the path.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as http from 'node:http';
 import { SupervisorError } from '../core/index.ts';
 import { formatRecord, type LogRecord, parseRecord, readLogSince } from '../runtime/logs/index.ts';
-import { type AdmissionEndpoint, bearerToken } from './admit-endpoint.ts';
+import type { AdmissionEndpoint } from './admit-endpoint.ts';
+import { bearerToken, digest, sendJson } from './http-util.ts';
 import { type Journal, type JournalFilter, type JournalRecord, matches, readJournal } from './journal.ts';
 import { snapshot } from './snapshot.ts';
 import { parseSince } from './time.ts';
@@ -73,19 +74,6 @@ const supervisorStatus: Record<string, number> = {
   max_children: 409,
   start_failed: 500,
 };
-
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
-  const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-  });
-  res.end(text);
-}
-
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
-}
 
 /** `path` is `node` or below it. */
 function within(path: string, node: string): boolean {

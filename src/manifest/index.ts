@@ -14,6 +14,7 @@ export {
 export { manifestJsonSchema, manifestJsonSchemaText } from './schema.ts';
 export {
   errorAt,
+  fieldPath,
   fieldText,
   formatError,
   formatErrors,

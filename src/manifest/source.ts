@@ -96,10 +96,22 @@ export function fieldText(path: YamlPath): string {
   return text;
 }
 
-/** Position of `field` (a YAML path or dotted text like `requires.cpu`) of the tree node at `treePath`. */
+/** `fieldText` undone: `requires.services[0]` / `env['A.B']` back to a YAML path. */
+export function fieldPath(field: string): YamlPath {
+  const out: YamlPath = [];
+  const re = /([^.[\]]+)|\[(\d+)\]|\['([^']*)'\]/g;
+  for (let m = re.exec(field); m !== null; m = re.exec(field)) {
+    if (m[1] !== undefined) out.push(m[1]);
+    else if (m[2] !== undefined) out.push(Number(m[2]));
+    else if (m[3] !== undefined) out.push(m[3]);
+  }
+  return out;
+}
+
+/** Position of `field` (a YAML path or text like `requires.cpu`, `ready.exec[0]`) of the tree node at `treePath`. */
 export function locate(source: ManifestSource, treePath: string, field: string | YamlPath = []): Position {
   const base = source.nodes.get(treePath) ?? [];
-  const rest = typeof field === 'string' ? (field === '' ? [] : field.split('.')) : field;
+  const rest = typeof field === 'string' ? fieldPath(field) : field;
   return positionOf(source, [...base, ...rest]);
 }
 

@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
-import { urlPath } from '../../daemon/index.ts';
-import { type ManifestSource, positionOf, type YamlPath } from '../../manifest/index.ts';
+import { urlPath } from '../../daemon/client.ts';
+import { fieldPath, type ManifestSource, positionOf } from '../../manifest/index.ts';
 import {
   CliError,
   type Command,
@@ -15,21 +15,10 @@ import {
   jsonOption,
   normalizePath,
   remoteOptions,
+  replyError,
   stateOption,
   tokenFromFile,
 } from '../cli.ts';
-
-/** `requires.services[0]` / `env['A.B']` back to a YAML path. */
-export function fieldPath(field: string): YamlPath {
-  const out: YamlPath = [];
-  const re = /([^.[\]]+)|\[(\d+)\]|\['([^']*)'\]/g;
-  for (let m = re.exec(field); m !== null; m = re.exec(field)) {
-    if (m[1] !== undefined) out.push(m[1]);
-    else if (m[2] !== undefined) out.push(Number(m[2]));
-    else if (m[3] !== undefined) out.push(m[3]);
-  }
-  return out;
-}
 
 interface ApiReason {
   path?: string;
@@ -127,10 +116,7 @@ Example:
       return 0;
     }
     const reasons = Array.isArray(body.reasons) ? (body.reasons as ApiReason[]) : [];
-    if (reasons.length === 0) {
-      const error = body.error as { message?: string } | undefined;
-      throw new CliError(error?.message ?? `the daemon answered HTTP ${reply.status}`);
-    }
+    if (reasons.length === 0) throw replyError(reply);
     const source: ManifestSource = {
       file: positionals[1]!,
       dir: dirname(file),

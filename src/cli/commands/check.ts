@@ -1,6 +1,6 @@
 /** `captree check FILE`: validates a manifest without starting anything. */
 import { existsSync } from 'node:fs';
-import { checkTree } from '../../daemon/index.ts';
+import { checkTree } from '../../daemon/check.ts';
 import {
   formatErrors,
   loadManifest,

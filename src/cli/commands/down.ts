@@ -1,6 +1,7 @@
 /** `captree down`: stops the running tree in order and waits until the daemon is gone. */
 import { setTimeout as delay } from 'node:timers/promises';
-import { type DaemonInfo, eachLine, isAlive, NotRunningError } from '../../daemon/index.ts';
+import { eachLine, NotRunningError } from '../../daemon/client.ts';
+import { isAlive } from '../../daemon/state.ts';
 import { CliError, type Command, connect, display, jsonOption, notRunning, stateOption } from '../cli.ts';
 
 /** Waits for a process to disappear; after `down` answered, only its exit is left, so this is short. */
@@ -28,8 +29,10 @@ Example:
   options: { ...jsonOption, ...stateOption },
   positionals: [0, 0],
   async run({ values }, io) {
-    const { client, paths } = await connect(values, io);
-    const info = await client.json<DaemonInfo>('/v1/daemon');
+    const connection = await connect(values, io);
+    const { client, paths } = connection;
+    // Local only (no --url): connect read the daemon's info.
+    const info = connection.info!;
     let res: Awaited<ReturnType<typeof client.open>>;
     try {
       res = await client.open('/v1/down', { method: 'POST' });

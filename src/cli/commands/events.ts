@@ -1,6 +1,7 @@
 /** `captree events`: the journal of engine events, past (`--since`) and live (`-f`). */
 import { existsSync } from 'node:fs';
-import { type ControlClient, eachEvent, type JournalRecord, readJournal } from '../../daemon/index.ts';
+import { type ControlClient, eachEvent } from '../../daemon/client.ts';
+import { type JournalRecord, readJournal } from '../../daemon/journal.ts';
 import {
   CliError,
   type Command,

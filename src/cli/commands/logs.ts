@@ -1,7 +1,6 @@
 /** `captree logs PATH`: a process child's captured stdout and stderr, past and live. */
-import { ApiResponseError, eachLine, urlPath } from '../../daemon/index.ts';
+import { eachLine, urlPath } from '../../daemon/client.ts';
 import {
-  CliError,
   type Command,
   connect,
   jsonOption,
@@ -48,15 +47,10 @@ Example:
     }
     if (values.follow) query.set('follow', '1');
     const { client } = await connect(values, io);
-    let res: Awaited<ReturnType<typeof client.open>>;
-    try {
-      res = await client.open(`/v1/logs/${urlPath(path)}${query.size > 0 ? `?${query}` : ''}`, {
-        headers: { accept: values.json ? 'application/x-ndjson' : 'text/plain' },
-      });
-    } catch (err) {
-      if (err instanceof ApiResponseError) throw new CliError(err.message);
-      throw err;
-    }
+    // An error answer (no such child) is an ApiResponseError: main prints its message, exit 1.
+    const res = await client.open(`/v1/logs/${urlPath(path)}${query.size > 0 ? `?${query}` : ''}`, {
+      headers: { accept: values.json ? 'application/x-ndjson' : 'text/plain' },
+    });
     const stop = () => res.destroy();
     process.once('SIGINT', stop);
     await eachLine(res, (line) => io.stdout.write(`${line}\n`));

@@ -1,12 +1,12 @@
 /** `captree revoke PATH`: stops a child admitted at run time and returns its budget to its node. */
-import { urlPath } from '../../daemon/index.ts';
+import { urlPath } from '../../daemon/client.ts';
 import {
-  CliError,
   type Command,
   connect,
   jsonOption,
   normalizePath,
   remoteOptions,
+  replyError,
   stateOption,
 } from '../cli.ts';
 
@@ -32,12 +32,8 @@ Example:
       io.stdout.write(`${JSON.stringify(reply.body ?? { status: reply.status }, null, 2)}\n`);
       return reply.status === 200 ? 0 : 1;
     }
-    const body = reply.body ?? {};
-    if (reply.status !== 200) {
-      const error = body.error as { message?: string } | undefined;
-      throw new CliError(error?.message ?? `the daemon answered HTTP ${reply.status}`);
-    }
-    const r = (body.returned ?? {}) as { cpu?: number; memory?: number; pids?: number };
+    if (reply.status !== 200) throw replyError(reply);
+    const r = (reply.body?.returned ?? {}) as { cpu?: number; memory?: number; pids?: number };
     io.stdout.write(
       `revoked ${path} (returned cpu ${r.cpu ?? 0}, memory ${r.memory ?? 0}, pids ${r.pids ?? 0})\n`,
     );

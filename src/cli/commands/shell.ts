@@ -13,53 +13,15 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import * as http from 'node:http';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { urlPath } from '../../daemon/index.ts';
+import { type ApiReply, urlPath } from '../../daemon/client.ts';
 import { ptyrelayBinary } from '../../runtime/pty/build.ts';
 import { RelayListener, relaySession, type SessionEnd } from '../../runtime/pty/session.ts';
 import { CliError, type Command, connect, display, jsonOption, normalizePath, stateOption } from '../cli.ts';
 
-interface Reply {
-  status: number;
-  body: Record<string, unknown> | null;
-}
-
-/** One request on the control socket, answering whatever the status (the body is kept whole). */
-function request(socket: string, method: string, path: string, body?: unknown): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const text = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request(
-      {
-        socketPath: socket,
-        path,
-        method,
-        agent: false,
-        headers: { accept: 'application/json', ...(text ? { 'content-type': 'application/json' } : {}) },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          let parsed: Record<string, unknown> | null = null;
-          try {
-            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-          } catch {
-            // not JSON
-          }
-          resolve({ status: res.statusCode ?? 500, body: parsed });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(text);
-  });
-}
-
 /** The reasons of an error reply, one per line. */
-function reasonsOf(reply: Reply): string[] {
+function reasonsOf(reply: ApiReply): string[] {
   const body = reply.body ?? {};
   const reasons = body.reasons;
   if (Array.isArray(reasons) && reasons.length > 0) {
@@ -72,7 +34,7 @@ function reasonsOf(reply: Reply): string[] {
   return (error?.message ?? `HTTP ${reply.status}`).split('\n');
 }
 
-function errorCode(reply: Reply): string {
+function errorCode(reply: ApiReply): string {
   return ((reply.body?.error as { code?: string } | undefined)?.code ?? '') as string;
 }
 
@@ -146,7 +108,7 @@ Example:
   async run({ values, positionals }, io) {
     const node = normalizePath(positionals[0]!);
     const command = positionals.length > 1 ? positionals.slice(1) : [loginShell(io.env), '-l'];
-    const { paths } = await connect(values, io);
+    const { client, paths } = await connect(values, io);
     const relay = await ptyrelayBinary();
     const stdin = process.stdin;
     const stdout = process.stdout;
@@ -164,7 +126,7 @@ Example:
     const readOnly = existsSync('/sys/fs/cgroup') ? ['--ro', '/sys/fs/cgroup'] : [];
 
     // The next free shell-<user>-<n>; a name taken meanwhile (another shell) moves on to n+1.
-    const tree = await request(paths.socket, 'GET', '/v1/tree');
+    const tree = await client.request('GET', '/v1/tree');
     const prefix = `${node}/shell-${user}-`;
     let n = 1;
     for (const e of (Array.isArray(tree.body) ? tree.body : []) as { path: string }[]) {
@@ -188,9 +150,9 @@ Example:
         env,
         ...(Object.keys(requires).length > 0 ? { requires } : {}),
       };
-      let reply: Reply;
+      let reply: ApiReply;
       try {
-        reply = await request(paths.socket, 'POST', `/v1/nodes/${urlPath(node)}/children`, {
+        reply = await client.request('POST', `/v1/nodes/${urlPath(node)}/children`, {
           requestId: `shell-${randomUUID()}`,
           spec,
         });
@@ -221,7 +183,7 @@ Example:
     }
 
     const revoke = async () => {
-      const r = await request(paths.socket, 'DELETE', `/v1/children/${urlPath(path)}`).catch(() => null);
+      const r = await client.request('DELETE', `/v1/children/${urlPath(path)}`).catch(() => null);
       // 404: the temporary child already ended and gave its budget back on its own.
       return r === null || r.status < 300 || r.status === 404;
     };

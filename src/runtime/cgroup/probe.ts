@@ -17,7 +17,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 export const CGROUP2_SUPER_MAGIC = 0x63677270;
-export const TMPFS_MAGIC = 0x1021994;
 
 /** What the kernel offers, independent of whether we may use it. */
 export type CgroupLayout = 'v2' | 'hybrid' | 'v1' | 'none';
