@@ -178,6 +178,20 @@ function cgroupProcs(name: string): { pid: number; group: string }[] {
   return out;
 }
 
+/** Whether `pid` is, right now, in one of the tree's unified cgroups (its `0::` line). */
+function inTreeCgroup(pid: number, name: string): boolean {
+  try {
+    const unified = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('0::'));
+    const roots = cgroupsNamed(name).filter((d) => d.startsWith('/sys/fs/cgroup/unified/'));
+    const at = `/sys/fs/cgroup/unified${unified?.slice(3) ?? ''}`;
+    return roots.some((r) => at === r || at.startsWith(`${r}/`));
+  } catch {
+    return false;
+  }
+}
+
 /** Every process on the host whose CAPTREE_PATH is in the tree `/name`. */
 function processesOfTree(name: string): number[] {
   const out: number[] = [];
@@ -432,8 +446,10 @@ children:
         assert.ok(!isAlive(pid), `pid ${pid} in the tree's cgroups has no CAPTREE_PATH`);
         continue;
       }
+      // The storm starts a new instance every few ms: one born after the cgroup snapshot is
+      // checked against its own /proc/PID/cgroup, read now.
       assert.ok(
-        inGroups.some((p) => p.pid === pid),
+        inGroups.some((p) => p.pid === pid) || inTreeCgroup(pid, name) || !isAlive(pid),
         `pid ${pid} (${path}) runs outside the tree's cgroups`,
       );
       if (path === `/${name}/storm`) {
