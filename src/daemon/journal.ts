@@ -2,8 +2,11 @@
  * The journal: every engine event as one JSON line in `journal.jsonl`, stamped with wall-clock
  * time (the engine's clock is monotonic and means nothing after a restart). Append-only and
  * written synchronously, so the order on disk is the order of events; transitions that matter
- * after a crash (exits, restarts, escalations, stops, children added or removed) are fsynced
- * before the next event is handled, others ride on the next fsync or the page cache.
+ * after a crash (exits, restarts, escalations, stops, children added or removed) start an fsync
+ * at once, off the event loop, and every durable event that arrives while one runs is covered by
+ * the next (group commit). A synchronous fsync per event cost 1–2 ms of blocked event loop each:
+ * stopping 1,000 children spent more time in fsync than in stopping them. Acknowledgements that
+ * must be durable before they are sent (admissions) are made durable in state.json, not here.
  */
 import * as fs from 'node:fs';
 import type { SupervisorEvent } from '../core/index.ts';
@@ -116,6 +119,8 @@ export class Journal {
   #seq = 0;
   #now: () => number;
   #listeners = new Set<(r: JournalRecord) => void>();
+  #syncing = false;
+  #syncAgain = false;
 
   constructor(file: string, options: { now?: () => number } = {}) {
     this.file = file;
@@ -128,10 +133,28 @@ export class Journal {
     const record = { ...event, seq: ++this.#seq, ts, time: new Date(ts).toISOString() } as JournalRecord;
     if (this.#fd !== null) {
       fs.writeSync(this.#fd, `${JSON.stringify(record)}\n`);
-      if (durable.has(event.type)) fs.fsyncSync(this.#fd);
+      if (durable.has(event.type)) this.#sync();
     }
     for (const fn of this.#listeners) fn(record);
     return record;
+  }
+
+  /** One fsync in flight at a time; whatever was written meanwhile rides on the next one. */
+  #sync(): void {
+    if (this.#syncing) {
+      this.#syncAgain = true;
+      return;
+    }
+    const fd = this.#fd;
+    if (fd === null) return;
+    this.#syncing = true;
+    fs.fsync(fd, () => {
+      this.#syncing = false;
+      if (this.#syncAgain && this.#fd === fd) {
+        this.#syncAgain = false;
+        this.#sync();
+      }
+    });
   }
 
   /** Live records from now on; returns an unsubscribe function. */
