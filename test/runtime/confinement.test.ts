@@ -9,18 +9,16 @@
  */
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { SupervisorEvent } from '../../src/core/index.ts';
-import { buildTree, type RunningTree } from '../../src/daemon/build-tree.ts';
-import { formatErrors, parseManifest } from '../../src/manifest/index.ts';
-import { skipOrFail, uniqueName } from '../support/host.ts';
+import type { RunningTree } from '../../src/daemon/build-tree.ts';
+import { isRoot, skipOrFail, uniqueName } from '../support/host.ts';
+import { freePort, httpGet } from '../support/net.ts';
+import { buildManifest, Recorder } from '../support/tree.ts';
 
-const isRoot = process.getuid?.() === 0;
 const NODE = process.execPath;
 const FIXTURES = fileURLToPath(new URL('./fixtures/confinement/', import.meta.url));
 const SECRET = `s3cr3t-${Math.random().toString(36).slice(2)}`;
@@ -31,28 +29,6 @@ interface Probe {
   ok?: boolean;
   code?: string;
   value?: unknown;
-}
-
-function httpGet(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d) => {
-        body += d;
-      });
-      res.on('end', () => resolve(body));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 /** Children of `pid` (all its threads' children), from /proc. */
@@ -71,14 +47,9 @@ describe('a confined child cannot reach its siblings or the tree', () => {
   let root = '';
   let port = 0;
   let control: Server | null = null;
-  const output = new Map<string, string>();
-  const exits = new Map<string, SupervisorEvent>();
-  const out = (path: string) => output.get(`${path}#out`) ?? '';
-  const probes = (path: string): Probe[] =>
-    out(path)
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Probe);
+  const rec = new Recorder();
+  const { exits } = rec;
+  const probes = (path: string): Probe[] => rec.probes<Probe>(path);
   const pidOf = (path: string): number => {
     const at = tree!.supervisor.locate(path);
     const pid = at ? at.supervisor.child(at.id)?.pid : null;
@@ -123,18 +94,11 @@ describe('a confined child cannot reach its siblings or the tree', () => {
     const secrets = join(dir, 'secrets');
     mkdirSync(secrets);
     writeFileSync(join(secrets, 'TOKEN'), SECRET);
-    const parsed = parseManifest(yaml, file, { baseDir: dir });
-    if (!parsed.ok) assert.fail(formatErrors(parsed.errors));
-    tree = await buildTree(parsed.tree, { stateDir, source: parsed.source });
+    tree = await buildManifest(dir, yaml, stateDir);
     // What the daemon would listen on: the tree's control socket.
     control = createServer((s) => s.destroy());
     await new Promise<void>((resolve) => control!.listen(join(stateDir, 'control.sock'), resolve));
-    tree.runtime.launcher.on('output', ({ key, data }) => {
-      output.set(key, (output.get(key) ?? '') + data.toString());
-    });
-    tree.supervisor.subscribe((e) => {
-      if (e.type === 'exited' && !exits.has(e.path)) exits.set(e.path, e);
-    });
+    rec.attach(tree);
     await tree.supervisor.start();
   });
 
@@ -209,7 +173,7 @@ describe('a confined child cannot reach its siblings or the tree', () => {
     if (!isRoot) return skipOrFail(t, 'needs root (cgroups, namespaces)');
     const at = tree!.supervisor.locate(`/${root}/server`)!;
     assert.equal(at.supervisor.child(at.id)?.state, 'ready');
-    const body = JSON.parse(await httpGet(port)) as Record<string, unknown>;
+    const body = JSON.parse(await httpGet(port, { agent: false })) as Record<string, unknown>;
     assert.deepEqual(body, { pid: 2, LISTEN_PID: '2', LISTEN_FDS: '1', LISTEN_FDNAMES: 'http' });
   });
 

@@ -8,130 +8,33 @@
  * the launcher created for the child.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { SupervisorEvent } from '../../src/core/index.ts';
 import { admitManifest, hostCapabilities } from '../../src/daemon/admission.ts';
-import { AdmissionError, buildTree, type RunningTree } from '../../src/daemon/build-tree.ts';
+import { AdmissionError, buildTree } from '../../src/daemon/build-tree.ts';
 import { formatErrors, parseManifest } from '../../src/manifest/index.ts';
 import { Launcher } from '../../src/runtime/launcher/client.ts';
-import { skipOrFail, uniqueName } from '../support/host.ts';
+import { rootOr, uniqueName } from '../support/host.ts';
+import { freePort, httpGet } from '../support/net.ts';
+import { cleanupsAfter, cmd, type Running, upTree } from '../support/tree.ts';
 
-const isRoot = process.getuid?.() === 0;
 const NODE = process.execPath;
 const FIXTURES = fileURLToPath(new URL('./fixtures/enforcement/', import.meta.url));
 const PROBE = join(FIXTURES, 'probe.mjs');
 
-const cleanups: (() => Promise<void> | void)[] = [];
-after(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function needRoot(t: TestContext): boolean {
-  if (isRoot) return true;
-  skipOrFail(t, 'needs root (cgroups, network and mount namespaces)');
-  return false;
-}
-
-interface Running {
-  tree: RunningTree;
-  dir: string;
-  stateDir: string;
-  root: string;
-  /** Everything a process child wrote on stdout so far. */
-  out(path: string): string;
-  /** Resolves with the child's first exit after this call was made... or before, if already seen. */
-  exited(path: string): Promise<SupervisorEvent>;
-  /** The child's stdout parsed as JSON lines (probe.mjs output). */
-  probes(path: string): { op: string; target: string; ok: boolean; value?: unknown; code?: string }[];
-}
+const cleanups = cleanupsAfter();
+const needRoot = rootOr('needs root (cgroups, network and mount namespaces)');
 
 /**
- * Writes the manifest (`@NAME@` → a unique root name, `@STATE@` → the state directory, `@DIR@` → the
- * manifest's directory), builds and starts it.
+ * Writes the manifest into a fresh 0755 directory (children that run as another user must reach
+ * their paths), builds and starts it; see `upTree`.
  */
-async function up(template: string, prepare?: (dir: string) => void): Promise<Running> {
-  const dir = mkdtempSync(join(tmpdir(), 'captree-enf-'));
-  chmodSync(dir, 0o755); // children that run as another user must reach their paths
-  const root = uniqueName('enf').replace('captree-test-', 'ct-');
-  const file = join(dir, 'captree.yaml');
-  const stateDir = join(dir, '.captree');
-  const yaml = template.replaceAll('@NAME@', root).replaceAll('@STATE@', stateDir).replaceAll('@DIR@', dir);
-  writeFileSync(file, yaml);
-  prepare?.(dir);
-  const parsed = parseManifest(yaml, file, { baseDir: dir });
-  if (!parsed.ok) assert.fail(formatErrors(parsed.errors));
-  const tree = await buildTree(parsed.tree, { stateDir, source: parsed.source });
-  cleanups.push(async () => {
-    await tree.supervisor.stop().catch(() => {});
-    await tree.runtime.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const output = new Map<string, string>();
-  tree.runtime.launcher.on('output', ({ key, data }) => {
-    output.set(key, (output.get(key) ?? '') + data.toString());
-  });
-  const exits = new Map<string, SupervisorEvent>();
-  const waiters = new Map<string, ((e: SupervisorEvent) => void)[]>();
-  tree.supervisor.subscribe((e) => {
-    if (e.type !== 'exited') return;
-    if (!exits.has(e.path)) exits.set(e.path, e);
-    for (const w of waiters.get(e.path)?.splice(0) ?? []) w(e);
-  });
-  await tree.supervisor.start();
-  const out = (path: string) => output.get(`${path}#out`) ?? '';
-  return {
-    tree,
-    dir,
-    stateDir,
-    root,
-    out,
-    exited: (path) => {
-      const seen = exits.get(path);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve) => {
-        const list = waiters.get(path) ?? [];
-        list.push(resolve);
-        waiters.set(path, list);
-      });
-    },
-    probes: (path) =>
-      out(path)
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l)),
-  };
-}
-
-function cmd(...argv: string[]): string {
-  return JSON.stringify(argv);
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
-function httpGet(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/' }, (res) => {
-      let body = '';
-      res.on('data', (d) => {
-        body += d;
-      });
-      res.on('end', () => resolve(body));
-    });
-    req.on('error', reject);
-    req.end();
-  });
+function up(template: string, prepare?: (dir: string) => void): Promise<Running> {
+  return upTree(template, { cleanups, tmpPrefix: 'captree-enf-', name: 'enf', chmod: true, prepare });
 }
 
 describe('cpu limits from requires', () => {

@@ -17,32 +17,23 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { grantOf } from '../../src/caps/index.ts';
-import type { SupervisorEvent } from '../../src/core/index.ts';
-import { AdmissionError, buildTree, type RunningTree } from '../../src/daemon/build-tree.ts';
+import { AdmissionError, buildTree } from '../../src/daemon/build-tree.ts';
 import { formatErrors, parseManifest } from '../../src/manifest/index.ts';
 import { HostRuntime, netnsDir } from '../../src/runtime/host-runtime.ts';
-import { skipOrFail, uniqueName } from '../support/host.ts';
+import { rootOr, uniqueName } from '../support/host.ts';
+import { freePort, hostConnect } from '../support/net.ts';
+import { cleanupsAfter, cmd, type Running, upTree } from '../support/tree.ts';
 
-const isRoot = process.getuid?.() === 0;
 const NODE = process.execPath;
 const PROBE = fileURLToPath(new URL('./fixtures/enforcement/probe.mjs', import.meta.url));
 
-const cleanups: (() => Promise<void> | void)[] = [];
-after(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function needRoot(t: TestContext): boolean {
-  if (isRoot) return true;
-  skipOrFail(t, 'needs root (network and mount namespaces, cgroups)');
-  return false;
-}
+const cleanups = cleanupsAfter();
+const needRoot = rootOr('needs root (network and mount namespaces, cgroups)');
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'captree-net-'));
@@ -60,94 +51,10 @@ function assertNothingLeft(stateDir: string): void {
   assert.equal(existsSync(netnsDir(stateDir)), false, `${netnsDir(stateDir)} is removed`);
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
+/** Builds and starts the manifest; its `down` (also run after the file) checks that nothing is left. */
+function up(template: string): Promise<Running> {
+  return upTree(template, { cleanups, tmpPrefix: 'captree-net-', name: 'net', check: assertNothingLeft });
 }
-
-function hostConnect(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.on('connect', () => {
-      s.destroy();
-      resolve('connected');
-    });
-    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-  });
-}
-
-interface Running {
-  tree: RunningTree;
-  stateDir: string;
-  root: string;
-  exited(path: string): Promise<SupervisorEvent>;
-  probes(path: string): { op: string; target: string; ok: boolean; value?: unknown; code?: string }[];
-  /** Stops the tree, closes the runtime and checks that nothing is left; idempotent. */
-  down(): Promise<void>;
-}
-
-async function up(template: string): Promise<Running> {
-  const dir = tempDir();
-  const root = uniqueName('net').replace('captree-test-', 'ct-');
-  const file = join(dir, 'captree.yaml');
-  const stateDir = join(dir, '.captree');
-  const yaml = template.replaceAll('@NAME@', root);
-  writeFileSync(file, yaml);
-  const parsed = parseManifest(yaml, file, { baseDir: dir });
-  if (!parsed.ok) assert.fail(formatErrors(parsed.errors));
-  const tree = await buildTree(parsed.tree, { stateDir, source: parsed.source });
-  let down: Promise<void> | undefined;
-  const stop = () => {
-    down ??= (async () => {
-      await tree.supervisor.stop().catch(() => {});
-      await tree.runtime.close();
-      try {
-        assertNothingLeft(stateDir);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    })();
-    return down;
-  };
-  cleanups.push(stop);
-  const output = new Map<string, string>();
-  tree.runtime.launcher.on('output', ({ key, data }) => {
-    output.set(key, (output.get(key) ?? '') + data.toString());
-  });
-  const exits = new Map<string, SupervisorEvent>();
-  const waiters = new Map<string, ((e: SupervisorEvent) => void)[]>();
-  tree.supervisor.subscribe((e) => {
-    if (e.type !== 'exited') return;
-    if (!exits.has(e.path)) exits.set(e.path, e);
-    for (const w of waiters.get(e.path)?.splice(0) ?? []) w(e);
-  });
-  await tree.supervisor.start();
-  return {
-    tree,
-    stateDir,
-    root,
-    exited: (path) => {
-      const seen = exits.get(path);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve) => {
-        const list = waiters.get(path) ?? [];
-        list.push(resolve);
-        waiters.set(path, list);
-      });
-    },
-    probes: (path) =>
-      (output.get(`${path}#out`) ?? '')
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l)),
-    down: stop,
-  };
-}
-
-const cmd = (...argv: string[]) => JSON.stringify(argv);
 
 describe('named networks', () => {
   it('members of lan reach each other; net: none and the host do not; net: any under a lan node lands in lan', async (t) => {

@@ -11,13 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { SupervisorEvent } from '../../src/core/index.ts';
 import { buildTree, type RunningTree } from '../../src/daemon/build-tree.ts';
 import { formatErrors, parseManifest } from '../../src/manifest/index.ts';
 import { Launcher } from '../../src/runtime/launcher/client.ts';
-import { skipOrFail, uniqueName } from '../support/host.ts';
+import { isRoot, skipOrFail, uniqueName } from '../support/host.ts';
+import { buildManifest, type Probe, Recorder } from '../support/tree.ts';
 
-const isRoot = process.getuid?.() === 0;
 const NODE = process.execPath;
 const REPO = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
 
@@ -40,26 +39,14 @@ for (const arg of process.argv.slice(1)) {
   }
 }`;
 
-interface Probe {
-  op: string;
-  target: string;
-  ok: boolean;
-  value?: unknown;
-  code?: string;
-}
-
 describe('paths: a narrowed filesystem view', () => {
   let tree: RunningTree | null = null;
   let dir = '';
   let root = '';
   const tmpName = uniqueName('private');
-  const output = new Map<string, string>();
-  const exits = new Map<string, SupervisorEvent>();
-  const probes = (path: string): Probe[] =>
-    (output.get(`/${root}/${path}#out`) ?? '')
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Probe);
+  const rec = new Recorder();
+  const { output, exits } = rec;
+  const probes = (path: string): Probe[] => rec.probes(`/${root}/${path}`);
   const find = (path: string, op: string, target: string): Probe => {
     const p = probes(path).find((x) => x.op === op && x.target === target);
     assert.ok(p, `${path}: no ${op}:${target} in ${output.get(`/${root}/${path}#out`)}`);
@@ -118,15 +105,8 @@ describe('paths: a narrowed filesystem view', () => {
       '',
     ].join('\n');
     writeFileSync(file, yaml);
-    const parsed = parseManifest(yaml, file, { baseDir: dir });
-    if (!parsed.ok) assert.fail(formatErrors(parsed.errors));
-    tree = await buildTree(parsed.tree, { stateDir: join(dir, '.captree'), source: parsed.source });
-    tree.runtime.launcher.on('output', ({ key, data }) => {
-      output.set(key, (output.get(key) ?? '') + data.toString());
-    });
-    tree.supervisor.subscribe((e) => {
-      if (e.type === 'exited' && !exits.has(e.path)) exits.set(e.path, e);
-    });
+    tree = await buildManifest(dir, yaml, join(dir, '.captree'));
+    rec.attach(tree);
     await tree.supervisor.start();
     const all = ['narrow', 'shell', 'wide', 'grp/inner', 'grp/narrower'].map((p) => `/${root}/${p}`);
     const end = Date.now() + 20_000;

@@ -11,7 +11,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -22,6 +21,7 @@ import type { NotifyEvent } from '../../src/runtime/launcher/client.ts';
 import { type LogRecord, readLogSince } from '../../src/runtime/logs/index.ts';
 import { type ProcessOptions, processDriver } from '../../src/runtime/process-driver.ts';
 import { skipOrFail, uniqueName } from '../support/host.ts';
+import { freePort } from '../support/net.ts';
 
 const fixtures = path.join(import.meta.dirname, 'fixtures');
 const fixture = (name: string) => path.join(fixtures, name);
@@ -196,15 +196,6 @@ function proc(command: string[], o: Partial<ProcessOptions> = {}): ProcessOption
     logs: { maxSize: 1 << 20, keep: 5 },
     ...o,
   };
-}
-
-/** A port nothing listens on right now (bound then released). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** Gone, or a zombie about to be reaped: it runs no more code. */

@@ -21,15 +21,7 @@ import {
   waitTcp,
 } from '../../src/runtime/readiness/index.ts';
 import { uniqueName } from '../support/host.ts';
-
-/** A port nothing listens on right now (bound then released). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+import { freePort } from '../support/net.ts';
 
 function listen(server: net.Server, port: number): Promise<void> {
   return new Promise((r) => server.listen(port, '127.0.0.1', r));

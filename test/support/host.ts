@@ -17,3 +17,14 @@ export function skipOrFail(t: TestContext, reason: string): void {
 export function uniqueName(prefix: string): string {
   return `captree-test-${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+export const isRoot = process.getuid?.() === 0;
+
+/** A `needRoot(t)` for a file: true as root, else skips (or fails, strict) with `reason`. */
+export function rootOr(reason: string): (t: TestContext) => boolean {
+  return (t) => {
+    if (isRoot) return true;
+    skipOrFail(t, reason);
+    return false;
+  };
+}
