@@ -12,7 +12,8 @@ import { liveOwner, STATE_DIR_NAME, type StatePaths, statePaths } from '../daemo
 import { parseSince } from '../daemon/time.ts';
 import type { DaemonInfo } from '../daemon/types.ts';
 
-export type Option = ParseArgsOptionDescriptor & { description?: string };
+/** `hidden`: accepted, but not listed by `--help` (internal plumbing). */
+export type Option = ParseArgsOptionDescriptor & { description?: string; hidden?: boolean };
 export type Options = Record<string, Option>;
 export type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
 
@@ -98,7 +99,7 @@ export function parseCommand(cmd: Command, argv: string[]): Parsed & { help: boo
       args: argv,
       options: Object.fromEntries(
         Object.entries({ ...cmd.options, help: { type: 'boolean', short: 'h' } } as Options).map(
-          ([name, { description: _, ...o }]) => [name, o],
+          ([name, { description: _, hidden: __, ...o }]) => [name, o],
         ),
       ),
       allowPositionals: true,
@@ -120,7 +121,9 @@ export function parseCommand(cmd: Command, argv: string[]): Parsed & { help: boo
 
 export function helpText(cmd: Command): string {
   const lines = [`Usage: ${cmd.usage}`, '', cmd.help.trim(), '', 'Options:'];
-  const entries = Object.entries({ ...cmd.options, help: { type: 'boolean', short: 'h' } } as Options);
+  const entries = Object.entries({ ...cmd.options, help: { type: 'boolean', short: 'h' } } as Options).filter(
+    ([, o]) => !o.hidden,
+  );
   const rows = entries.map(([name, o]) => {
     const flag = `${o.short ? `-${o.short}, ` : '    '}--${name}${o.type === 'string' ? ' VALUE' : ''}`;
     const description = name === 'help' ? 'show this help' : (o.description ?? '');

@@ -35,10 +35,10 @@
  * sets one (the usual fix), else to the first field of the forbidden set it declares, and a depth
  * violation to the child itself. A field the child does not write is positioned at the mapping
  * that should hold it (see `positionOf`).
+ *
+ * The mapping and the host probes live in `contracts.ts`, free of `yaml` and `zod` (the daemon
+ * starts a tree with them alone); this module adds the positions and is loaded on rejection.
  */
-import { readFileSync } from 'node:fs';
-import * as os from 'node:os';
-import { join, resolve } from 'node:path';
 import { isMap, isScalar, isSeq } from 'yaml';
 import {
   type CapTree,
@@ -46,26 +46,29 @@ import {
   type Grant,
   type HostCapabilities,
   normalizePath,
-  type Policy,
-  type Provides,
   type Reason,
-  type Requires,
-  type TreeSpec,
 } from '../caps/index.ts';
 import {
-  type ChildSpec,
-  type Endpoint,
   errorAt,
   type ManifestError,
   type ManifestSource,
   type ManifestTree,
-  type NodeSpec,
   type ParseResult,
   type YamlPath,
 } from '../manifest/index.ts';
-import { type HostReport, probeHost } from '../runtime/host-probe.ts';
+import { contractsOf, type Spec, unixListenClashes } from './contracts.ts';
 
-type Spec = NodeSpec | ChildSpec;
+// The yaml-free part (the daemon's start-up path uses it directly).
+export {
+  admitContracts,
+  contractOf,
+  contractsOf,
+  type HostExtras,
+  type HostFacts,
+  hostCapabilities,
+  hostCapabilitiesFrom,
+  manifestNetworks,
+} from './contracts.ts';
 
 export type Admission =
   | {
@@ -76,191 +79,6 @@ export type Admission =
       caps: CapTree;
     }
   | { ok: false; errors: ManifestError[] };
-
-// ---------------------------------------------------------------------------------------------
-// Manifest → contracts
-
-/** Maps a parsed manifest to the caps TreeSpec (contracts: requires, provides, policy), one node per manifest node/process. */
-export function contractsOf(tree: ManifestTree): TreeSpec {
-  return specOf(tree.root);
-}
-
-function specOf(node: Spec): TreeSpec {
-  const requires = requiresOf(node);
-  const provides = providesOf(node);
-  const policy = node.kind === 'node' ? policyOf(node) : undefined;
-  return {
-    name: node.name,
-    ...(requires ? { requires } : {}),
-    ...(provides ? { provides } : {}),
-    ...(policy ? { policy } : {}),
-    ...(node.kind === 'node' ? { children: node.children.map(specOf) } : {}),
-  };
-}
-
-function requiresOf(node: Spec): Requires | undefined {
-  const r = node.requires;
-  const out: {
-    -readonly [K in keyof Requires]: Requires[K];
-  } = {};
-  if (r.cpu !== null) out.cpu = r.cpuWeight !== null ? { cores: r.cpu, weight: r.cpuWeight } : r.cpu;
-  else if (r.cpuWeight !== null) out.cpu = { weight: r.cpuWeight };
-  if (r.memory !== null) out.memory = r.memory;
-  if (r.pids !== null) out.pids = r.pids;
-  if (r.net !== null) out.net = r.net;
-  const listen = Object.entries(r.listen).flatMap(([name, ep]) =>
-    ep.type === 'tcp' ? [[name, addressOf(ep)] as const] : [],
-  );
-  if (listen.length > 0) out.listen = Object.fromEntries(listen);
-  if (r.services.length > 0) out.services = [...r.services];
-  if (r.paths.length > 0) out.paths = Object.fromEntries(r.paths.map((p) => [p.path, p.mode]));
-  if (r.secrets.length > 0) out.secrets = [...r.secrets];
-  if (r.env.length > 0) out.env = [...r.env];
-  return Object.keys(out).length > 0 ? out : undefined;
-}
-
-function addressOf(ep: Extract<Endpoint, { type: 'tcp' }>): string {
-  const host = ep.host.includes(':') ? `[${ep.host}]` : ep.host;
-  return `${host}:${ep.port}`;
-}
-
-function providesOf(node: Spec): Provides | undefined {
-  const entries = Object.entries(node.provides);
-  if (entries.length === 0) return undefined;
-  return Object.fromEntries(
-    entries.map(([name, s]) => [name, s.kind === null ? { ...s.endpoint } : { ...s.endpoint, kind: s.kind }]),
-  );
-}
-
-function policyOf(node: NodeSpec): Policy | undefined {
-  const p = node.policy;
-  const out: { -readonly [K in keyof Policy]: Policy[K] } = {};
-  if (p.never.length > 0) out.never = p.never.map((set) => [...set]);
-  if (p.maxDepth !== null) out.maxDepth = p.maxDepth;
-  if (p.allowAdvisory) out.allowAdvisory = true;
-  return Object.keys(out).length > 0 ? out : undefined;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Host
-
-/** What the host is asked to hold beyond what the probes can see (there is no secret store yet). */
-export interface HostExtras {
-  readonly secrets?: readonly string[];
-  /** Named networks besides `host`. */
-  readonly networks?: HostCapabilities['networks'];
-  /** Environment variable names the root may pass on; default: the names in this process's environment. */
-  readonly env?: readonly string[];
-}
-
-/** The named networks a manifest's root declares (`networks:`), as the host holds them for admission. */
-export function manifestNetworks(tree: ManifestTree): NonNullable<HostCapabilities['networks']> {
-  return Object.fromEntries(Object.keys(tree.networks ?? {}).map((name) => [name, {}]));
-}
-
-/** Host facts that are not in the probe report, injected so the computation can be tested. */
-export interface HostFacts {
-  readonly cpus: number;
-  readonly memory: number;
-  /** `/proc/sys/kernel/pid_max`, or null when unreadable. */
-  readonly pidMax: number | null;
-  readonly readFile: (file: string) => string | null;
-}
-
-/** What this host can enforce and hold, from the runtime probes. */
-export async function hostCapabilities(extras: HostExtras = {}): Promise<HostCapabilities> {
-  const report = await probeHost();
-  const readFile = (file: string): string | null => {
-    try {
-      return readFileSync(file, 'utf8');
-    } catch {
-      return null;
-    }
-  };
-  const pidMax = Number.parseInt(readFile('/proc/sys/kernel/pid_max') ?? '', 10);
-  return hostCapabilitiesFrom(
-    report,
-    {
-      cpus: os.availableParallelism(),
-      memory: os.totalmem(),
-      pidMax: Number.isSafeInteger(pidMax) && pidMax > 0 ? pidMax : null,
-      readFile,
-    },
-    extras,
-  );
-}
-
-// 2^22 is the kernel's ceiling for pid_max; used only when /proc cannot be read.
-const PID_MAX_LIMIT = 4_194_304;
-
-/**
- * Pure over its inputs. Totals are capped by the limits of the cgroup captree itself runs in:
- * a daemon confined to 2 GiB must not admit a tree that assumes the machine's 64.
- */
-export function hostCapabilitiesFrom(
-  report: HostReport,
-  facts: HostFacts,
-  extras: HostExtras = {},
-): HostCapabilities {
-  const cg = report.cgroups;
-  const dirOf = (controller: string): { dir: string; v2: boolean } | null => {
-    if (cg.unified?.controllers.includes(controller)) return { dir: cg.unified.selfDir, v2: true };
-    const h = cg.v1.find((x) => x.controllers.includes(controller));
-    return h ? { dir: h.selfDir, v2: false } : null;
-  };
-  const numberIn = (file: string): number | null => {
-    const text = facts.readFile(file)?.trim();
-    if (text === undefined || !/^\d+$/.test(text)) return null;
-    const n = Number(text);
-    return Number.isSafeInteger(n) && n > 0 ? n : null;
-  };
-
-  let memory = facts.memory;
-  const mem = dirOf('memory');
-  const memLimit = mem ? numberIn(join(mem.dir, mem.v2 ? 'memory.max' : 'memory.limit_in_bytes')) : null;
-  if (memLimit !== null && memLimit < memory) memory = memLimit;
-
-  let pids = facts.pidMax ?? PID_MAX_LIMIT;
-  const pid = dirOf('pids');
-  const pidLimit = pid ? numberIn(join(pid.dir, 'pids.max')) : null;
-  if (pidLimit !== null && pidLimit < pids) pids = pidLimit;
-
-  let cpu = facts.cpus;
-  const quota = cpuQuota(dirOf('cpu'), facts.readFile);
-  if (quota !== null && quota < cpu) cpu = quota;
-  // caps counts cpu in millicores; a fractional quota is rounded down so the host never over-promises.
-  cpu = Math.max(1, Math.floor(cpu * 1000)) / 1000;
-
-  return {
-    cpu,
-    memory,
-    pids,
-    cpuLimits: cg.limits.cpu.enforced,
-    memoryLimits: cg.limits.memory.enforced,
-    pidsLimits: cg.limits.pids.enforced,
-    netNamespaces: report.namespaces.net.available,
-    mountNamespaces: report.namespaces.mount.available,
-    ...(extras.networks ? { networks: extras.networks } : {}),
-    ...(extras.secrets ? { secrets: [...extras.secrets] } : {}),
-    env: [...(extras.env ?? Object.keys(process.env))].sort(),
-  };
-}
-
-function cpuQuota(
-  at: { dir: string; v2: boolean } | null,
-  readFile: (file: string) => string | null,
-): number | null {
-  if (!at) return null;
-  if (at.v2) {
-    const [q, p] = (readFile(join(at.dir, 'cpu.max')) ?? '').trim().split(/\s+/);
-    const quota = Number(q);
-    const period = Number(p);
-    return q !== 'max' && quota > 0 && period > 0 ? quota / period : null;
-  }
-  const quota = Number((readFile(join(at.dir, 'cpu.cfs_quota_us')) ?? '').trim());
-  const period = Number((readFile(join(at.dir, 'cpu.cfs_period_us')) ?? '').trim());
-  return quota > 0 && period > 0 ? quota / period : null;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Admission
@@ -277,7 +95,7 @@ export function admitManifest(tree: ManifestTree, source: ManifestSource, host: 
   };
   walk(tree.root);
 
-  const errors: ManifestError[] = unixListenClashes(tree, specs, source);
+  const errors: ManifestError[] = listenClashErrors(tree, source);
   const checked = checkTree(contractsOf(tree), host);
   if (!checked.ok) {
     for (const reason of checked.reasons) {
@@ -318,32 +136,8 @@ function sortUnique(errors: ManifestError[]): ManifestError[] {
     .sort((a, b) => a.line - b.line || a.col - b.col);
 }
 
-function unixListenClashes(
-  tree: ManifestTree,
-  specs: ReadonlyMap<string, Spec>,
-  source: ManifestSource,
-): ManifestError[] {
-  const holders = new Map<string, string>();
-  const errors: ManifestError[] = [];
-  for (const [path, spec] of specs) {
-    for (const [name, ep] of Object.entries(spec.requires.listen)) {
-      if (ep.type !== 'unix') continue;
-      const file = resolve(tree.dir, ep.path);
-      const holder = holders.get(file);
-      if (holder === undefined) holders.set(file, path);
-      else {
-        errors.push(
-          errorAt(
-            source,
-            path,
-            ['requires', 'listen', name],
-            `${path} requires listen ${name} unix:${file}, ${holder} already listens there`,
-          ),
-        );
-      }
-    }
-  }
-  return errors;
+function listenClashErrors(tree: ManifestTree, source: ManifestSource): ManifestError[] {
+  return unixListenClashes(tree).map((c) => errorAt(source, c.path, c.field, c.message));
 }
 
 const quantityField = { cpu: 'cpu', memory: 'memory', pids: 'pids' } as const;
@@ -486,11 +280,6 @@ function neverField(message: string, spec: Spec): YamlPath {
 
 // ---------------------------------------------------------------------------------------------
 // Run-time admission (one child into the live tree)
-
-/** The caps contract of one manifest child, as `contractsOf` maps it inside a tree. */
-export function contractOf(spec: Spec): TreeSpec {
-  return specOf(spec);
-}
 
 /**
  * Caps reasons about one child admitted at run time, as `ManifestError`s in `captree check`'s

@@ -31,16 +31,17 @@ import {
   type SupervisorOptions,
   type SupervisorSpec,
 } from '../core/index.ts';
-import {
-  type ChildSpec,
-  formatErrors,
-  type ManifestError,
-  type ManifestSource,
-  type ManifestTree,
-  type NodeSpec,
-  type ProcessSpec,
-  parseManifest,
-  type Requires,
+// Types only from the manifest layer (it loads `yaml` and `zod`): the daemon may build a tree it
+// received as plain data (`tree.json`) and loads the parser only to position admission errors.
+import { formatErrors } from '../manifest/format.ts';
+import type {
+  ChildSpec,
+  ManifestError,
+  ManifestSource,
+  ManifestTree,
+  NodeSpec,
+  ProcessSpec,
+  Requires,
 } from '../manifest/index.ts';
 import type { Limits } from '../runtime/cgroup/index.ts';
 import {
@@ -59,8 +60,8 @@ import {
 } from '../runtime/host-runtime.ts';
 import { formatRecord } from '../runtime/logs/index.ts';
 import { processDriver } from '../runtime/process-driver.ts';
-import { admitManifest, hostCapabilities, manifestNetworks } from './admission.ts';
 import { supervisorEnv } from './channel.ts';
+import { admitContracts, hostCapabilities, manifestNetworks } from './contracts.ts';
 import { liveChildren } from './live-limits.ts';
 
 export interface Resources {
@@ -138,7 +139,8 @@ export function availableSecrets(manifest: ManifestTree): string[] {
   }
 }
 
-function sourceOf(manifest: ManifestTree): ManifestSource {
+async function sourceOf(manifest: ManifestTree): Promise<ManifestSource> {
+  const { parseManifest } = await import('../manifest/parse.ts');
   try {
     const parsed = parseManifest(readFileSync(manifest.file, 'utf8'), manifest.file, {
       baseDir: manifest.dir,
@@ -164,8 +166,13 @@ export async function buildTree(manifest: ManifestTree, options: BuildOptions): 
   const host =
     options.host ??
     (await hostCapabilities({ secrets: availableSecrets(manifest), networks: manifestNetworks(manifest) }));
-  const admitted = admitManifest(manifest, options.source ?? sourceOf(manifest), host);
-  if (!admitted.ok) throw new AdmissionError(admitted.errors);
+  const admitted = admitContracts(manifest, host);
+  if (!admitted) {
+    // Rejected: the full admission again, with the YAML source, says where and why.
+    const { admitManifest } = await import('./admission.ts');
+    const full = admitManifest(manifest, options.source ?? (await sourceOf(manifest)), host);
+    throw new AdmissionError(full.ok ? [] : full.errors);
+  }
   const hide = needsHiding(manifest.root);
   if (hide && !host.mountNamespaces) {
     throw new Error(

@@ -5,12 +5,16 @@
  * format, so the CLI prints them with file:line:col.
  */
 import type { ManifestError, ManifestSource, ManifestTree } from '../manifest/index.ts';
-import { admitManifest, hostCapabilities, manifestNetworks } from './admission.ts';
+import { hostCapabilities, manifestNetworks } from './contracts.ts';
 
 /** Problems that would make `tree` fail to start; [] when it may start. */
 export async function checkTree(tree: ManifestTree, source: ManifestSource): Promise<ManifestError[]> {
   // build-tree brings the runtime (launcher, cgroups) with it: load it only when checking.
-  const { availableSecrets } = await import('./build-tree.ts');
+  // admission.ts brings the manifest layer (yaml): load it only when checking, too.
+  const [{ availableSecrets }, { admitManifest }] = await Promise.all([
+    import('./build-tree.ts'),
+    import('./admission.ts'),
+  ]);
   const host = await hostCapabilities({ secrets: availableSecrets(tree), networks: manifestNetworks(tree) });
   const admitted = admitManifest(tree, source, host);
   return admitted.ok ? [] : admitted.errors;

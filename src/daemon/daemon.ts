@@ -163,7 +163,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   // Children admitted at run time: re-admitted now (before anything starts), re-added as nodes come up.
   let dynamic: DynamicChildren | undefined;
   try {
-    if (canAdmit(tree)) dynamic = new DynamicChildren({ tree, durable, record: journalled });
+    if (canAdmit(tree)) dynamic = await DynamicChildren.create({ tree, durable, record: journalled });
   } catch (err) {
     await channels?.close();
     await tree.runtime.close();

@@ -47,20 +47,48 @@ import {
   release,
 } from '../caps/index.ts';
 import { type ChildSpec as EngineChild, type Supervisor, SupervisorError } from '../core/index.ts';
-import {
-  type AdmissionRules,
-  type ManifestError,
-  type ManifestSource,
-  type ManifestTree,
-  type NodeSpec,
-  type ProcessSpec,
-  parseChild,
+import type {
+  AdmissionRules,
+  ManifestError,
+  ManifestSource,
+  ManifestTree,
+  NodeSpec,
+  ProcessSpec,
 } from '../manifest/index.ts';
-import { contractOf, errorsOfReasons } from './admission.ts';
+import type { errorsOfReasons } from './admission.ts';
+import { contractOf } from './contracts.ts';
 import { digest } from './http-util.ts';
 import type { JournalEvent } from './journal.ts';
 import type { DurableState } from './state.ts';
 import type { RunningTree } from './types.ts';
+
+/**
+ * The manifest layer (`yaml`, `zod`) parses admitted specs and positions their errors. The
+ * daemon does not load it to start a tree: only with the first admission, or at start-up when
+ * `state.json` holds admissions to restore.
+ */
+interface ManifestLayer {
+  parseChild: typeof import('../manifest/parse.ts').parseChild;
+  errorsOfReasons: typeof errorsOfReasons;
+}
+let manifestLayer: ManifestLayer | undefined;
+
+async function loadManifestLayer(): Promise<ManifestLayer> {
+  if (!manifestLayer) {
+    const [{ parseChild }, admission] = await Promise.all([
+      import('../manifest/parse.ts'),
+      import('./admission.ts'),
+    ]);
+    manifestLayer = { parseChild, errorsOfReasons: admission.errorsOfReasons };
+  }
+  return manifestLayer;
+}
+
+function loadedManifestLayer(): ManifestLayer {
+  if (!manifestLayer)
+    throw new Error('internal: the manifest layer is not loaded (see DynamicChildren.create)');
+  return manifestLayer;
+}
 
 /** What admission needs beyond the daemon's view of a tree (the host runtime's tree has it). */
 export interface AdmittingTree extends RunningTree {
@@ -187,6 +215,14 @@ export class DynamicChildren {
   /** Re-adds under way (recovery, a node restarted). */
   readonly #pending = new Set<Promise<void>>();
 
+  /** Loads the manifest layer first if `state.json` holds admissions to restore. */
+  static async create(options: DynamicOptions): Promise<DynamicChildren> {
+    const section = options.durable.section('admission');
+    if (isRecord(section) && Array.isArray(section.admitted) && section.admitted.length > 0)
+      await loadManifestLayer();
+    return new DynamicChildren(options);
+  }
+
   constructor(options: DynamicOptions) {
     this.#tree = options.tree;
     this.#durable = options.durable;
@@ -259,7 +295,11 @@ export class DynamicChildren {
     if (live) return Promise.resolve(this.#remember(requestId, hash, this.#granted(live)));
     const running = this.#inflight.get(requestId);
     if (running) return running.hash === hash ? running.answer : Promise.resolve(this.#reused(requestId));
-    const answer = this.#admit(node, spec, trusted ? true : token, requestId).then(
+    // The manifest layer is loaded once, before the synchronous part of `#admit` runs.
+    const admitting = manifestLayer
+      ? this.#admit(node, spec, trusted ? true : token, requestId)
+      : loadManifestLayer().then(() => this.#admit(node, spec, trusted ? true : token, requestId));
+    const answer = admitting.then(
       (a) => this.#remember(requestId, hash, a),
       (err: unknown) => this.#remember(requestId, hash, failure(500, 'internal', (err as Error).message)),
     );
@@ -343,7 +383,9 @@ export class DynamicChildren {
       // Over maxGrant: caps is still asked (and undone at once) so that every reason is reported.
       if (granted.ok) release(this.#tree.caps, spec.path);
       const siblings = new Map(node.children.map((c) => [c.path, c] as const));
-      const reasons = granted.ok ? [] : reasonsOf(errorsOfReasons(granted.reasons, spec, source, siblings));
+      const reasons = granted.ok
+        ? []
+        : reasonsOf(loadedManifestLayer().errorsOfReasons(granted.reasons, spec, source, siblings));
       return rejected(422, over.length > 0 ? 'over_max_grant' : 'rejected', [...over, ...reasons]);
     }
     const record: AdmittedRecord = {
@@ -400,7 +442,7 @@ export class DynamicChildren {
       ]);
     const merged = mergeTemplate(rules.template, raw);
     merged.restart ??= 'temporary';
-    const result = parseChild(merged, node.path, {
+    const result = loadedManifestLayer().parseChild(merged, node.path, {
       fileName: 'request',
       baseDir: this.#tree.manifest.dir,
       parentAutoShutdown: node.autoShutdown,
@@ -572,7 +614,7 @@ export class DynamicChildren {
       return 'not restorable: a malformed record in state.json';
     const node = this.#nodes.get(r.node);
     if (!node || node.admission === null) return `not restorable: ${r.node} is no longer open to admission`;
-    const result = parseChild(r.spec, r.node, {
+    const result = loadedManifestLayer().parseChild(r.spec, r.node, {
       fileName: 'state.json',
       baseDir: this.#tree.manifest.dir,
       parentAutoShutdown: node.autoShutdown,

@@ -133,12 +133,5 @@ export function errorAt(
   };
 }
 
-/** `file:line:col: /path field: message`, one error per line. */
-export function formatError(error: ManifestError): string {
-  const subject = [error.path, error.field].filter((part) => part !== '').join(' ');
-  return `${error.file}:${error.line}:${error.col}: ${subject ? `${subject}: ` : ''}${error.message}`;
-}
-
-export function formatErrors(errors: readonly ManifestError[]): string {
-  return errors.map(formatError).join('\n');
-}
+// In their own module, free of `yaml`: the daemon formats errors without loading the parser.
+export { formatError, formatErrors } from './format.ts';

@@ -23,7 +23,10 @@ import {
   statePaths,
   type TcpOptions,
 } from '../../daemon/index.ts';
-import { formatErrors, type ManifestTree } from '../../manifest/index.ts';
+// Not the manifest layer itself (`yaml`, `zod`): the detached daemon gets the parsed tree as
+// JSON from the foreground side and never loads the parser (see `--tree-json`).
+import { formatErrors } from '../../manifest/format.ts';
+import type { ManifestTree } from '../../manifest/index.ts';
 import {
   CliError,
   type Command,
@@ -36,7 +39,6 @@ import {
 } from '../cli.ts';
 import { LiveView } from '../live.ts';
 import { eventLine } from '../render.ts';
-import { validate } from './check.ts';
 
 type DaemonMessage = { type: 'ready' } | { type: 'failed'; message: string };
 
@@ -71,6 +73,8 @@ Example:
     state: { type: 'string', description: 'state directory (default: .captree beside the manifest)' },
     listen: { type: 'string', description: 'also serve the API on TCP at HOST:PORT (needs --token-file)' },
     'token-file': { type: 'string', description: 'with --listen: file whose content is the admin token' },
+    // Internal: the detached daemon's tree, parsed and checked by the `up --detach` that started it.
+    'tree-json': { type: 'string', hidden: true },
   },
   positionals: [0, 1],
   async run({ values, positionals }, io) {
@@ -80,20 +84,29 @@ Example:
     if (!fs.existsSync(file)) {
       throw new CliError(`no manifest at ${shown} (create one, or name it: captree up FILE)`);
     }
-    // Validate before touching the state dir: a bad manifest must leave a running tree alone.
-    // Errors name the file as the user wrote it (relative paths stay relative).
-    const result = await validate(io.cwd === process.cwd() ? shown : file);
-    if (!result.tree) {
-      io.stderr.write(`${formatErrors(result.errors)}\n`);
-      throw new CliError(`${result.errors.length} error(s) in ${shown}; nothing was started or changed`);
+    let tree: ManifestTree;
+    if (typeof values['tree-json'] === 'string') {
+      // The detached daemon: the foreground side parsed and checked the manifest already.
+      if (io.env.CAPTREE_DAEMON !== '1') throw new UsageError('--tree-json is internal to up --detach');
+      tree = readTreeJson(path.resolve(io.cwd, values['tree-json']));
+    } else {
+      // Validate before touching the state dir: a bad manifest must leave a running tree alone.
+      // Errors name the file as the user wrote it (relative paths stay relative).
+      const { validate } = await import('./check.ts');
+      const result = await validate(io.cwd === process.cwd() ? shown : file);
+      if (!result.tree) {
+        io.stderr.write(`${formatErrors(result.errors)}\n`);
+        throw new CliError(`${result.errors.length} error(s) in ${shown}; nothing was started or changed`);
+      }
+      tree = result.tree;
     }
     const stateDir =
       typeof values.state === 'string' ? path.resolve(io.cwd, values.state) : stateDirFor(file);
     const paths = statePaths(stateDir);
     const owner = liveOwner(paths);
     if (owner !== null) throw new StateDirBusyError(display(paths.dir, io.cwd), owner);
-    if (values.detach && io.env.CAPTREE_DAEMON !== '1') return detach(file, paths.dir, io, values);
-    return foreground(result.tree, paths.dir, io, tcp);
+    if (values.detach && io.env.CAPTREE_DAEMON !== '1') return detach(file, tree, paths.dir, io, values);
+    return foreground(tree, paths.dir, io, tcp);
   },
 };
 
@@ -124,9 +137,50 @@ function tcpOptions(values: Values, io: Io): TcpOptions | undefined {
  */
 const daemonV8Flags = ['--max-semi-space-size=1', '--expose-gc'];
 
-async function detach(file: string, stateDir: string, io: Io, values: Values): Promise<number> {
+/**
+ * Where the foreground side hands the parsed tree to the daemon: plain data (JSON), so the daemon
+ * never loads `yaml` or `zod` nor parses the manifest again (at 1,000 children the parse is
+ * most of its peak heap). Written whole (tmp, fsync, rename); the daemon removes it once read.
+ */
+function treeJsonPath(stateDir: string): string {
+  return path.join(stateDir, 'tree.json');
+}
+
+function writeTreeJson(file: string, tree: ManifestTree): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeFileSync(fd, JSON.stringify(tree));
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+function readTreeJson(file: string): ManifestTree {
+  let tree: ManifestTree;
+  try {
+    tree = JSON.parse(fs.readFileSync(file, 'utf8')) as ManifestTree;
+  } catch (err) {
+    throw new CliError(`cannot read the parsed manifest ${file}: ${(err as Error).message}`);
+  }
+  fs.rmSync(file, { force: true });
+  return tree;
+}
+
+async function detach(
+  file: string,
+  tree: ManifestTree,
+  stateDir: string,
+  io: Io,
+  values: Values,
+): Promise<number> {
   const paths = statePaths(stateDir);
   fs.mkdirSync(paths.dir, { recursive: true });
+  // The daemon used to parse `file` itself, as an absolute path: its tree names it so.
+  const treeJson = treeJsonPath(paths.dir);
+  writeTreeJson(treeJson, { ...tree, file });
   const logStart = fs.existsSync(paths.log) ? fs.statSync(paths.log).size : 0;
   const log = fs.openSync(paths.log, 'a');
   const main = process.argv[1] ?? '';
@@ -140,6 +194,8 @@ async function detach(file: string, stateDir: string, io: Io, values: Values): P
       file,
       '--state',
       paths.dir,
+      '--tree-json',
+      treeJson,
       ...(typeof values.listen === 'string'
         ? ['--listen', values.listen, '--token-file', path.resolve(io.cwd, String(values['token-file']))]
         : []),
