@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { Supervisor, type SupervisorEvent } from '../src/core/index.ts';
 import { HostRuntime } from '../src/runtime/host-runtime.ts';
 import type { ExitEvent, SpawnResult, SpawnSpec } from '../src/runtime/launcher/client.ts';
-import { type ProcessOptions, processDriver } from '../src/runtime/process-driver.ts';
+import { type ProcessOptions, processDriver, processOptions } from '../src/runtime/process-driver.ts';
 
 const seconds = Number(process.argv[2] ?? 3);
 const rounds = Number(process.argv[3] ?? 200);
@@ -173,19 +173,7 @@ const exits = new Map<number, ExitEvent & { seenNs: bigint }>();
 runtime.launcher.on('exited', (e) => exits.set(e.pid, { ...e, seenNs: now() }));
 
 function options(command: string[], o: Partial<ProcessOptions> = {}): ProcessOptions {
-  return {
-    command,
-    env: {},
-    inheritEnv: [],
-    cwd: '/',
-    stopSignal: 'SIGTERM',
-    permanentExitCodes: [125],
-    ready: null,
-    liveness: null,
-    watchdog: null,
-    logs: { maxSize: 10 << 20, keep: 1 },
-    ...o,
-  };
+  return processOptions(command, { cwd: '/', logs: { maxSize: 10 << 20, keep: 1 }, ...o });
 }
 
 interface Timed {

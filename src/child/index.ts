@@ -21,7 +21,7 @@ import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import type { ChildSpec } from '../core/index.ts';
 import type { Limits } from '../runtime/cgroup/index.ts';
-import { type ProcessOptions, processDriver } from '../runtime/process-driver.ts';
+import { processDriver, processOptions } from '../runtime/process-driver.ts';
 import type { LivenessSpec, ReadySpec } from '../runtime/readiness/spec.ts';
 import {
   type ChildMessage,
@@ -259,19 +259,15 @@ export interface ProcessChildOptions {
 
 /** An engine child spec for an OS process run by `runtime` (the same driver the root uses). */
 export function processChild(runtime: ChildRuntime, o: ProcessChildOptions): ChildSpec {
-  const options: ProcessOptions = {
-    command: o.command,
-    env: o.env ?? {},
-    inheritEnv: o.inheritEnv ?? [],
-    cwd: o.cwd ?? process.cwd(),
-    stopSignal: o.stopSignal ?? 'SIGTERM',
-    permanentExitCodes: [125],
-    ready: o.ready ?? null,
-    liveness: o.liveness ?? null,
-    watchdog: null,
-    logs: { maxSize: 10 * 2 ** 20, keep: 3 },
-    ...(o.limits ? { limits: o.limits } : {}),
-  };
+  const options = processOptions(o.command, {
+    env: o.env,
+    inheritEnv: o.inheritEnv,
+    cwd: o.cwd,
+    stopSignal: o.stopSignal,
+    ready: o.ready,
+    liveness: o.liveness,
+    limits: o.limits,
+  });
   return {
     id: o.id,
     driver: processDriver(runtime, options),

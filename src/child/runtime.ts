@@ -13,9 +13,9 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CgroupGroup } from '../runtime/cgroup/index.ts';
-import { type AdoptedChild, logName } from '../runtime/host-runtime.ts';
+import { type AdoptedChild, logName, openChildLog } from '../runtime/host-runtime.ts';
 import { Launcher, type NotifyEvent } from '../runtime/launcher/client.ts';
-import { ChildLog, type StreamTag } from '../runtime/logs/index.ts';
+import type { ChildLog, StreamTag } from '../runtime/logs/index.ts';
 import type { ProcessRuntime } from '../runtime/process-driver.ts';
 import { delegatedGroup } from './cgroup.ts';
 
@@ -98,12 +98,7 @@ export class ChildRuntime implements ProcessRuntime {
   logFor(path: string, options: { maxSize: number; keep: number }): ChildLog {
     let log = this.#logs.get(path);
     if (!log) {
-      log = new ChildLog({
-        dir: this.logsDir,
-        name: logName(path),
-        maxBytes: options.maxSize,
-        keep: options.keep,
-      });
+      log = openChildLog(this.logsDir, path, options);
       this.#logs.set(path, log);
       if (this.#forward) {
         const name = path.slice(path.lastIndexOf('/') + 1);

@@ -446,12 +446,7 @@ export class HostRuntime {
   logFor(path: string, options: LogOptions): ChildLog {
     let log = this.#logs.get(path);
     if (!log) {
-      log = new ChildLog({
-        dir: this.logsDir,
-        name: logName(path),
-        maxBytes: options.maxSize,
-        keep: options.keep,
-      });
+      log = openChildLog(this.logsDir, path, options);
       this.#logs.set(path, log);
       const pending = this.#pendingOutput.get(path);
       if (pending) {
@@ -521,4 +516,9 @@ function subdirs(dir: string): string[] {
 /** `/shop/db` → `shop.db` (the file base name of its log). */
 export function logName(path: string): string {
   return path.slice(1).replaceAll('/', '.');
+}
+
+/** The rotating log of the child at `path`, under `dir`. */
+export function openChildLog(dir: string, path: string, options: LogOptions): ChildLog {
+  return new ChildLog({ dir, name: logName(path), maxBytes: options.maxSize, keep: options.keep });
 }

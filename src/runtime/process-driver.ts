@@ -89,6 +89,30 @@ export interface ProcessOptions {
   noNewPrivs?: boolean;
 }
 
+/**
+ * Options for `command` with the defaults a manifest gives a process child (no extra env,
+ * SIGTERM, exit 125 permanent, no readiness, 10 MiB logs × 3), `overrides` winning where given
+ * (an override left undefined keeps the default).
+ */
+export function processOptions(
+  command: readonly string[],
+  overrides: Partial<ProcessOptions> = {},
+): ProcessOptions {
+  return {
+    command,
+    env: {},
+    inheritEnv: [],
+    cwd: process.cwd(),
+    stopSignal: 'SIGTERM',
+    permanentExitCodes: [125],
+    ready: null,
+    liveness: null,
+    watchdog: null,
+    logs: { maxSize: 10 * 2 ** 20, keep: 3 },
+    ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
+  };
+}
+
 const baseEnvNames = ['PATH', 'LANG', 'TZ', 'HOME'];
 
 /** The child's environment: nothing inherited but PATH/LANG/TZ/HOME unless asked. */

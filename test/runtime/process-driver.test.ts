@@ -19,7 +19,7 @@ import { Supervisor } from '../../src/core/index.ts';
 import { HostRuntime, logName } from '../../src/runtime/host-runtime.ts';
 import type { NotifyEvent } from '../../src/runtime/launcher/client.ts';
 import { type LogRecord, readLogSince } from '../../src/runtime/logs/index.ts';
-import { type ProcessOptions, processDriver } from '../../src/runtime/process-driver.ts';
+import { type ProcessOptions, processDriver, processOptions } from '../../src/runtime/process-driver.ts';
 import { skipOrFail, uniqueName } from '../support/host.ts';
 import { freePort } from '../support/net.ts';
 
@@ -183,19 +183,7 @@ async function harness(
 
 /** Process options with test defaults; `command` as given. */
 function proc(command: string[], o: Partial<ProcessOptions> = {}): ProcessOptions {
-  return {
-    command,
-    env: {},
-    inheritEnv: [],
-    cwd: '/',
-    stopSignal: 'SIGTERM',
-    permanentExitCodes: [125],
-    ready: null,
-    liveness: null,
-    watchdog: null,
-    logs: { maxSize: 1 << 20, keep: 5 },
-    ...o,
-  };
+  return processOptions(command, { cwd: '/', logs: { maxSize: 1 << 20, keep: 5 }, ...o });
 }
 
 /** Gone, or a zombie about to be reaped: it runs no more code. */
