@@ -34,14 +34,24 @@ export type SupervisorEvent =
   | (Base & { readonly type: 'auto_shutdown'; readonly trigger: string })
   | (Base & { readonly type: 'child_added' })
   | (Base & { readonly type: 'child_deleted' })
-  | (Base & { readonly type: 'checkpoint' });
+  | (Base & { readonly type: 'checkpoint' })
+  /** A subscriber threw (or its promise rejected); it was detached, supervision went on. */
+  | (Base & { readonly type: 'listener_failed'; readonly error: string });
 
 export type SupervisorEventType = SupervisorEvent['type'];
 export type Listener = (event: SupervisorEvent) => void;
 
-/** Fan-out to subscribers; `active` lets hot paths skip building events nobody reads. */
+/**
+ * Fan-out to subscribers; `active` lets hot paths skip building events nobody reads.
+ *
+ * Listeners are isolated as OTP's gen_event isolates handlers: one that throws, or returns a
+ * promise that rejects, is detached and reported to the others as `listener_failed`, because the
+ * engine emits from inside its own transitions and a subscriber's bug must not stop supervision.
+ */
 export class EventSink {
   #listeners: Listener[] = [];
+  /** Errors of detached listeners, newest last (bounded), for `doctor`-style reporting. */
+  readonly failures: string[] = [];
 
   get active(): boolean {
     return this.#listeners.length > 0;
@@ -55,6 +65,24 @@ export class EventSink {
   }
 
   emit(event: SupervisorEvent): void {
-    for (const l of this.#listeners) l(event);
+    for (const l of this.#listeners) {
+      try {
+        const result: unknown = l(event);
+        if (result && typeof (result as PromiseLike<unknown>).then === 'function') {
+          (result as Promise<unknown>).then(undefined, (e: unknown) => this.#fail(l, event, e));
+        }
+      } catch (e) {
+        this.#fail(l, event, e);
+      }
+    }
+  }
+
+  #fail(listener: Listener, event: SupervisorEvent, error: unknown): void {
+    if (!this.#listeners.includes(listener)) return;
+    this.#listeners = this.#listeners.filter((l) => l !== listener);
+    const message = error instanceof Error ? error.message : String(error);
+    this.failures.push(`${event.type} ${event.path}: ${message}`);
+    if (this.failures.length > 16) this.failures.shift();
+    this.emit({ type: 'listener_failed', path: event.path, at: event.at, error: message });
   }
 }

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { formatRecord, type LogRecord, parseRecord, type StreamTag } from './format.ts';
 import { LineSplitter } from './lines.ts';
-import { RotatingFileWriter, readRotatedSet } from './rotating.ts';
+import { RotatingFileWriter, readRotatedSet, type WriterFault } from './rotating.ts';
 import { BoundedTail } from './tail.ts';
 
 export interface ChildLogOptions {
@@ -23,6 +23,8 @@ export interface ChildLogOptions {
   tailBytes?: number;
   /** Injected clock (ms epoch) for tests. */
   now?: () => number;
+  /** Told when records are dropped (full disk) and when writing resumes. */
+  onFault?: (fault: WriterFault) => void;
 }
 
 export class ChildLog {
@@ -36,7 +38,18 @@ export class ChildLog {
   #streamsOpen = new Set<Promise<void>>();
 
   constructor(options: ChildLogOptions) {
-    this.writer = new RotatingFileWriter(options);
+    this.writer = new RotatingFileWriter({
+      ...options,
+      onFault: (fault) => {
+        // The gap is said in the log itself, at the place it happened, once the disk takes it.
+        if (fault.kind === 'resumed') {
+          this.note(
+            `captree: ${fault.dropped} log records (${fault.droppedBytes} bytes) dropped so far: ${this.writer.lastError}`,
+          );
+        }
+        options.onFault?.(fault);
+      },
+    });
     this.tail = new BoundedTail({ maxLines: options.tailLines, maxBytes: options.tailBytes });
     this.#maxLineBytes = options.maxLineBytes ?? 64 * 1024;
     this.#now = options.now ?? Date.now;

@@ -8,9 +8,14 @@
  * All file work happens in one drain loop, so concurrent producers cannot interleave with a
  * rotation. `write()` never blocks the event loop on disk.
  *
- * Hazards: the queue is unbounded (a disk slower than the child grows memory; `pendingBytes`
- * shows it); data is in the page cache, not fsynced, after `flush()`; a second writer on the same
- * file from another process would corrupt the rotation (one writer per file).
+ * A failed write (full disk, quota, I/O error) is survived, never thrown: the records queued at
+ * that moment are dropped and counted (`dropped`, `droppedBytes`, `lastError`), the file is cut
+ * back to its last whole record, and the next `write()` tries the disk again, so logging resumes
+ * by itself when space returns. `onFault` hears each failure and the first success after one.
+ *
+ * Hazards: the queue is unbounded while the disk accepts writes but is slower than the child
+ * (`pendingBytes` shows it); data is in the page cache, not fsynced, after `flush()`; a second
+ * writer on the same file from another process would corrupt the rotation (one writer per file).
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -25,7 +30,26 @@ export interface RotatingOptions {
   maxBytes?: number;
   /** Rotated files to keep (`name.log.1` .. `name.log.keep`). Default 5, at least 1. */
   keep?: number;
+  /** Told of each failed drain (records dropped) and of the first success after failures. */
+  onFault?: (fault: WriterFault) => void;
 }
+
+export type WriterFault =
+  | { kind: 'dropped'; error: string; records: number; bytes: number }
+  | { kind: 'resumed'; dropped: number; droppedBytes: number };
+
+/** Errors a log writer outlives: the disk, not the program, is at fault. */
+const SURVIVABLE = new Set([
+  'ENOSPC',
+  'EDQUOT',
+  'EIO',
+  'EROFS',
+  'EFBIG',
+  'EMFILE',
+  'ENFILE',
+  'EACCES',
+  'EPERM',
+]);
 
 export class RotatingFileWriter {
   readonly dir: string;
@@ -42,12 +66,18 @@ export class RotatingFileWriter {
   #rotations = 0;
   /** How many rotated files exist (`.1` .. `.n`), so a rotation renames only those. */
   #rotated = 0;
+  #dropped = 0;
+  #droppedBytes = 0;
+  #lastError: string | null = null;
+  #failing = false;
+  #onFault: ((fault: WriterFault) => void) | undefined;
 
   constructor(options: RotatingOptions) {
     this.dir = options.dir;
     this.name = options.name;
     this.maxBytes = options.maxBytes ?? 10 * 1024 * 1024;
     this.keep = options.keep ?? 5;
+    this.#onFault = options.onFault;
     if (!(this.maxBytes > 0)) throw new RangeError('maxBytes must be positive');
     if (!(Number.isInteger(this.keep) && this.keep >= 1))
       throw new RangeError('keep must be an integer >= 1');
@@ -68,6 +98,25 @@ export class RotatingFileWriter {
 
   get rotations(): number {
     return this.#rotations;
+  }
+
+  /** Records dropped because the disk refused them, since this writer was made. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  get droppedBytes(): number {
+    return this.#droppedBytes;
+  }
+
+  /** The error code of the last failed write, or null when none ever failed. */
+  get lastError(): string | null {
+    return this.#lastError;
+  }
+
+  /** True between a failed write and the next successful one. */
+  get failing(): boolean {
+    return this.#failing;
   }
 
   /** Queues one record (it should end with `\n`). Throws after close or a write failure. */
@@ -101,17 +150,62 @@ export class RotatingFileWriter {
     this.#draining = this.#drain().then(
       () => {
         this.#draining = null;
+        if (this.#failing) {
+          this.#failing = false;
+          this.#notify({ kind: 'resumed', dropped: this.#dropped, droppedBytes: this.#droppedBytes });
+        }
         // Records may have arrived after the loop saw an empty queue.
         if (this.#queue.length > 0 && !this.#error) this.#kick();
       },
       (e: unknown) => {
-        this.#error = e;
         this.#draining = null;
+        const code = (e as NodeJS.ErrnoException).code;
+        if (!code || !SURVIVABLE.has(code)) {
+          this.#error = e;
+          return;
+        }
+        // Drop what is queued rather than hold it: a full disk must not grow the daemon's heap.
+        const records = this.#queue.length;
+        const bytes = this.#queuedBytes;
+        this.#queue = [];
+        this.#queuedBytes = 0;
+        this.#dropped += records;
+        this.#droppedBytes += bytes;
+        this.#lastError = code;
+        this.#failing = true;
+        this.#notify({ kind: 'dropped', error: code, records, bytes });
       },
     );
   }
 
+  #notify(fault: WriterFault): void {
+    try {
+      this.#onFault?.(fault);
+    } catch {
+      // A listener's failure must not take the log writer (or the daemon) down with it.
+    }
+  }
+
+  /** Closes the handle after a failure so the next drain reopens (the file may have been removed). */
+  async #abandon(): Promise<void> {
+    const fh = this.#fh;
+    this.#fh = null;
+    if (!fh) return;
+    // Cut a half-written batch so the file still holds whole records only.
+    await fh.truncate(this.#size).catch(() => {});
+    await fh.close().catch(() => {});
+  }
+
   async #drain(): Promise<void> {
+    try {
+      await this.#drainOnce();
+    } catch (e) {
+      await this.#abandon();
+      throw e;
+    }
+  }
+
+  async #drainOnce(): Promise<void> {
     if (!this.#fh) {
       await fsp.mkdir(this.dir, { recursive: true });
       this.#fh = await fsp.open(this.files()[0]!, 'a');
