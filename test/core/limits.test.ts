@@ -31,6 +31,7 @@ describe('task limits', () => {
         {
           id: 't',
           maxSteps: 3,
+          shutdown: 'brutal',
           driver: task(async (ctx) => {
             starts++;
             if (starts > 1) return new Promise(() => {});
