@@ -24,6 +24,7 @@ import {
   stepLimitExit,
 } from '../core/index.ts';
 import { beatCell, type FromWorker, type ToWorker, type WorkerBoot } from './protocol.ts';
+import { workerSource } from './runtime.ts';
 
 export interface WorkerOptions {
   /** Handed to the module as `ctx.data` (structured-cloned). */
@@ -73,7 +74,11 @@ export function worker(moduleUrl: string | URL, options: WorkerOptions = {}): Ch
       };
       let thread: Worker;
       try {
-        thread = new Worker(runtimeUrl, { workerData: boot, resourceLimits: options.resourceLimits });
+        thread = new Worker(workerSource, {
+          eval: true,
+          workerData: boot,
+          resourceLimits: options.resourceLimits,
+        });
       } catch (err) {
         events.exited({ kind: 'crashed', message: (err as Error).message });
         return { pid: null, stop() {}, kill() {} };
