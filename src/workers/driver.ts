@@ -37,11 +37,6 @@ export interface WorkerOptions {
   readonly heartbeat?: number;
 }
 
-const runtimeUrl = new URL(
-  import.meta.url.endsWith('.ts') ? './runtime.ts' : './runtime.js',
-  import.meta.url,
-);
-
 const normal: ExitReason = { kind: 'normal' };
 const shutdown: ExitReason = { kind: 'shutdown' };
 const killed: ExitReason = { kind: 'killed' };
