@@ -108,7 +108,11 @@ children:
     );
     const stuck = task('stuck');
     assert.equal(stuck.log[0], 'start at step 0 with acme');
-    assert.ok(stuck.log.includes('start at step 2 with acme after step_limit'), stuck.log.join('\n'));
+    // With acme, unless the outage made crew give up first (then the loop recurs once on backup).
+    assert.ok(
+      stuck.log.some((l) => /^start at step 2 with \w+ after step_limit$/.test(l)),
+      stuck.log.join('\n'),
+    );
     assert.equal(stuck.step, 5);
     assert.equal(stuck.done, true);
   });
