@@ -11,7 +11,8 @@ import type { ChildDriver } from './driver.ts';
  * - `normal`: it finished on its own (exit 0, task promise resolved).
  * - `shutdown`: it stopped because it was asked to (by its supervisor or an auto-shutdown).
  * - `killed`: it was killed (brutal shutdown, or it outlived its shutdown timeout).
- * - `crashed`: anything abnormal: non-zero exit, signal, OOM kill, rejected task, failed readiness.
+ * - `crashed`: anything abnormal: non-zero exit, signal, OOM kill, rejected task, failed readiness,
+ *   or a limit (`reason`: `step_limit`, `deadline`, `oom`, `liveness`; see `LimitReason`).
  * - `permanent_failure`: the child declared it must not be restarted (s6's exit 125,
  *   systemd's `RestartPreventExitStatus`); it is reported, not looped.
  * - `escalated`: a nested supervisor exceeded its restart intensity and gave up.
