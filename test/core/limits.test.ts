@@ -2,9 +2,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  decideExit,
+  type ExitReason,
   flushMicrotasks,
   InvalidSpecError,
   LimitExceeded,
+  limitReasons,
   node,
   Supervisor,
   type SupervisorEvent,
@@ -127,5 +130,20 @@ describe('limit fields in specs', () => {
         }),
       /Expected `children\[0\]\.maxSteps` only on a task or worker child/,
     );
+  });
+});
+
+describe('limit exits are crashes, classified as OTP classifies any abnormal exit', () => {
+  it('permanent and transient children restart after each; temporary ones are removed', () => {
+    for (const reason of limitReasons) {
+      const exit: ExitReason = { kind: 'crashed', reason, message: reason };
+      assert.equal(decideExit('permanent', exit), 'restart', reason);
+      assert.equal(decideExit('transient', exit), 'restart', reason);
+      assert.equal(decideExit('temporary', exit), 'delete', reason);
+    }
+    // ...as after a kill, and unlike a normal exit or a shutdown.
+    assert.equal(decideExit('transient', { kind: 'killed' }), 'restart');
+    assert.equal(decideExit('transient', { kind: 'normal' }), 'keep');
+    assert.equal(decideExit('transient', { kind: 'shutdown' }), 'keep');
   });
 });
