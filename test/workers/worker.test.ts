@@ -148,6 +148,29 @@ describe('worker(): exit reasons, each classified for restart like OTP', { timeo
   });
 });
 
+describe('worker(): bad modules and options', { timeout: 60_000 }, () => {
+  it('a module that cannot be loaded is a failed start, with the reason', async () => {
+    for (const [url, pattern] of [
+      [
+        new URL('./fixtures/missing.mjs', import.meta.url),
+        /Cannot find module|ERR_MODULE_NOT_FOUND|missing\.mjs/,
+      ],
+      [new URL('./fixtures/no-default.mjs', import.meta.url), /has no default export function/],
+    ] as const) {
+      const h = harness({ driver: worker(url) });
+      await assert.rejects(h.sup.start(), (err: Error & { reason?: ExitReason }) => {
+        assert.equal(err.reason?.kind, 'crashed');
+        assert.match(err.reason?.kind === 'crashed' ? err.reason.message : '', pattern);
+        return true;
+      });
+    }
+  });
+
+  it('rejects a heartbeat that is not a positive number of ms when the driver is made', () => {
+    assert.throws(() => worker(modes, { heartbeat: 0 }), /heartbeat: expected ms > 0, got 0/);
+  });
+});
+
 describe('worker(): a spinning module is really stopped', { timeout: 60_000 }, () => {
   it('keeps the supervisor responsive while it spins, and its shutdown deadline terminates it', async () => {
     const counter = new SharedArrayBuffer(4);
