@@ -122,6 +122,20 @@ describe('worker(): exit reasons, each classified for restart like OTP', { timeo
     assert.equal(restarted, true);
   });
 
+  it('step_limit: the step beyond the limit never runs its body', async () => {
+    const counter = new SharedArrayBuffer(4);
+    const h = harness({
+      driver: worker(modes, { data: { mode: 'count', counter } }),
+      maxSteps: 3,
+      restart: 'temporary',
+    });
+    await h.sup.start();
+    const { reason } = await h.next('exited');
+    await h.sup.stop();
+    assert.ok(isLimit(reason, 'step_limit'), JSON.stringify(reason));
+    assert.equal(Atomics.load(new Int32Array(counter), 0), 3);
+  });
+
   it('oom: a heap limit ends the allocating thread, not the supervisor, and it is restarted', async () => {
     const { reason, restarted } = await firstExit(
       { mode: 'alloc' },
