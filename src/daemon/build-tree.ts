@@ -95,8 +95,8 @@ export interface RunningTree {
    * from now on `ps`, logs and the recovery sweep know its path. Add it with `addChild`.
    */
   dynamicChild(spec: ProcessSpec, grant: Grant): Promise<EngineChild>;
-  /** Forgets a run-time child once its supervisor no longer has it. */
-  forgetChild(path: string): void;
+  /** Forgets a run-time child once its supervisor no longer has it, and removes its cgroups. */
+  forgetChild(path: string): Promise<void>;
 }
 
 export interface BuildOptions extends Pick<SupervisorOptions, 'checkpoints' | 'holds'> {
@@ -436,8 +436,10 @@ class Tree implements RunningTree {
     }
   }
 
-  forgetChild(path: string): void {
-    if (this.#specs.get(path)?.kind === 'process') this.#specs.delete(path);
+  forgetChild(path: string): Promise<void> {
+    if (this.#specs.get(path)?.kind !== 'process') return Promise.resolve();
+    this.#specs.delete(path);
+    return this.runtime.releaseGroup(path);
   }
 
   locate(path: string): { supervisor: Supervisor; id: string } | null {

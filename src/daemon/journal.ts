@@ -62,6 +62,13 @@ export type DaemonEvent =
       readonly requestId: string;
       readonly why: string;
       readonly returned: { readonly cpu: number; readonly memory: number; readonly pids: number };
+    }
+  | {
+      /** A gone run-time child's cgroups could not be removed (they stay until `down`). */
+      readonly type: 'cleanup_failed';
+      readonly path: string;
+      readonly at: number;
+      readonly why: string;
     };
 
 /** `channel` and `grant_changed`: the parent–child channel and renegotiation (channel.ts). */

@@ -503,7 +503,10 @@ class Checker {
       listen: Object.fromEntries(
         Object.entries(input?.listen ?? {}).map(([name, value]) => [
           name,
-          typeof value === 'string' ? tcp(value) : ({ type: 'unix', path: value.unix } as const),
+          // A unix socket is created where the manifest says, not where the daemon happens to run.
+          typeof value === 'string'
+            ? tcp(value)
+            : ({ type: 'unix', path: resolve(this.source.dir, value.unix) } as const),
         ]),
       ),
       paths,

@@ -429,6 +429,22 @@ export class HostRuntime {
     };
   }
 
+  /**
+   * A run-time child is gone for good (revoked, or never started): its cgroups go too, so no
+   * directory is left behind and a later child of the same name starts with no old charge.
+   */
+  async releaseGroup(path: string): Promise<void> {
+    const group = this.#groups.get(path);
+    if (!group) return;
+    if (group.pids().length > 0) {
+      await group.kill().catch(() => {});
+      await group.waitEmpty(AbortSignal.timeout(5000)).catch(() => {});
+    }
+    for (const known of [...this.#groups.keys()])
+      if (known === path || known.startsWith(`${path}/`)) this.#groups.delete(known);
+    await group.remove();
+  }
+
   /** The cgroup of a tree path, created (or re-adopted) on first use under its parent's. */
   groupFor(path: string): CgroupGroup {
     const known = this.#groups.get(path);
