@@ -17,6 +17,7 @@
  * Restart counters and intensity windows start over.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ExitReason } from '../core/index.ts';
 import type { ManifestTree } from '../manifest/index.ts';
 import { admissionEndpoint } from './admit-endpoint.ts';
@@ -238,7 +239,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   started.catch(() => {});
   const finished = treeGone.then(async (reason) => {
     await control?.close();
-    await import('node:fs/promises').then((fs) => fs.rm(paths.socket, { force: true }));
+    await import('node:fs/promises').then(async (fs) => {
+      await fs.rm(paths.socket, { force: true });
+      // Shell sessions whose clients were killed: their children are stopped with the tree.
+      await fs.rm(join(paths.dir, 'shells'), { recursive: true, force: true });
+    });
     // Stopped in order: the next `up` starts from the manifest alone.
     durable.remove();
     j.close();
