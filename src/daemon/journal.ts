@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import type { SupervisorEvent } from '../core/index.ts';
 import type { ChannelEvent } from './channel.ts';
+import { openAppend, openRead } from './private-fs.ts';
 
 /**
  * What the daemon itself records about recovery after an earlier daemon died (the engine knows
@@ -131,7 +132,7 @@ export class Journal {
 
   constructor(file: string, options: { now?: () => number } = {}) {
     this.file = file;
-    this.#fd = fs.openSync(file, 'a', 0o644);
+    this.#fd = openAppend(file);
     this.#now = options.now ?? Date.now;
   }
 
@@ -192,7 +193,9 @@ export function pathsOfPids(
   if (pids.size === 0 || end <= 0) return out;
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    const opened = openRead(file);
+    if (opened === null) return out;
+    fd = opened;
   } catch {
     return out;
   }

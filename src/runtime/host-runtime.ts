@@ -183,7 +183,7 @@ export class HostRuntime {
 
   static async open(options: HostRuntimeOptions): Promise<HostRuntime> {
     const stateDir = resolve(options.stateDir);
-    mkdirSync(join(stateDir, 'logs'), { recursive: true });
+    mkdirSync(join(stateDir, 'logs'), { recursive: true, mode: 0o750 });
     mkdirSync(join(stateDir, 'run'), { recursive: true, mode: 0o700 });
     // Mount points a confined child finds covered (see runtime/confine): they must exist.
     mkdirSync(servicesDir(stateDir), { recursive: true, mode: 0o755 });

@@ -25,6 +25,13 @@ import {
 } from '../../daemon/index.ts';
 // Not the manifest layer itself (`yaml`, `zod`): the detached daemon gets the parsed tree as
 // JSON from the foreground side and never loads the parser (see `--tree-json`).
+import {
+  ensurePrivateDir,
+  openAppend,
+  readPrivate,
+  UnsafeStateError,
+  writeAtomic,
+} from '../../daemon/private-fs.ts';
 import { formatErrors } from '../../manifest/format.ts';
 import type { ManifestTree } from '../../manifest/index.ts';
 import {
@@ -147,21 +154,15 @@ function treeJsonPath(stateDir: string): string {
 }
 
 function writeTreeJson(file: string, tree: ManifestTree): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
-    fs.writeFileSync(fd, JSON.stringify(tree));
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
+  writeAtomic(file, JSON.stringify(tree));
 }
 
 function readTreeJson(file: string): ManifestTree {
   let tree: ManifestTree;
   try {
-    tree = JSON.parse(fs.readFileSync(file, 'utf8')) as ManifestTree;
+    const text = readPrivate(file);
+    if (text === null) throw new Error('it does not exist');
+    tree = JSON.parse(text) as ManifestTree;
   } catch (err) {
     throw new CliError(`cannot read the parsed manifest ${file}: ${(err as Error).message}`);
   }
@@ -177,12 +178,12 @@ async function detach(
   values: Values,
 ): Promise<number> {
   const paths = statePaths(stateDir);
-  fs.mkdirSync(paths.dir, { recursive: true });
+  privateStateDir(paths.dir);
   // The daemon used to parse `file` itself, as an absolute path: its tree names it so.
   const treeJson = treeJsonPath(paths.dir);
   writeTreeJson(treeJson, { ...tree, file });
   const logStart = fs.existsSync(paths.log) ? fs.statSync(paths.log).size : 0;
-  const log = fs.openSync(paths.log, 'a');
+  const log = privateOpen(() => openAppend(paths.log));
   const main = process.argv[1] ?? '';
   const child = spawn(
     process.execPath,
@@ -331,4 +332,18 @@ async function foreground(
   }
   io.stdout.write(`captree: ${name} stopped${code === 0 ? '' : ' (with failures; see: captree events)'}\n`);
   return code;
+}
+
+/** The state dir is this user's alone (private-fs.ts): a clear error, nothing started, if not. */
+function privateStateDir(dir: string): void {
+  privateOpen(() => ensurePrivateDir(dir));
+}
+
+function privateOpen<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof UnsafeStateError) throw new CliError(err.message);
+    throw err;
+  }
 }

@@ -14,6 +14,11 @@
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+
+/** Never through a symlink planted in the logs dir; readable by the owner's group at most. */
+const APPEND = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW;
+const LOG_MODE = 0o640;
+
 import * as path from 'node:path';
 
 export interface RotatingOptions {
@@ -113,8 +118,8 @@ export class RotatingFileWriter {
 
   async #drain(): Promise<void> {
     if (!this.#fh) {
-      await fsp.mkdir(this.dir, { recursive: true });
-      this.#fh = await fsp.open(this.files()[0]!, 'a');
+      await fsp.mkdir(this.dir, { recursive: true, mode: 0o750 });
+      this.#fh = await fsp.open(this.files()[0]!, APPEND, LOG_MODE);
       this.#size = (await this.#fh.stat()).size;
       const files = this.files();
       this.#rotated = 0;
@@ -160,7 +165,7 @@ export class RotatingFileWriter {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
     }
-    this.#fh = await fsp.open(files[0]!, 'a');
+    this.#fh = await fsp.open(files[0]!, APPEND, LOG_MODE);
     this.#size = 0;
     this.#rotations++;
     this.#rotated = Math.min(this.#rotated + 1, this.keep);
