@@ -61,7 +61,7 @@ export class LiveView {
 
   #frame(p: Palette): string[] {
     return [
-      p.bold(this.#header),
+      ...this.#header.split('\n').map((l) => p.bold(l)),
       ...renderTable(this.#rows(), { palette: p, uptime: false }),
       '',
       ...this.#recent.map((r) => eventLine(r, p)),

@@ -53,6 +53,11 @@ function setState(row, state) {
   row.tr.dataset.state = state;
 }
 
+function setRestarts(row, n) {
+  row.cells.restarts.textContent = String(n);
+  row.tr.dataset.restarts = String(n);
+}
+
 function rowFor(p) {
   let row = rows.get(p.path);
   if (row) return row;
@@ -82,7 +87,7 @@ function update(row, p, at) {
   row.stats = p;
   setState(row, p.state);
   row.cells.pid.textContent = p.pid ?? '–';
-  row.cells.restarts.textContent = String(p.restarts);
+  setRestarts(row, p.restarts);
   // Use over the last interval, clamped to the grant: the quota makes more impossible, and a
   // reading above it is only the two samples' timing.
   let cores = null;
@@ -94,6 +99,7 @@ function update(row, p, at) {
     if (prev.throttled !== null && row.prev.throttled !== null)
       throttled = Math.max(0, (row.prev.throttled - prev.throttled) / dt);
   }
+  if (cores !== null) row.tr.dataset.cpu = cores.toFixed(3);
   const grantCpu = p.grant.cpu === null ? '∞' : p.grant.cpu.toFixed(2);
   bar(row.cells.cpu, cores, p.grant.cpu, `${cores === null ? '–' : cores.toFixed(2)}/${grantCpu}`);
   const mem = p.counters?.memoryBytes ?? null;
@@ -198,7 +204,7 @@ function onEvent(r) {
     const state = eventState[r.type];
     if (state && !(r.type === 'started' && row.tr.dataset.state === 'ready')) setState(row, state);
     if (r.type === 'started' && r.pid) row.cells.pid.textContent = String(r.pid);
-    if (r.type === 'restarting') row.cells.restarts.textContent = String(r.restarts);
+    if (r.type === 'restarting') setRestarts(row, r.restarts);
     row.tr.dataset.seq = String(r.seq);
   }
   const li = el('li', {}, `${r.time.slice(11, 23)} ${r.path} ${r.type}${detail(r)}`);
