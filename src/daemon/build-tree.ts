@@ -446,15 +446,19 @@ class Tree implements RunningTree {
     return this.supervisor.locate(path);
   }
 
-  resources(path: string): Resources {
+  grant(path: string): Resources['grant'] {
     const spec = this.#specs.get(path);
     // A renegotiated grant is in the live limits; the manifest's otherwise.
     const live = liveChildren(this.runtime).get(path)?.limits;
-    const grant = {
+    return {
       cpu: live?.cpu ?? spec?.requires.cpu ?? null,
       memory: live?.memory ?? spec?.requires.memory ?? null,
       pids: live?.pids ?? spec?.requires.pids ?? null,
     };
+  }
+
+  resources(path: string): Resources {
+    const grant = this.grant(path);
     let used: Resources['used'] = { cpu: null, memory: null };
     try {
       const usage = this.runtime.groupFor(path).usage();
@@ -475,7 +479,7 @@ class Tree implements RunningTree {
   counters(path: string): Counters | null {
     if (!this.#inTree(path)) return null;
     const dirs = this.runtime.groupFor(path).dirs;
-    return dirs.length === 0 ? null : this.#counters.read(dirs);
+    return dirs.length === 0 ? null : this.#counters.read(dirs, this.grant(path).cpu !== null);
   }
 
   retainCounters(paths: readonly string[]): void {

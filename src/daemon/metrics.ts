@@ -81,6 +81,8 @@ export class Metrics {
   readonly #backoff = new Map<string, number>();
   readonly #admissions = new Map<string, AdmissionCount>();
   readonly #refusals: Refusal[] = [];
+  /** Children came or went since the last scrape: counter files of the gone ones to close. */
+  #changed = true;
 
   constructor(tree: RunningTree) {
     this.#tree = tree;
@@ -104,7 +106,11 @@ export class Metrics {
         this.#backoff.set(e.path, e.delay);
         break;
       }
+      case 'child_added':
+        this.#changed = true;
+        break;
       case 'child_deleted':
+        this.#changed = true;
         this.#lastExit.delete(e.path);
         this.#restarts.delete(e.path);
         this.#backoff.delete(e.path);
@@ -144,14 +150,14 @@ export class Metrics {
     const started = performance.now();
     const tree = this.#tree;
     const sup = tree.supervisor;
-    const rootDepth = sup.path.split('/').length;
+    const rootDepth = slashes(sup.path);
     const entries = sup.tree();
     const paths: PathStats[] = [];
     for (const e of entries) {
       let grant: PathStats['grant'] = { cpu: null, memory: null, pids: null };
       let counters: Counters | null = null;
       try {
-        grant = tree.resources(e.path).grant;
+        grant = tree.grant ? tree.grant(e.path) : tree.resources(e.path).grant;
         counters = tree.counters?.(e.path) ?? null;
       } catch {
         // A path without a cgroup (yet): its counters are unknown.
@@ -165,13 +171,13 @@ export class Metrics {
       const up = e.kind === 'node' ? e.state === 'ready' : e.state === 'running' || e.state === 'ready';
       paths.push({
         path: e.path,
-        depth: e.path.split('/').length - rootDepth,
+        depth: slashes(e.path) - rootDepth,
         kind: e.kind,
         state: e.state,
         pid: e.pid,
         up,
         restarts: e.restarts,
-        restartsByReason: { ...(this.#restarts.get(e.path) ?? {}) },
+        restartsByReason: this.#restarts.get(e.path) ?? {},
         grant,
         counters,
         intensity,
@@ -180,7 +186,10 @@ export class Metrics {
       });
     }
     sumOomKills(paths);
-    tree.retainCounters?.(paths.map((p) => p.path));
+    if (this.#changed) {
+      this.#changed = false;
+      tree.retainCounters?.(paths.map((p) => p.path));
+    }
     return {
       at: Date.now(),
       tookMs: performance.now() - started,
@@ -193,6 +202,12 @@ export class Metrics {
   text(): string {
     return render(this.stats());
   }
+}
+
+function slashes(path: string): number {
+  let n = 0;
+  for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) n++;
+  return n;
 }
 
 function describe(reason: ExitReason): string {

@@ -20,6 +20,8 @@ export interface RunningTree {
   readonly runtime: { close(): Promise<void> };
   locate(path: string): { supervisor: Supervisor; id: string } | null;
   resources(path: string): Resources;
+  /** The grant alone, without reading usage (metrics read the counters themselves). */
+  grant?(path: string): Resources['grant'];
   /**
    * The kernel's counters for a path's cgroup, read now (`GET /metrics`); null without a cgroup.
    * `keep` lists the paths still worth holding files open for; others' are closed. Absent: an

@@ -34,13 +34,20 @@ function bytes(n) {
   return `${n < 10 && i > 0 ? n.toFixed(1) : Math.round(n)}${units[i]}`;
 }
 
+// Writes only what changed: 1,000 rows refreshed each second must not cost a relayout each.
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 function bar(cell, use, grant, text) {
   const b = cell.firstChild;
   const fill = b.firstChild;
   const ratio = grant ? Math.min(1, Math.max(0, (use ?? 0) / grant)) : 0;
-  fill.style.width = `${(ratio * 100).toFixed(1)}%`;
-  b.className = ratio >= 0.95 ? 'bar full' : ratio >= 0.8 ? 'bar hot' : 'bar';
-  cell.lastChild.textContent = text;
+  const width = `${(ratio * 100).toFixed(1)}%`;
+  if (fill.style.width !== width) fill.style.width = width;
+  const cls = ratio >= 0.95 ? 'bar full' : ratio >= 0.8 ? 'bar hot' : 'bar';
+  if (b.className !== cls) b.className = cls;
+  setText(cell.lastChild, text);
 }
 
 function barCell() {
@@ -48,12 +55,14 @@ function barCell() {
 }
 
 function setState(row, state) {
+  if (row.tr.dataset.state === state) return;
   row.cells.state.textContent = state;
   row.cells.state.className = `state-${state}`;
   row.tr.dataset.state = state;
 }
 
 function setRestarts(row, n) {
+  if (row.tr.dataset.restarts === String(n)) return;
   row.cells.restarts.textContent = String(n);
   row.tr.dataset.restarts = String(n);
 }
@@ -86,7 +95,7 @@ function update(row, p, at) {
   row.prev = { at, cpu: p.counters?.cpuSeconds ?? null, throttled: p.counters?.throttledSeconds ?? null };
   row.stats = p;
   setState(row, p.state);
-  row.cells.pid.textContent = p.pid ?? '–';
+  setText(row.cells.pid, String(p.pid ?? '–'));
   setRestarts(row, p.restarts);
   // Use over the last interval, clamped to the grant: the quota makes more impossible, and a
   // reading above it is only the two samples' timing.
@@ -111,8 +120,10 @@ function update(row, p, at) {
   );
   const pids = p.counters?.pids ?? null;
   bar(row.cells.pids, pids, p.grant.pids, `${pids ?? '–'}/${p.grant.pids ?? '∞'}`);
-  row.cells.throttled.textContent =
-    throttled === null ? '' : throttled > 0 ? `${(throttled * 100).toFixed(0)}%` : '0';
+  setText(
+    row.cells.throttled,
+    throttled === null ? '' : throttled > 0 ? `${(throttled * 100).toFixed(0)}%` : '0',
+  );
   if (p.intensity) {
     const i = p.intensity;
     bar(row.cells.intensity, i.restarts, i.intensity || 1, `${i.restarts}/${i.intensity}`);
