@@ -217,6 +217,8 @@ function onEvent(r) {
     if (r.type === 'started' && r.pid) row.cells.pid.textContent = String(r.pid);
     if (r.type === 'restarting') setRestarts(row, r.restarts);
     row.tr.dataset.seq = String(r.seq);
+    // When the page applied it (ms epoch): what bench/observe.ts reads for "restart reflected".
+    row.tr.dataset.changedAt = String(Date.now());
   }
   const li = el('li', {}, `${r.time.slice(11, 23)} ${r.path} ${r.type}${detail(r)}`);
   const ol = $('#events');
