@@ -5,7 +5,7 @@
  * - `GET /metrics` on the control socket: latency per scrape and the daemon CPU each costs;
  * - `captree top -d 1` in tmux: CPU of top and the daemon together, as % of one core;
  * - the dashboard in headless Chromium: first render of all rows, and a `kill -9` of one child
- *   reflected in its row (from the kill to the row's restart count changing);
+ *   reflected in its row (from the kill to the page applying the event, stamped by the page);
  * - the daemon with the dashboard open and the page hidden (no figures are fetched).
  *
  * Run: `npm run build && node bench/observe.ts [children=1000] [seconds=20]`.
@@ -47,7 +47,8 @@ async function over<T>(ms: number, pids: number[], during?: () => Promise<T>) {
   const after = pids.map(threads);
   const cpuNs = after.reduce((a, x, i) => a + x.cpuNs - (before[i]?.cpuNs ?? 0), 0);
   const switches = after.reduce((a, x, i) => a + x.switches - (before[i]?.switches ?? 0), 0);
-  return { elapsedMs: elapsed, cpuMs: cpuNs / 1e6, perSecond: (switches * 1000) / elapsed };
+  const each = after.map((x, i) => (x.cpuNs - (before[i]?.cpuNs ?? 0)) / 1e6);
+  return { elapsedMs: elapsed, cpuMs: cpuNs / 1e6, each, perSecond: (switches * 1000) / elapsed };
 }
 
 function scrape(socket: string): Promise<{ ms: number; bytes: number }> {
@@ -155,8 +156,9 @@ async function main() {
     );
     await new Promise((r) => setTimeout(r, 2000));
     const topCost = await over(SECONDS * 1000, [daemon, topPid]);
+    const pct = (ms: number) => ((ms / topCost.elapsedMs) * 100).toFixed(2);
     console.log(
-      `top -d 1: ${((topCost.cpuMs / topCost.elapsedMs) * 100).toFixed(2)}% of a core for top + daemon`,
+      `top -d 1: ${pct(topCost.cpuMs)}% of a core for top + daemon (daemon ${pct(topCost.each[0] ?? 0)}%, top ${pct(topCost.each[1] ?? 0)}%)`,
     );
     execFileSync('tmux', ['-L', tmuxSocket, 'kill-server']);
 
