@@ -46,6 +46,7 @@ describe('captree top (tmux)', () => {
   };
 
   before(async () => {
+    writeFileSync(join(dir, 'admin.token'), 'top-admin-token-0123456789\n');
     writeFileSync(
       join(dir, 'captree.yaml'),
       `name: ${name}
@@ -66,6 +67,7 @@ children:
     daemon = await startDaemon({
       manifest: m.tree,
       stateDir: join(dir, '.captree'),
+      tcp: { host: '127.0.0.1', port: 0, token: 'top-admin-token-0123456789' },
       onEvent: (r) => {
         for (const w of waiters.splice(0))
           if (w[0](r)) w[1]();
@@ -114,6 +116,26 @@ children:
 
     const exited = tmux(socket, 'wait-for', done);
     await tmux(socket, 'send-keys', '-t', 'top', 'q');
+    await exited;
+  });
+
+  test('over --url with the admin token: the subtree at PATH', async (t) => {
+    if (!hasTmux) return skipOrFail(t, 'no tmux (apt-get install -y tmux)');
+    const url = daemon.info().tcp as string;
+    const command = `cd /tmp && NO_COLOR=1 ${node} ${bin} top /${name}/spin --url ${url} --token-file ${dir}/admin.token; tmux wait-for -S ${done}-url`;
+    await tmux(socket, 'new-session', '-d', '-s', 'remote', '-x', '180', '-y', '30', command);
+    const text = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const s = await tmux(socket, 'capture-pane', '-p', '-t', 'remote');
+        if (/spin +running/.test(s)) return s;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return tmux(socket, 'capture-pane', '-p', '-t', 'remote');
+    })();
+    assert.match(text, /spin +running/);
+    assert.doesNotMatch(text, /idle/);
+    const exited = tmux(socket, 'wait-for', `${done}-url`);
+    await tmux(socket, 'send-keys', '-t', 'remote', 'q');
     await exited;
   });
 
