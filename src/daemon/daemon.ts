@@ -193,7 +193,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
     if (options.web) {
       serving = `the dashboard on ${options.web.host}:${options.web.port}`;
-      webUrl = await control.listenTcp(options.web);
+      webUrl = await control.listenTcp(options.web, 'web');
     }
   } catch (err) {
     await control.close();

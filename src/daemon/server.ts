@@ -159,7 +159,7 @@ export interface ControlServer {
   /** Serves on a unix socket, replacing a stale socket file; only the owner may connect. */
   listen(socketPath: string): Promise<void>;
   /** Also serves on TCP, every request authenticated by a bearer token; resolves with the URL. */
-  listenTcp(options: TcpOptions): Promise<string>;
+  listenTcp(options: TcpOptions, role?: 'api' | 'web'): Promise<string>;
   /** `http://HOST:PORT` while serving on TCP, else null. */
   tcpAddress(): string | null;
   /** Ends live streams, stops accepting, resolves once in-flight requests are answered. */
@@ -513,10 +513,12 @@ export function createControlServer(options: ControlOptions): ControlServer {
     if (!a || typeof a !== 'object') return null;
     return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   };
-  const tcpAddress = (): string | null => addressOf(tcp[0]);
+  // The `--listen` server, not the dashboard's (`--web`): `GET /v1/daemon`'s `tcp`.
+  let api: http.Server | undefined;
+  const tcpAddress = (): string | null => addressOf(api);
   return {
     server,
-    async listenTcp({ host, port, token }) {
+    async listenTcp({ host, port, token }, role = 'api') {
       if (token.trim() === '') throw new Error('the admin token is empty');
       const admin = digest(token);
       const s = http.createServer(handler((req) => authenticate(req, admin), admin));
@@ -528,6 +530,7 @@ export function createControlServer(options: ControlOptions): ControlServer {
         });
       });
       tcp.push(s);
+      if (role === 'api') api = s;
       return addressOf(s) as string;
     },
     tcpAddress,

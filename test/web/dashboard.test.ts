@@ -31,6 +31,8 @@ describe('dashboard in headless Chromium (captree up --detach --web)', () => {
     const m = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/ui\/\?token=[0-9a-f]+)/.exec(up.stdout);
     assert.ok(m, up.stdout);
     url = m[1] as string;
+    // The dashboard's listener is not the control API's --listen.
+    assert.doesNotMatch(up.stdout, /control API also on/);
     // An empty profile of our own: launchPersistentContext passes it as --user-data-dir.
     browser = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
