@@ -130,6 +130,7 @@ interface Group {
 }
 
 const gone = new Set(['ENOENT', 'ENODEV', 'ESTALE']);
+const exhausted = new Set(['EMFILE', 'ENFILE']);
 
 function code(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException | null)?.code;
@@ -150,6 +151,8 @@ function empty(): Counters {
 export class CounterReader {
   readonly #groups = new Map<string, Group>();
   readonly #buf = Buffer.allocUnsafe(4096);
+  /** False once opening failed for want of descriptors: from then on nothing is held. */
+  #hold = true;
   /** A group's directory list is one array for its life: its key is joined once. */
   readonly #keys = new WeakMap<readonly string[], string>();
 
@@ -167,27 +170,52 @@ export class CounterReader {
    * limit, so v1 throttling is worth a read (a fifth of the reads of a tree without quotas).
    */
   read(dirs: readonly string[], quota = true): Counters {
+    if (!this.#hold) return this.#readOnce(dirs, quota);
     const key = this.#key(dirs);
     let group = this.#groups.get(key);
     if (!group || group.open === null) {
-      group = { open: this.#openAll(dirs) };
+      try {
+        group = { open: this.#openAll(dirs) };
+      } catch (e) {
+        if (!exhausted.has(code(e) ?? '')) throw e;
+        // Out of descriptors (a low RLIMIT_NOFILE): give them all back and read as `ps` does.
+        this.close();
+        this.#hold = false;
+        return this.#readOnce(dirs, quota);
+      }
       this.#groups.set(key, group);
     }
+    if (group.open === null) return empty();
+    const out = this.#readAll(group.open, quota);
+    if (out === null) this.#close(group);
+    return out ?? empty();
+  }
+
+  /** Reads held files; null when the group went away. */
+  #readAll(open: readonly Open[], quota: boolean): Counters | null {
     const out = empty();
-    if (group.open === null) return out;
-    for (const f of group.open) {
+    for (const f of open) {
       if (f.throttle && !quota) continue;
       let n: number;
       try {
         n = fs.readSync(f.fd, this.#buf, 0, this.#buf.length, 0);
       } catch (e) {
         if (!gone.has(code(e) ?? '')) throw e;
-        this.#close(group);
-        return empty();
+        return null;
       }
       f.read(this.#buf.toString('latin1', 0, n), out);
     }
     return out;
+  }
+
+  /** Opens, reads and closes (once descriptors ran out). */
+  #readOnce(dirs: readonly string[], quota: boolean): Counters {
+    const group: Group = { open: this.#openAll(dirs) };
+    try {
+      return (group.open && this.#readAll(group.open, quota)) ?? empty();
+    } finally {
+      this.#close(group);
+    }
   }
 
   /** Closes the descriptors of groups not in `keep` (directory lists as given to `read`). */
@@ -236,6 +264,7 @@ export class CounterReader {
           fd = fs.openSync(file, 'r');
         } catch (e) {
           if (gone.has(code(e) ?? '') || code(e) === 'EACCES') continue;
+          for (const o of open) fs.closeSync(o.fd);
           throw e;
         }
         found = true;
