@@ -538,6 +538,8 @@ export class Supervisor {
           ? { state: rec.saved?.state, previousExit: rec.lastExit ?? undefined }
           : undefined,
       save: (state) => this.#save(rec, gen, state),
+      maxSteps: rec.spec.maxSteps,
+      maxRuntime: rec.spec.maxRuntime,
     };
     rec.launching = true;
     let handle: ChildHandle | null = null;
@@ -922,7 +924,8 @@ export function describeExit(reason: ExitReason): string {
     case 'killed':
       return 'killed';
     case 'crashed': {
-      if (reason.oom) return `killed by ${reason.signal ?? 'SIGKILL'} (out of memory)`;
+      if (reason.oom && !reason.signal) return `out of memory: ${reason.message}`;
+      if (reason.oom) return `killed by ${reason.signal} (out of memory)`;
       if (reason.signal) return `killed by ${reason.signal}`;
       if (reason.code !== undefined) {
         const plain = `exit code ${reason.code}`;

@@ -64,7 +64,7 @@ export interface PsEntry {
   path: string;
   /** Depth below the root (root = 0), for indentation. */
   depth: number;
-  kind: 'node' | 'process' | 'task';
+  kind: 'node' | 'process' | 'task' | 'worker';
   state: string;
   pid: number | null;
   uptimeMs: number | null;
