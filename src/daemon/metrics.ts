@@ -12,13 +12,13 @@ import type { ExitReason, SupervisorEvent } from '../core/index.ts';
 import type { Counters } from '../runtime/cgroup/counters.ts';
 import type { JournalRecord } from './journal.ts';
 import { TextWriter } from './metrics-text.ts';
-import type { RunningTree } from './types.ts';
+import type { PsEntry, RunningTree } from './types.ts';
 
 /** One node or child, as `/v1/stats` returns it. */
 export interface PathStats {
   path: string;
   depth: number;
-  kind: 'node' | 'process' | 'task';
+  kind: PsEntry['kind'];
   state: string;
   pid: number | null;
   /** 1 when it is up: a child running or ready, a node ready. */
