@@ -78,7 +78,10 @@ Example:
     detach: { type: 'boolean', short: 'd', description: 'run in the background; return once the tree is up' },
     state: { type: 'string', description: 'state directory (default: .captree beside the manifest)' },
     listen: { type: 'string', description: 'also serve the API on TCP at HOST:PORT (needs --token-file)' },
-    'token-file': { type: 'string', description: 'with --listen or --web: file whose content is the admin token' },
+    'token-file': {
+      type: 'string',
+      description: 'with --listen or --web: file whose content is the admin token',
+    },
     web: { type: 'string', description: 'serve the dashboard on HOST:PORT; prints the URL to open' },
     'web-token-file': { type: 'string', hidden: true },
     // Internal: the detached daemon's tree, parsed and checked by the `up --detach` that started it.
