@@ -20,6 +20,7 @@ const loaders = new Map<string, () => Promise<Command>>([
   ['stop', async () => (await import('./commands/stop.ts')).stop],
   ['restart', async () => (await import('./commands/restart.ts')).restart],
   ['events', async () => (await import('./commands/events.ts')).events],
+  ['top', async () => (await import('./commands/top.ts')).top],
   ['check', async () => (await import('./commands/check.ts')).check],
   ['doctor', async () => (await import('./commands/doctor.ts')).doctor],
   ['admit', async () => (await import('./commands/admit.ts')).admit],

@@ -79,10 +79,14 @@ function stateColour(state: string, p: Palette): (s: string) => string {
 
 export interface TableOptions {
   palette?: Palette;
-  /** Leave out uptime (the live view is redrawn on events only, so it would go stale). */
+  /** Leave out uptime (the live view redraws once a second, uptime would tick for nothing). */
   uptime?: boolean;
   /** Truncate to this many characters per line (terminal width). */
   width?: number;
+}
+
+function clampTo(used: number | null, grant: number | null): number | null {
+  return used === null || grant === null ? used : Math.min(used, grant);
 }
 
 /** The `ps` table: header plus one line per entry, columns aligned on visible width. */
@@ -115,7 +119,8 @@ export function renderTable(entries: readonly PsEntry[], options: TableOptions =
       : [{ text: e.uptimeMs === null ? '-' : formatDuration(e.uptimeMs), right: true }]),
     { text: String(e.restarts), right: true, colour: e.restarts > 0 ? p.yellow : undefined },
     { text: e.ready ? 'yes' : 'no', colour: e.ready ? undefined : p.yellow },
-    { text: usedOf(e.used.cpu, e.grant.cpu, cores), right: true },
+    // Use between two reads can exceed the quota only by the reads' timing: shown clamped.
+    { text: usedOf(clampTo(e.used.cpu, e.grant.cpu), e.grant.cpu, cores), right: true },
     { text: usedOf(e.used.memory, e.grant.memory, formatBytes), right: true },
     { text: e.grant.pids === null ? '∞' : String(e.grant.pids), right: true },
   ]);

@@ -422,6 +422,12 @@ export class Supervisor {
     return this.nested(rest.slice(0, cut))?.locate(path) ?? null;
   }
 
+  /** How close this supervisor is to giving up: restarts in the window now, out of `intensity`. */
+  restartWindow(): { restarts: number; intensity: number; period: number } {
+    const w = this.#window;
+    return { restarts: w.countAt(this.clock.now()), intensity: w.intensity, period: w.period };
+  }
+
   countChildren(): ChildCounts {
     let active = 0;
     let supervisors = 0;

@@ -43,6 +43,7 @@ import type {
   ProcessSpec,
   Requires,
 } from '../manifest/index.ts';
+import { CounterReader, type Counters } from '../runtime/cgroup/counters.ts';
 import type { Limits } from '../runtime/cgroup/index.ts';
 import {
   planConfinement,
@@ -399,6 +400,7 @@ class Tree implements RunningTree {
   readonly #confinement: Confinement;
   /** Last cpu sample per path, to turn cumulative usage into cores. */
   #cpuSamples = new Map<string, { usec: number; at: number }>();
+  readonly #counters = new CounterReader();
 
   constructor(
     supervisor: Supervisor,
@@ -446,15 +448,19 @@ class Tree implements RunningTree {
     return this.supervisor.locate(path);
   }
 
-  resources(path: string): Resources {
+  grant(path: string): Resources['grant'] {
     const spec = this.#specs.get(path);
     // A renegotiated grant is in the live limits; the manifest's otherwise.
     const live = liveChildren(this.runtime).get(path)?.limits;
-    const grant = {
+    return {
       cpu: live?.cpu ?? spec?.requires.cpu ?? null,
       memory: live?.memory ?? spec?.requires.memory ?? null,
       pids: live?.pids ?? spec?.requires.pids ?? null,
     };
+  }
+
+  resources(path: string): Resources {
+    const grant = this.grant(path);
     let used: Resources['used'] = { cpu: null, memory: null };
     try {
       const usage = this.runtime.groupFor(path).usage();
@@ -470,6 +476,21 @@ class Tree implements RunningTree {
       // A path without a cgroup (yet): usage unknown.
     }
     return { grant, used };
+  }
+
+  counters(path: string): Counters | null {
+    if (!this.#inTree(path)) return null;
+    const dirs = this.runtime.groupFor(path).dirs;
+    return dirs.length === 0 ? null : this.#counters.read(dirs, this.grant(path).cpu !== null);
+  }
+
+  retainCounters(paths: readonly string[]): void {
+    this.#counters.retain(paths.filter((p) => this.#inTree(p)).map((p) => this.runtime.groupFor(p).dirs));
+  }
+
+  #inTree(path: string): boolean {
+    const root = this.runtime.rootPath;
+    return path === root || path.startsWith(`${root}/`);
   }
 
   logFiles(path: string): { dir: string; name: string } | null {

@@ -5,6 +5,7 @@
  */
 import type { HoldStore, Supervisor } from '../core/index.ts';
 import type { ManifestTree } from '../manifest/index.ts';
+import type { Counters } from '../runtime/cgroup/counters.ts';
 
 export interface Resources {
   /** Cores, bytes, count granted; null = unlimited. */
@@ -19,6 +20,16 @@ export interface RunningTree {
   readonly runtime: { close(): Promise<void> };
   locate(path: string): { supervisor: Supervisor; id: string } | null;
   resources(path: string): Resources;
+  /** The grant alone, without reading usage (metrics read the counters themselves). */
+  grant?(path: string): Resources['grant'];
+  /**
+   * The kernel's counters for a path's cgroup, read now (`GET /metrics`); null without a cgroup.
+   * `keep` lists the paths still worth holding files open for; others' are closed. Absent: an
+   * in-process tree (no cgroups).
+   */
+  counters?(path: string): Counters | null;
+  /** After a scrape: closes the counter files of paths not in `paths`. */
+  retainCounters?(paths: readonly string[]): void;
   logFiles(path: string): { dir: string; name: string } | null;
   onLog(path: string, fn: (line: string) => void): () => void;
   /**
@@ -78,6 +89,8 @@ export interface DaemonInfo {
   version: string;
   /** `http://HOST:PORT` when the API is also served on TCP (`up --listen`), else null. */
   tcp: string | null;
+  /** `http://HOST:PORT` of the dashboard (`up --web`), else null. */
+  web: string | null;
 }
 
 /** The JSON error body of every failed API call. */
