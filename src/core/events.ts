@@ -34,7 +34,12 @@ export type SupervisorEvent =
   | (Base & { readonly type: 'auto_shutdown'; readonly trigger: string })
   | (Base & { readonly type: 'child_added' })
   | (Base & { readonly type: 'child_deleted' })
-  | (Base & { readonly type: 'checkpoint' });
+  | (Base & { readonly type: 'checkpoint' })
+  /**
+   * A subscriber threw while handling an event (`on` is its type): it is detached, as OTP's
+   * gen_event removes a failing handler, and supervision goes on for everyone else.
+   */
+  | (Base & { readonly type: 'listener_failed'; readonly on: string; readonly error: string });
 
 export type SupervisorEventType = SupervisorEvent['type'];
 export type Listener = (event: SupervisorEvent) => void;
@@ -54,7 +59,26 @@ export class EventSink {
     };
   }
 
+  /** Never throws: a listener that throws is detached and reported to the others. */
   emit(event: SupervisorEvent): void {
-    for (const l of this.#listeners) l(event);
+    const failed: { listener: Listener; error: unknown }[] = [];
+    for (const l of this.#listeners) {
+      try {
+        l(event);
+      } catch (error) {
+        failed.push({ listener: l, error });
+      }
+    }
+    if (failed.length === 0) return;
+    const gone = new Set(failed.map((f) => f.listener));
+    this.#listeners = this.#listeners.filter((l) => !gone.has(l));
+    for (const { error } of failed)
+      this.emit({
+        type: 'listener_failed',
+        path: event.path,
+        at: event.at,
+        on: event.type,
+        error: error instanceof Error ? error.message : String(error),
+      });
   }
 }

@@ -123,6 +123,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     options.onEvent?.(r);
   };
   const sup = tree.supervisor;
+  // A child's log on a full disk: said once when records start being dropped, once on resuming.
+  if ('onLogTrouble' in tree.runtime)
+    tree.runtime.onLogTrouble = (path, t) =>
+      journalled(
+        t.state === 'dropping'
+          ? { type: 'log_dropping', path, at: sup.clock.now(), error: t.error }
+          : {
+              type: 'log_resumed',
+              path,
+              at: sup.clock.now(),
+              dropped: t.dropped,
+              droppedBytes: t.droppedBytes,
+            },
+      );
   const metrics = new Metrics(tree);
   sup.subscribe((event) => {
     metrics.observe(event);
@@ -152,6 +166,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     version: packageVersion(),
     tcp: control?.tcpAddress() ?? null,
     web: webUrl,
+    journal: j.health,
   });
 
   // The runtime is closed whatever stopped the root: a `down`, a signal, or an escalation.

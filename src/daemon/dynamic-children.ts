@@ -399,7 +399,9 @@ export class DynamicChildren {
       requestId,
       node: nodePath,
       path: spec.path,
-      spec: mergeTemplate(rules.template, raw),
+      // With its restart type as admitted: restored as `temporary` (the default), never as the
+      // manifest's default `permanent`, so a one-shot job is not rerun after a daemon restart.
+      spec: { ...mergeTemplate(rules.template, raw), restart: spec.restart },
       at: Date.now(),
     };
     this.#admitted.set(spec.path, record);
@@ -651,7 +653,8 @@ export class DynamicChildren {
       return 'not restorable: a malformed record in state.json';
     const node = this.#nodes.get(r.node);
     if (!node || node.admission === null) return `not restorable: ${r.node} is no longer open to admission`;
-    const result = loadedManifestLayer().parseChild(r.spec, r.node, {
+    // Records written before the restart type was kept: an admission's default is temporary.
+    const result = loadedManifestLayer().parseChild({ restart: 'temporary', ...r.spec }, r.node, {
       fileName: 'state.json',
       baseDir: this.#tree.manifest.dir,
       parentAutoShutdown: node.autoShutdown,

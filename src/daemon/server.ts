@@ -508,6 +508,7 @@ export function createControlServer(options: ControlOptions): ControlServer {
         .catch((err: unknown) => sendError(res, err));
     };
   const server = http.createServer(handler(() => ({ kind: 'local' }), null));
+  bound(server, UNIX_MAX_CONNECTIONS, null);
   const addressOf = (s: http.Server | undefined): string | null => {
     const a = s?.address();
     if (!a || typeof a !== 'object') return null;
@@ -521,7 +522,11 @@ export function createControlServer(options: ControlOptions): ControlServer {
     async listenTcp({ host, port, token }, role = 'api') {
       if (token.trim() === '') throw new Error('the admin token is empty');
       const admin = digest(token);
-      const s = http.createServer(handler((req) => authenticate(req, admin), admin));
+      const s = http.createServer(
+        { headersTimeout: TCP_HEADERS_TIMEOUT_MS, requestTimeout: TCP_HEADERS_TIMEOUT_MS },
+        handler((req) => authenticate(req, admin), admin),
+      );
+      bound(s, TCP_MAX_CONNECTIONS, TCP_MAX_PER_PEER);
       await new Promise<void>((resolve, reject) => {
         s.once('error', reject);
         s.listen(port, host, () => {
@@ -571,4 +576,36 @@ function pathOk(filter: JournalFilter, r: JournalRecord): boolean {
 function toRecord(line: string): LogRecord {
   const text = line.endsWith('\n') ? line.slice(0, -1) : line;
   return parseRecord(text) ?? { ts: Date.now(), stream: 'out', partial: false, text };
+}
+
+/**
+ * Descriptors are the supervisor's to keep: anyone who can reach `--listen` could otherwise hold
+ * thousands of idle connections (no token is needed to connect) until the next child exit fails
+ * with EMFILE. So the API holds at most this many connections, a TCP peer at most a few, and a TCP
+ * connection that has not sent its request (token included) in 10 s is closed.
+ */
+const TCP_MAX_CONNECTIONS = 256;
+const TCP_MAX_PER_PEER = 16;
+const TCP_HEADERS_TIMEOUT_MS = 10_000;
+/** The control socket is 0600 (its owner only), but a runaway script must not exhaust fds either. */
+const UNIX_MAX_CONNECTIONS = 512;
+
+function bound(server: http.Server, total: number, perPeer: number | null): void {
+  server.maxConnections = total;
+  if (perPeer === null) return;
+  const peers = new Map<string, number>();
+  server.on('connection', (socket) => {
+    const peer = socket.remoteAddress ?? '';
+    const n = (peers.get(peer) ?? 0) + 1;
+    if (n > perPeer) {
+      socket.destroy();
+      return;
+    }
+    peers.set(peer, n);
+    socket.once('close', () => {
+      const left = (peers.get(peer) ?? 1) - 1;
+      if (left <= 0) peers.delete(peer);
+      else peers.set(peer, left);
+    });
+  });
 }

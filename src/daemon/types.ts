@@ -6,6 +6,8 @@
 import type { HoldStore, Supervisor } from '../core/index.ts';
 import type { ManifestTree } from '../manifest/index.ts';
 import type { Counters } from '../runtime/cgroup/counters.ts';
+import type { LogTrouble } from '../runtime/logs/index.ts';
+import type { JournalHealth } from './journal.ts';
 
 export interface Resources {
   /** Cores, bytes, count granted; null = unlimited. */
@@ -17,7 +19,11 @@ export interface Resources {
 export interface RunningTree {
   readonly supervisor: Supervisor;
   /** Closed after the supervisor stopped: removes cgroups, stops the launcher. */
-  readonly runtime: { close(): Promise<void> };
+  readonly runtime: {
+    close(): Promise<void>;
+    /** Hears that a child's log file cannot be written (records dropped), or can again. */
+    onLogTrouble?: ((path: string, t: LogTrouble) => void) | undefined;
+  };
   locate(path: string): { supervisor: Supervisor; id: string } | null;
   resources(path: string): Resources;
   /** The grant alone, without reading usage (metrics read the counters themselves). */
@@ -91,6 +97,8 @@ export interface DaemonInfo {
   tcp: string | null;
   /** `http://HOST:PORT` of the dashboard (`up --web`), else null. */
   web: string | null;
+  /** Whether events reach the journal file (a full disk degrades it to memory). */
+  journal: JournalHealth;
 }
 
 /** The JSON error body of every failed API call. */

@@ -467,7 +467,7 @@ class ProcessInstance implements ChildHandle {
     if (lost && !this.#killed)
       this.#failure ??= { kind: 'crashed', message: `launcher lost: ${lost.message}` };
     // One read of the group's state: every cgroup file read is on the restart path.
-    const empty = group.isEmpty();
+    const empty = await isEmptyWhenFdsAllow(group);
     const daemonized = exit.code === 0 && !this.#stopRequested && !this.#killed && !this.#failure && !empty;
     if (daemonized) {
       this.#log?.note('main process exited 0; still supervising what it left running in its cgroup');
@@ -525,4 +525,20 @@ function withTimeout<T>(promise: Promise<T>, ms: number, signal: AbortSignal): P
       },
     );
   });
+}
+
+/**
+ * `group.isEmpty()`, waiting out a shortage of file descriptors (EMFILE, ENFILE) instead of
+ * failing the exit handling: a child's exit must be handled whatever else holds descriptors.
+ */
+async function isEmptyWhenFdsAllow(group: CgroupGroup): Promise<boolean> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return group.isEmpty();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== 'EMFILE' && code !== 'ENFILE') || attempt >= 100) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
 }

@@ -333,6 +333,21 @@ async function foreground(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   if (!asDaemon) process.on('SIGHUP', onSignal);
+  // Output that can no longer be written never ends supervision by a crash. A terminal gone
+  // (SSH or tmux died: EIO, EPIPE) is a hangup: the tree is stopped in order and nothing outlives
+  // it. A detached daemon's output is daemon.log: on a full disk only its lines are lost.
+  let outputLost = false;
+  const onOutputError = () => {
+    if (outputLost) return;
+    outputLost = true;
+    if (asDaemon || signals > 0) return;
+    signals++;
+    view?.close();
+    view = null;
+    void d.stop();
+  };
+  io.stdout.on('error', onOutputError);
+  io.stderr.on('error', onOutputError);
 
   d.started.then(
     () => {

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { formatRecord, type LogRecord, parseRecord, type StreamTag } from './format.ts';
 import { LineSplitter } from './lines.ts';
-import { RotatingFileWriter, readRotatedSet } from './rotating.ts';
+import { type LogTrouble, RotatingFileWriter, readRotatedSet } from './rotating.ts';
 import { BoundedTail } from './tail.ts';
 
 export interface ChildLogOptions {
@@ -23,6 +23,8 @@ export interface ChildLogOptions {
   tailBytes?: number;
   /** Injected clock (ms epoch) for tests. */
   now?: () => number;
+  /** The file cannot be written (records dropped), or can again. */
+  onTrouble?: (t: LogTrouble) => void;
 }
 
 export class ChildLog {
@@ -36,7 +38,17 @@ export class ChildLog {
   #streamsOpen = new Set<Promise<void>>();
 
   constructor(options: ChildLogOptions) {
-    this.writer = new RotatingFileWriter(options);
+    this.writer = new RotatingFileWriter({
+      ...options,
+      onTrouble: (t) => {
+        // Said in the log itself once it can be written again, so a reader sees the gap.
+        if (t.state === 'resumed')
+          this.note(
+            `captree: ${t.dropped} log record(s) (${t.droppedBytes} bytes) were dropped: the file could not be written`,
+          );
+        options.onTrouble?.(t);
+      },
+    });
     this.tail = new BoundedTail({ maxLines: options.tailLines, maxBytes: options.tailBytes });
     this.#maxLineBytes = options.maxLineBytes ?? 64 * 1024;
     this.#now = options.now ?? Date.now;

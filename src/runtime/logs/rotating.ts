@@ -14,12 +14,18 @@
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
 
 /** Never through a symlink planted in the logs dir; readable by the owner's group at most. */
 const APPEND = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW;
 const LOG_MODE = 0o640;
+/** While writes fail (a full disk), one attempt per this many ms; records in between are dropped. */
+const RETRY_MS = 1000;
 
-import * as path from 'node:path';
+/** A log that cannot be written drops records (and says so once), then resumes. */
+export type LogTrouble =
+  | { state: 'dropping'; error: string }
+  | { state: 'resumed'; dropped: number; droppedBytes: number };
 
 export interface RotatingOptions {
   /** Directory holding the files. */
@@ -30,6 +36,9 @@ export interface RotatingOptions {
   maxBytes?: number;
   /** Rotated files to keep (`name.log.1` .. `name.log.keep`). Default 5, at least 1. */
   keep?: number;
+  /** Told when writes start failing (records are then dropped) and when they work again. */
+  onTrouble?: (t: LogTrouble) => void;
+  now?: () => number;
 }
 
 export class RotatingFileWriter {
@@ -47,12 +56,19 @@ export class RotatingFileWriter {
   #rotations = 0;
   /** How many rotated files exist (`.1` .. `.n`), so a rotation renames only those. */
   #rotated = 0;
+  #onTrouble: ((t: LogTrouble) => void) | undefined;
+  #now: () => number;
+  /** Set while writes fail: when to try the file again, and what was dropped meanwhile. */
+  #failing: { retryAt: number; dropped: number; droppedBytes: number } | null = null;
+  #droppedTotal = 0;
 
   constructor(options: RotatingOptions) {
     this.dir = options.dir;
     this.name = options.name;
     this.maxBytes = options.maxBytes ?? 10 * 1024 * 1024;
     this.keep = options.keep ?? 5;
+    this.#onTrouble = options.onTrouble;
+    this.#now = options.now ?? Date.now;
     if (!(this.maxBytes > 0)) throw new RangeError('maxBytes must be positive');
     if (!(Number.isInteger(this.keep) && this.keep >= 1))
       throw new RangeError('keep must be an integer >= 1');
@@ -75,11 +91,23 @@ export class RotatingFileWriter {
     return this.#rotations;
   }
 
+  /** Records dropped because the file could not be written, since this writer was made. */
+  get dropped(): number {
+    return this.#droppedTotal;
+  }
+
   /** Queues one record (it should end with `\n`). Throws after close or a write failure. */
   write(record: string | Buffer): void {
     if (this.#closed) throw new Error(`log ${this.name} is closed`);
     if (this.#error) throw this.#error;
     const buf = typeof record === 'string' ? Buffer.from(record) : record;
+    const failing = this.#failing;
+    if (failing && this.#now() < failing.retryAt) {
+      failing.dropped++;
+      failing.droppedBytes += buf.length;
+      this.#droppedTotal++;
+      return;
+    }
     this.#queue.push(buf);
     this.#queuedBytes += buf.length;
     this.#kick();
@@ -110,8 +138,27 @@ export class RotatingFileWriter {
         if (this.#queue.length > 0 && !this.#error) this.#kick();
       },
       (e: unknown) => {
-        this.#error = e;
         this.#draining = null;
+        if (!isWriteFailure(e)) {
+          this.#error = e;
+          return;
+        }
+        // A full disk or an I/O error: what is queued is dropped, the file is tried again later.
+        const dropped = this.#queue.length;
+        const bytes = this.#queuedBytes;
+        this.#queue = [];
+        this.#queuedBytes = 0;
+        this.#droppedTotal += dropped;
+        void this.#fh?.close().catch(() => {});
+        this.#fh = null;
+        if (this.#failing) {
+          this.#failing.retryAt = this.#now() + RETRY_MS;
+          this.#failing.dropped += dropped;
+          this.#failing.droppedBytes += bytes;
+        } else {
+          this.#failing = { retryAt: this.#now() + RETRY_MS, dropped, droppedBytes: bytes };
+          this.#onTrouble?.({ state: 'dropping', error: (e as Error).message });
+        }
       },
     );
   }
@@ -150,6 +197,11 @@ export class RotatingFileWriter {
       }
       this.#size += bytes;
       this.#queuedBytes -= bytes;
+      if (this.#failing) {
+        const { dropped, droppedBytes } = this.#failing;
+        this.#failing = null;
+        this.#onTrouble?.({ state: 'resumed', dropped, droppedBytes });
+      }
     }
   }
 
@@ -241,4 +293,18 @@ export async function readRotatedSet(files: readonly string[]): Promise<Buffer[]
   } finally {
     await Promise.all(held.map((fh) => fh.close()));
   }
+}
+
+/** Failures of the disk rather than of the program: survived by dropping records. */
+function isWriteFailure(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  return (
+    code === 'ENOSPC' ||
+    code === 'EDQUOT' ||
+    code === 'EIO' ||
+    code === 'EFBIG' ||
+    code === 'EROFS' ||
+    code === 'EMFILE' ||
+    code === 'ENFILE'
+  );
 }
