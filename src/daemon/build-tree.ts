@@ -13,13 +13,15 @@
  * grants it returns decide what each process reaches through the filesystem (runtime/confine):
  * routed unix services, secrets (read from `<manifest dir>/secrets/NAME`, delivered in a private
  * `$CREDENTIALS_DIRECTORY`), read-only paths, a narrowed filesystem view (a grant whose `paths`
- * do not hold `/`: a new root with only those, see runtime/confine). When the tree has anything
- * to hide (a unix service or a secret), and for every child granted no network (`net: none`) or
- * a named one (`net: lan`, which joins that network's namespace, see `networkOf`), a process child
- * is confined: a private mount namespace in which the tree's whole state directory is covered
- * (what it was granted mounted back), a read-only cgroup tree, a PID namespace of its own, and no
- * capabilities (a root child with CAP_SYS_ADMIN could unmount the cover). See runtime/confine and
- * native/launcher.c.
+ * do not hold `/`: a new root with only those, see runtime/confine). Every process child is
+ * confined, whatever it asks for (a default child is untrusted too): a private mount namespace in
+ * which the tree's whole state directory is covered (what it was granted mounted back), a
+ * read-only cgroup tree, a PID namespace of its own (it sees and signals only its own subtree:
+ * not the launcher, the daemon, its siblings or another tree), and no capabilities with
+ * no_new_privs (a root child with CAP_SYS_ADMIN could unmount the cover). A child granted no
+ * network (`net: none`) or a named one (`net: lan`, see `networkOf`) also gets that network
+ * namespace. Where the host has no mount namespaces, only a tree whose policy allows advisory mode
+ * runs, unconfined. See runtime/confine and native/launcher.c.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -158,7 +160,7 @@ interface Confinement {
   grants: ReadonlyMap<string, Grant>;
   /** Node path → its children's names in start order (providers before consumers). */
   startOrder: ReadonlyMap<string, readonly string[]>;
-  /** The tree has something to hide (a unix service or a secret): confine every process. */
+  /** Confine every process (always, unless the host cannot and the tree allows advisory mode). */
   hide: boolean;
   secretsDir: string;
 }
@@ -174,10 +176,12 @@ export async function buildTree(manifest: ManifestTree, options: BuildOptions): 
     const full = admitManifest(manifest, options.source ?? (await sourceOf(manifest)), host);
     throw new AdmissionError(full.ok ? [] : full.errors);
   }
-  const hide = needsHiding(manifest.root);
-  if (hide && !host.mountNamespaces) {
+  // Every child is confined from its supervisor; without mount namespaces (not root) only a tree
+  // that allows advisory mode runs, and then only what it hides must be hidden.
+  const hide = host.mountNamespaces || needsHiding(manifest.root);
+  if (!host.mountNamespaces && (needsHiding(manifest.root) || !manifest.root.policy.allowAdvisory)) {
     throw new Error(
-      `${manifest.root.path} grants unix services or secrets, which need mount namespaces (root), not available here`,
+      `${manifest.root.path}: confining its children needs mount namespaces (root), not available here; run as root, or set policy.allowAdvisory: true to run them unconfined`,
     );
   }
   const runtime = await HostRuntime.open({
