@@ -367,7 +367,12 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
     inheritEnv: spec.inheritEnv,
     cwd: spec.cwd,
     uid: spec.user === null ? undefined : resolveId(spec.user, '/etc/passwd', 'user'),
-    gid: spec.group === null ? undefined : resolveId(spec.group, '/etc/group', 'group'),
+    gid:
+      spec.group !== null
+        ? resolveId(spec.group, '/etc/group', 'group')
+        : spec.user !== null
+          ? primaryGroupOf(spec.user)
+          : undefined,
     stopSignal: spec.stopSignal as NodeJS.Signals,
     permanentExitCodes: spec.permanentExitCodes,
     ready: spec.ready,
@@ -392,6 +397,24 @@ export function resolveId(value: string | number, file: string, what: string): n
     if (fields[0] === value && fields[2] !== undefined) return Number(fields[2]);
   }
   throw new Error(`unknown ${what} ${value} (not in ${file})`);
+}
+
+/** A uid with no passwd entry runs in `nogroup`. */
+const NOGROUP = 65534;
+
+/**
+ * The group of a `user:` child whose manifest names none: the user's own (its passwd entry), as
+ * systemd's `User=` does. Never the daemon's: a `user: nobody` child must not keep gid 0 (it
+ * would own root's group-writable files).
+ */
+export function primaryGroupOf(user: string | number, file = '/etc/passwd'): number {
+  const byName = typeof user === 'string' && !/^\d+$/.test(user);
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const fields = line.split(':');
+    if (fields[3] === undefined) continue;
+    if (byName ? fields[0] === user : Number(fields[2]) === Number(user)) return Number(fields[3]);
+  }
+  return NOGROUP;
 }
 
 class Tree implements RunningTree {

@@ -66,6 +66,9 @@ children:
   - name: victim
     command: [sleep, infinity]
     env: { TOKEN: ${SECRET} }
+  - name: plain
+    command: [sleep, infinity]
+    user: nobody
   - name: attacker
     command: [sh, -c, 'exec 3>&1; sh ./attack.sh > ${out} 2>&1']
     ready: { log: DONE }
@@ -133,5 +136,22 @@ children:
     process.kill(launcher, 0);
     process.kill(victim, 0);
     assert.equal(sup.child('victim')?.pid, victim, 'the sibling was not restarted');
+  });
+
+  test('a `user: nobody` child runs as nobody in every id: real, effective, saved, fs uid and gid, groups', () => {
+    let pid = daemon.tree.supervisor.child('plain')?.pid as number;
+    // The reported pid is the launcher's outer process of its PID namespace; the program is below.
+    for (let depth = 0; depth < 3 && !/^Uid:\s+65534/m.test(read(`/proc/${pid}/status`)); depth++)
+      pid = Number(read(`/proc/${pid}/task/${pid}/children`).split(/\s+/)[0]);
+    const status = read(`/proc/${pid}/status`);
+    const nobody = Number(/^nobody:[^:]*:(\d+):(\d+):/m.exec(readFileSync('/etc/passwd', 'utf8'))?.[2]);
+    assert.match(status, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+    assert.match(
+      status,
+      new RegExp(`^Gid:\\s+${nobody}\\s+${nobody}\\s+${nobody}\\s+${nobody}$`, 'm'),
+      'not gid 0',
+    );
+    assert.match(status, new RegExp(`^Groups:\\s+${nobody}\\s*$`, 'm'), 'no supplementary group of root');
+    assert.match(status, /^CapEff:\s+0+$/m);
   });
 });
