@@ -3,6 +3,9 @@
  * The `captree` command: dispatches to one module per command under `commands/`. Exit codes:
  * 0 ok, 1 failure (one line on stderr saying what to do), 2 usage error.
  */
+import { realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { ApiResponseError } from '../daemon/client.ts';
 import { StateDirBusyError } from '../daemon/state.ts';
 import { CliError, type Command, helpText, type Io, parseCommand, UsageError } from './cli.ts';
@@ -90,7 +93,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
 }
 
-if (import.meta.main) {
+/** Runs `captree` with this process's arguments and streams, and sets the exit code. */
+export async function cli(): Promise<void> {
   const code = await main(process.argv.slice(2), {
     stdout: process.stdout,
     stderr: process.stderr,
@@ -101,4 +105,25 @@ if (import.meta.main) {
   // process alive; every other command has finished its output synchronously by now.
   if (process.argv[2] === 'up') process.exit(code);
   process.exitCode = code;
+}
+
+/** `import.meta.main` is Node 24's; on an older Node, compare with the script it was given. */
+function isEntry(): boolean {
+  if (typeof import.meta.main === 'boolean') return import.meta.main;
+  try {
+    return realpathSync(process.argv[1] ?? '') === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntry()) {
+  // Below the supported Node, the plain-JS bin shim finds the Node.js 24 `npm ci` brought, or
+  // says what is needed: `node dist/cli/main.js` on the system Node works like the bin.
+  const shim = createRequire(import.meta.url)('../../bin/captree.cjs') as {
+    run(args: string[]): boolean;
+    REQUIRED: number;
+  };
+  if (Number(process.versions.node.split('.')[0]) < shim.REQUIRED) shim.run(process.argv.slice(2));
+  else await cli();
 }
