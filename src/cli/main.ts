@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { ApiResponseError } from '../daemon/client.ts';
 import { StateDirBusyError } from '../daemon/state.ts';
 import { CliError, type Command, helpText, type Io, parseCommand, UsageError } from './cli.ts';
+import { didYouMean } from './suggest.ts';
 
 /**
  * Each command's module, loaded only when it runs (or for help): `ps` or `down` need not load
@@ -62,7 +63,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
   const load = loaders.get(name);
   if (!load) {
-    io.stderr.write(`captree: unknown command '${name}' (see: captree --help)\n`);
+    const hint = didYouMean(name, [...loaders.keys()]);
+    io.stderr.write(`captree: unknown command '${name}'${hint} (see: captree --help)\n`);
     return 2;
   }
   const cmd = await load();

@@ -234,7 +234,9 @@ async function detach(
   io.stdout.write(
     `captree: /${info.name} is up in the background (daemon pid ${info.pid}, state ${display(paths.dir, io.cwd)})\n` +
       (info.tcp ? `  control API also on ${info.tcp} (bearer token required)\n` : '') +
-      '  see it: captree ps    stop it: captree down\n',
+      (path.resolve(io.cwd, '.captree') === paths.dir
+        ? '  see it: captree ps    stop it: captree down\n'
+        : `  see it: captree ps --state ${display(paths.dir, io.cwd)}    stop it: captree down --state ${display(paths.dir, io.cwd)}\n`),
   );
   return 0;
 }
