@@ -29,6 +29,15 @@ const loaders = new Map<string, () => Promise<Command>>([
   ['admit', async () => (await import('./commands/admit.ts')).admit],
   ['revoke', async () => (await import('./commands/revoke.ts')).revoke],
   ['shell', async () => (await import('./commands/shell.ts')).shell],
+  ['init', async () => (await import('./commands/init.ts')).init],
+  [
+    'completion',
+    async () => {
+      const m = await import('./commands/completion.ts');
+      m.completionTable.commands = () => Promise.all([...loaders.values()].map((load) => load()));
+      return m.completion;
+    },
+  ],
 ]);
 
 async function overview(): Promise<string> {

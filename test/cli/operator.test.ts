@@ -4,7 +4,8 @@
  * `down` with nothing running, and logs of every child, also after the tree stopped.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -124,5 +125,48 @@ describe('a running tree, from the directory up was run in', () => {
     const worker = await captree(['logs', 'worker', '-n', '1', '--state', state], root);
     assert.equal(worker.code, 0, worker.stderr);
     assert.equal(worker.stdout.trim().split('\n').length, 1);
+  });
+});
+
+describe('init and completion', () => {
+  test('init writes a starter manifest that check accepts, and never overwrites by surprise', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'captree-init-'));
+    try {
+      const r = await captree(['init'], dir);
+      assert.equal(r.code, 0, r.stderr);
+      const check = await captree(['check'], dir);
+      assert.equal(check.code, 0, check.stdout);
+      assert.match(check.stdout, /^captree\.yaml: OK: tree \/app, 1 node, 1 process\n$/);
+      const again = await captree(['init'], dir);
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /captree\.yaml already exists .*--force/);
+      assert.equal((await captree(['init', '--force'], dir)).code, 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('completion bash completes commands and a command’s flags in a real bash', async () => {
+    const r = await captree(['completion', 'bash'], empty);
+    assert.equal(r.code, 0, r.stderr);
+    const script = join(empty, 'completion.bash');
+    writeFileSync(script, r.stdout);
+    const out = execFileSync(
+      'bash',
+      [
+        '-c',
+        `source ${script}; COMP_WORDS=(captree res); COMP_CWORD=1; _captree; echo "\${COMPREPLY[*]}"; COMP_WORDS=(captree logs --fo); COMP_CWORD=2; _captree; echo "\${COMPREPLY[*]}"`,
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(out, 'restart\n--follow\n');
+  });
+
+  test('completion zsh names every command; an unknown shell is a usage error', async () => {
+    const r = await captree(['completion', 'zsh'], empty);
+    assert.match(r.stdout, /^#compdef captree\n/);
+    for (const c of ['up', 'down', 'logs', 'init', 'completion'])
+      assert.match(r.stdout, new RegExp(`'${c}:`));
+    assert.equal((await captree(['completion', 'fish'], empty)).code, 2);
   });
 });
