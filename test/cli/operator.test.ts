@@ -170,3 +170,30 @@ describe('init and completion', () => {
     assert.equal((await captree(['completion', 'fish'], empty)).code, 2);
   });
 });
+
+describe('a failing child’s own words', () => {
+  test('when a node gives up, up prints the exact reason and the child’s last log lines', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'captree-fail-'));
+    try {
+      const name = `ctfail${process.pid}`;
+      writeFileSync(
+        join(dir, 'captree.yaml'),
+        [
+          `name: ${name}`,
+          'intensity: 0',
+          'children:',
+          '  - name: web',
+          `    command: [sh, -c, 'echo starting; echo "sh: 1: pyhton3: not found" >&2; exit 127']`,
+          '',
+        ].join('\n'),
+      );
+      const r = await captree(['up'], dir);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, new RegExp(`^captree: /${name}/web failed: exit code 127\\n`, 'm'));
+      assert.match(r.stderr, /its last \d+ log lines \(captree logs web\):\n/);
+      assert.match(r.stderr, /^ {4}\S+Z err sh: 1: pyhton3: not found$/m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

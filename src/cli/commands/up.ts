@@ -37,6 +37,7 @@ import {
   UsageError,
   type Values,
 } from '../cli.ts';
+import { FailureWatch } from '../failure.ts';
 import { LiveView } from '../live.ts';
 import { eventLine } from '../render.ts';
 
@@ -265,7 +266,9 @@ async function foreground(
   const name = tree.root.path;
   let view: LiveView | null = null;
   let daemon: Daemon | undefined;
+  const failures = new FailureWatch();
   const onEvent = (r: JournalRecord) => {
+    failures.event(r);
     if (view) view.event(r);
     else io.stdout.write(`${eventLine(r, p)}\n`);
   };
@@ -331,6 +334,7 @@ async function foreground(
     view.header = header('stopped');
     view.close();
   }
+  if (code !== 0) io.stderr.write(await failures.report(stateDir));
   io.stdout.write(`captree: ${name} stopped${code === 0 ? '' : ' (with failures; see: captree events)'}\n`);
   return code;
 }
