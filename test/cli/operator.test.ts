@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -193,6 +194,42 @@ describe('a failing child’s own words', () => {
       assert.match(r.stderr, /its last \d+ log lines \(captree logs web\):\n/);
       assert.match(r.stderr, /^ {4}\S+Z err sh: 1: pyhton3: not found$/m);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('ready means this child', () => {
+  test('a tcp readiness target another process already serves: an error naming the port and that process', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'captree-taken-'));
+    const server = createServer((s) => s.destroy());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const name = `cttaken${process.pid}`;
+      writeFileSync(
+        join(dir, 'captree.yaml'),
+        [
+          `name: ${name}`,
+          'intensity: 0',
+          'children:',
+          '  - name: db',
+          '    command: [sleep, "100"]',
+          `    ready: { tcp: 127.0.0.1:${port}, timeout: 5s }`,
+          '',
+        ].join('\n'),
+      );
+      const r = await captree(['up'], dir);
+      assert.equal(r.code, 1);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `/${name}/db failed: .*its readiness target 127\\.0\\.0\\.1:${port} is already served by pid ${process.pid} \\(`,
+        ),
+      );
+      assert.doesNotMatch(r.stdout, new RegExp(`/${name}/db ready`));
+    } finally {
+      server.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
