@@ -5,8 +5,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { Document, LineCounter, parseDocument } from 'yaml';
+import { Document, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
+import { interpolate, interpolationLookup, type Lookup, readEnvFile } from './env.ts';
 import { fieldHint, restartHint } from './hints.ts';
 import {
   NAME_RE,
@@ -43,6 +44,37 @@ export type ParseResult =
 export interface ParseOptions {
   /** Directory relative paths (cwd, requires.paths) resolve against; default: the file's. */
   baseDir?: string;
+  /** What `${VAR}` reads (then `.env` beside the manifest); default: this process's environment. */
+  env?: NodeJS.ProcessEnv;
+  /** false: leave `$` alone (default: interpolate, as docker compose does). */
+  interpolate?: boolean;
+}
+
+/**
+ * `${VAR}` in every string value (keys stay as written). A plain scalar is re-read after
+ * substitution, so `port: ${PORT}` is a number as if written `port: 8080`.
+ */
+function interpolateDocument(
+  doc: Document.Parsed,
+  lookup: Lookup,
+  error: (at: number, message: string) => ManifestError,
+): ManifestError[] {
+  const errors: ManifestError[] = [];
+  visit(doc, {
+    Scalar(key, node) {
+      if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('$')) return;
+      const result = interpolate(node.value, lookup);
+      if ('error' in result) {
+        errors.push(error(node.range?.[0] ?? 0, result.error));
+        return;
+      }
+      if (node.type === 'PLAIN') {
+        const reread = parseDocument(result.value).contents;
+        node.value = isScalar(reread) ? reread.value : result.value;
+      } else node.value = result.value;
+    },
+  });
+  return errors;
 }
 
 export const DEFAULT_MANIFEST = 'captree.yaml';
@@ -85,6 +117,17 @@ export function parseManifest(text: string, fileName: string, options: ParseOpti
       message: `YAML: ${message}`,
     });
   }
+  if (errors.length === 0 && options.interpolate !== false)
+    errors.push(
+      ...interpolateDocument(
+        doc,
+        interpolationLookup(options.env ?? process.env, resolve(source.dir, '.env')),
+        (range, message) => {
+          const at = lineCounter.linePos(range);
+          return { file: fileName, line: at.line, col: at.col, path: '', field: '', message };
+        },
+      ),
+    );
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: 1000 });
@@ -547,12 +590,28 @@ class Checker {
     this.source.nodes.set(treePath, at);
     const input = this.validate(processSchema, raw, at, treePath);
     if (!input) return null;
+    const fromFiles: Record<string, string> = {};
+    const envFiles = input.envFile === undefined ? [] : [input.envFile].flat();
+    for (const [i, file] of envFiles.entries()) {
+      const read = readEnvFile(resolve(this.source.dir, file));
+      if ('vars' in read) Object.assign(fromFiles, read.vars);
+      else
+        this.fail(
+          typeof input.envFile === 'string' ? [...at, 'envFile'] : [...at, 'envFile', i],
+          treePath,
+          'envFile',
+          read.error,
+        );
+    }
     return {
       kind: 'process',
       name: input.name,
       path: treePath,
       command: argv(input.command),
-      env: Object.fromEntries(Object.entries(input.env).map(([key, value]) => [key, String(value)])),
+      env: {
+        ...fromFiles,
+        ...Object.fromEntries(Object.entries(input.env).map(([key, value]) => [key, String(value)])),
+      },
       inheritEnv: input.inheritEnv,
       cwd: resolve(this.source.dir, input.cwd ?? '.'),
       user: input.user ?? null,
