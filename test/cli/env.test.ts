@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: the manifest syntax under test is ${VAR}
 /**
  * `envFile:` and `${VAR}` interpolation with docker compose's semantics, through the real bin:
  * what the child gets in its environment, and an unset `${VAR:?message}` as a check error.
