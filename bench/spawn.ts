@@ -117,9 +117,8 @@ const confined = async (): Promise<void> => {
 // no_new_privs, the state dir covered in a private mount namespace, cgroupfs read-only, its own
 // PID namespace; the host's network.
 const defaultChild = async (): Promise<void> => {
-  await (
-    await launcher.spawn({ argv: ['/bin/true'], env, noNewPrivs: true, mounts: { hide: [hidden] } })
-  ).exited;
+  await (await launcher.spawn({ argv: ['/bin/true'], env, noNewPrivs: true, mounts: { hide: [hidden] } }))
+    .exited;
 };
 
 // The same, with a narrowed filesystem view (`requires.paths`): a new root holding one granted

@@ -157,7 +157,7 @@ export function describeEvent(r: JournalRecord): string {
     case 'stopped':
       return r.reason.kind === 'shutdown' ? 'stopped' : `stopped (${describeExit(r.reason)})`;
     case 'intensity_exceeded':
-      return `gave up: ${r.restarts} restarts within ${formatDuration(r.period)} (intensity ${r.intensity})`;
+      return `gave up: ${r.restarts} restart${r.restarts === 1 ? '' : 's'} within ${formatDuration(r.period)} (intensity ${r.intensity})`;
     case 'escalated':
       return `escalated: ${describeExit(r.reason)}`;
     case 'auto_shutdown':

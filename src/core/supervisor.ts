@@ -724,7 +724,7 @@ export class Supervisor {
         intensity: this.#window.intensity,
         period: this.#window.period,
       });
-      const message = `${this.path}: more than ${this.#window.intensity} restarts in ${this.#window.period} ms (last: ${rec.path} ${describeExit(rec.lastExit ?? shutdownReason)})`;
+      const message = `${this.path}: more than ${plural(this.#window.intensity, 'restart')} in ${seconds(this.#window.period)} (last: ${rec.path} ${describeExit(rec.lastExit ?? shutdownReason)})`;
       await this.#giveUp({ kind: 'escalated', message });
       return;
     }
@@ -938,4 +938,14 @@ export function describeExit(reason: ExitReason): string {
     case 'escalated':
       return `gave up: ${reason.message}`;
   }
+}
+
+/** `1 restart`, `3 restarts`. */
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** A period as people write it in the manifest: `10s`, `1.5s`, `250ms`. */
+function seconds(ms: number): string {
+  return ms >= 1000 ? `${Number((ms / 1000).toFixed(3))}s` : `${ms}ms`;
 }

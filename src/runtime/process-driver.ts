@@ -52,6 +52,7 @@ import {
   waitHttp,
   waitTcp,
 } from './readiness/index.ts';
+import { servedByAnother } from './readiness/precheck.ts';
 import type { LivenessSpec, ReadySpec } from './readiness/spec.ts';
 
 export type { LivenessSpec, ReadySpec } from './readiness/spec.ts';
@@ -226,6 +227,14 @@ class ProcessInstance implements ChildHandle {
       }
       if (o.limits) group.setLimits(o.limits);
       this.#log = this.#runtime.logFor(this.#path, o.logs);
+      // A passed listening socket (LISTEN_FDS) is ours and answers already: nothing to tell then.
+      if ((o.ready?.type === 'tcp' || o.ready?.type === 'http') && !o.listenFds?.length) {
+        const taken = await servedByAnother(o.ready);
+        if (taken) {
+          this.#report({ kind: 'crashed', message: taken });
+          return;
+        }
+      }
       const sdNotify = o.ready?.type === 'sd_notify' || o.watchdog !== null;
       const mounts: MountSpec | undefined =
         o.mounts || o.credentials

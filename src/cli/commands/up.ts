@@ -44,6 +44,7 @@ import {
   UsageError,
   type Values,
 } from '../cli.ts';
+import { FailureWatch } from '../failure.ts';
 import { LiveView } from '../live.ts';
 import { eventLine } from '../render.ts';
 import { dashboardUrl, webOptions, webTokenFile } from './up-web.ts';
@@ -250,7 +251,9 @@ async function detach(
     `captree: /${info.name} is up in the background (daemon pid ${info.pid}, state ${display(paths.dir, io.cwd)})\n` +
       (info.tcp ? `  control API also on ${info.tcp} (bearer token required)\n` : '') +
       (info.web && web ? `  dashboard: ${dashboardUrl(info.web, web.token)}\n` : '') +
-      '  see it: captree ps    stop it: captree down\n',
+      (path.resolve(io.cwd, '.captree') === paths.dir
+        ? '  see it: captree ps    stop it: captree down\n'
+        : `  see it: captree ps --state ${display(paths.dir, io.cwd)}    stop it: captree down --state ${display(paths.dir, io.cwd)}\n`),
   );
   return 0;
 }
@@ -288,7 +291,9 @@ async function foreground(
   const name = tree.root.path;
   let view: LiveView | null = null;
   let daemon: Daemon | undefined;
+  const failures = new FailureWatch();
   const onEvent = (r: JournalRecord) => {
+    failures.event(r);
     if (view) view.event(r);
     else io.stdout.write(`${eventLine(r, p)}\n`);
   };
@@ -377,6 +382,7 @@ async function foreground(
     view.header = header('stopped');
     view.close();
   }
+  if (code !== 0) io.stderr.write(await failures.report(stateDir));
   io.stdout.write(`captree: ${name} stopped${code === 0 ? '' : ' (with failures; see: captree events)'}\n`);
   return code;
 }
