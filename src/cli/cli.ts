@@ -306,6 +306,9 @@ export async function resolvePath(client: ControlClient, given: string): Promise
   if (matches.length > 1) throw new UsageError(`'${given}' is ambiguous: ${matches.join(', ')}`);
   const names = new Map(paths.map((p) => [p.split('/').at(-1)!, p]));
   const near = closestPath(wanted, names);
+  // A full path the listing lacks, with nothing near it: the listing may be a token's subtree
+  // only, so the daemon answers (not found, or out of this token's scope) in its own words.
+  if (near === undefined && given.startsWith('/')) return wanted;
   return Promise.reject(
     new CliError(
       `no child ${wanted} in this tree${near ? ` (did you mean ${near}?)` : ''} (see: captree ps)`,
