@@ -176,6 +176,8 @@ export function describeEvent(r: JournalRecord): string {
       return `recovered: launcher pid ${r.launcherPid} had kept ${r.found} children; ${r.exited} exited meanwhile, ${r.killed} orphans killed`;
     case 'channel': {
       // `request cpu=0.5`, `→ grant cpu=0.7 memory=…`: the parent–child channel (docs/protocol.md).
+      if ('suppressed' in r.message)
+        return `← ${r.message.suppressed} more messages not journaled (over the channel's rate limit)`;
       const { v: _v, type, ...rest } = r.message as Record<string, unknown>;
       const fields = Object.entries(rest)
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
