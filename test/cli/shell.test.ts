@@ -86,7 +86,10 @@ describe('captree shell, driven through tmux', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'captree-shell-'));
-    cpSync(join(repo, 'examples/dev-shell'), dir, { recursive: true });
+    cpSync(join(repo, 'examples/dev-shell'), dir, {
+      recursive: true,
+      filter: (src) => !src.includes('/.captree'),
+    });
     name = `sh${process.pid}${Math.random().toString(36).slice(2, 6)}`;
     const file = join(dir, 'captree.yaml');
     const text = readFileSync(file, 'utf8')
