@@ -191,6 +191,8 @@ class ProcessInstance implements ChildHandle {
   readonly #abort = new AbortController();
   #group: CgroupGroup | null = null;
   #log: ChildLog | null = null;
+  /** When the current instance was spawned (ms epoch): its log lines from then on are its own. */
+  #spawnedAt = 0;
   #stopRequested = false;
   #killed = false;
   #failure: ExitReason | null = null;
@@ -245,6 +247,7 @@ class ProcessInstance implements ChildHandle {
                 : {}),
             }
           : undefined;
+      this.#spawnedAt = Date.now();
       spawned = await this.#runtime.launcher.spawn({
         argv: o.command,
         env: childEnv(o, this.#path),
@@ -379,6 +382,10 @@ class ProcessInstance implements ChildHandle {
           break;
         case 'log': {
           const matcher = new LogMatcher(ready.pattern, wait);
+          // Lines this instance printed before the watch began (a fast child prints its ready
+          // line while the spawn is still being answered): from the tail, then live.
+          for (const r of this.#log?.tail.records(this.#spawnedAt) ?? [])
+            if (r.stream !== 'sys') matcher.feed(r.text);
           const off = this.#log?.onRecord((r) => {
             if (r.stream !== 'sys') matcher.feed(r.text);
           });
