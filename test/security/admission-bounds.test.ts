@@ -8,25 +8,19 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { snapshot as capsSnapshot } from '../../src/caps/index.ts';
 import type { RunningTree } from '../../src/daemon/build-tree.ts';
-import { type Daemon, type PsEntry, startDaemon } from '../../src/daemon/index.ts';
-import { loadManifest } from '../../src/manifest/index.ts';
+import type { Daemon, PsEntry } from '../../src/daemon/index.ts';
 import { cgroupsNamed } from '../cli/helpers.ts';
+import { apiCall, daemonOn } from '../support/daemon.ts';
 
 interface Reason {
   path: string;
   field: string;
   message: string;
-}
-interface Reply {
-  status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: the API's JSON, read field by field below
-  body: any;
 }
 
 describe('admission is bounded by the node template (token holder as attacker)', () => {
@@ -37,27 +31,7 @@ describe('admission is bounded by the node template (token holder as attacker)',
   let daemon: Daemon;
 
   const call = (method: string, path: string, body?: unknown) =>
-    new Promise<Reply>((resolve, reject) => {
-      const req = http.request(
-        {
-          socketPath: daemon.paths.socket,
-          path,
-          method,
-          agent: false,
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => {
-            text += c;
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-        },
-      );
-      req.on('error', reject);
-      req.end(body === undefined ? undefined : JSON.stringify(body));
-    });
+    apiCall(daemon.paths.socket, method, path, body, { authorization: `Bearer ${token}` });
   const post = (node: string, requestId: string, spec: unknown) =>
     call('POST', `/v1/nodes/${name}/${node}/children`, { requestId, spec });
   const ps = async (): Promise<PsEntry[]> => (await call('GET', '/v1/tree')).body as PsEntry[];
@@ -85,8 +59,8 @@ describe('admission is bounded by the node template (token holder as attacker)',
     writeFileSync(join(dir, 'secrets', 'B'), 'secret-b\n');
     mkdirSync(join(dir, 'data', 'ro'), { recursive: true });
     mkdirSync(join(dir, 'data', 'rw'), { recursive: true });
-    writeFileSync(
-      join(dir, 'captree.yaml'),
+    daemon = await daemonOn(
+      dir,
       `name: ${name}
 requires: { cpu: 1.0, memory: 256Mi, pids: 512 }
 children:
@@ -118,10 +92,6 @@ children:
     children: []
 `,
     );
-    const m = await loadManifest(join(dir, 'captree.yaml'));
-    assert.ok(m.ok, m.ok ? '' : JSON.stringify(m.errors));
-    daemon = await startDaemon({ manifest: m.tree, stateDir: join(dir, '.captree') });
-    await daemon.started;
   });
 
   after(async () => {

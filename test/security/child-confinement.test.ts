@@ -12,9 +12,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type Daemon, startDaemon } from '../../src/daemon/index.ts';
-import { loadManifest } from '../../src/manifest/index.ts';
+import type { Daemon } from '../../src/daemon/index.ts';
 import { cgroupsNamed } from '../cli/helpers.ts';
+import { daemonOn } from '../support/daemon.ts';
 
 const SECRET = 'sibling-secret-7c1d9e';
 
@@ -58,8 +58,8 @@ describe('a default child cannot undo its budget or reach its supervisor', () =>
       'exec sleep infinity',
     ].join('\n');
     writeFileSync(join(dir, 'attack.sh'), `${script}\n`);
-    writeFileSync(
-      join(dir, 'captree.yaml'),
+    daemon = await daemonOn(
+      dir,
       `name: ${name}
 requires: { cpu: 1.0, memory: 256Mi, pids: 256 }
 children:
@@ -75,10 +75,6 @@ children:
     requires: { cpu: 0.2, memory: 64Mi, pids: 32 }
 `,
     );
-    const m = await loadManifest(join(dir, 'captree.yaml'));
-    assert.ok(m.ok, m.ok ? '' : JSON.stringify(m.errors));
-    daemon = await startDaemon({ manifest: m.tree, stateDir: join(dir, '.captree') });
-    await daemon.started;
   });
 
   after(async () => {
