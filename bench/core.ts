@@ -9,7 +9,10 @@
  *   (AbortController + pending promise) and for a bare driver (the engine's own overhead);
  * - time to start and to stop 100,000 children;
  * - latency of an escalation: leaf crash → its supervisor gives up → the parent sees the exit;
- * - one supervision decision (restart type + strategy), ns.
+ * - one supervision decision (restart type + strategy), ns;
+ * - the same crash loop and idle cost for `worker()` children (one worker_threads thread each):
+ *   restarts/s, and RSS bytes per idle worker (its own isolate and heap, which `heapUsed` of the
+ *   supervisor's thread does not see) at 50 workers.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +27,7 @@ import {
   siblingsToStop,
   task,
 } from '../src/core/index.ts';
+import { worker } from '../src/workers/index.ts';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) {
@@ -62,6 +66,51 @@ async function restartsPerSecond(ms: number): Promise<number> {
   await new Promise((r) => setTimeout(r, ms));
   await sup.stop();
   return restarts / (ms / 1000);
+}
+
+/** Worker modules for the bench, written to a temp dir (removed at exit). */
+const workerDir = mkdtempSync(join(tmpdir(), 'captree-bench-workers-'));
+process.on('exit', () => rmSync(workerDir, { recursive: true, force: true }));
+function workerModule(name: string, source: string): string {
+  const file = join(workerDir, `${name}.mjs`);
+  writeFileSync(file, source);
+  return file;
+}
+
+async function workerRestartsPerSecond(ms: number): Promise<number> {
+  const crashing = worker(workerModule('crash', "export default () => { throw new Error('crash'); };\n"));
+  const sup = new Supervisor({
+    name: 'bench',
+    intensity: 1_000_000_000,
+    period: 1000,
+    children: [{ id: 'loop', driver: crashing }],
+  });
+  let restarts = 0;
+  sup.subscribe((e) => {
+    if (e.type === 'restarting') restarts++;
+  });
+  await sup.start();
+  await new Promise((r) => setTimeout(r, ms));
+  await sup.stop();
+  return restarts / (ms / 1000);
+}
+
+async function perWorker(n: number): Promise<{ rss: number; heap: number }> {
+  const idleWorker = worker(
+    workerModule(
+      'idle',
+      "export default ({ signal }) => new Promise((r) => signal.addEventListener('abort', r));\n",
+    ),
+  );
+  const children = Array.from({ length: n }, (_, i) => ({ id: `w${i}`, driver: idleWorker }));
+  gc!();
+  const before = process.memoryUsage();
+  const sup = new Supervisor({ name: 'bench', strategy: 'one_for_one', children });
+  await sup.start();
+  gc!();
+  const after = process.memoryUsage();
+  await sup.stop();
+  return { rss: (after.rss - before.rss) / n, heap: (after.heapUsed - before.heapUsed) / n };
 }
 
 async function perChild(
@@ -233,6 +282,8 @@ async function main() {
   const b100 = await perChild(100_000, bare);
   const escalation = await escalationLatencyUs(500);
   const decision = decisionNs();
+  const workerRestarts = await workerRestartsPerSecond(2000);
+  const w50 = await perWorker(50);
   let peer: Record<string, number> | null = null;
   let peerName = 'OTP 25 (issue reference)';
   try {
@@ -266,6 +317,12 @@ async function main() {
   row('stop 100,000 children (task driver)', t100.stopMs, p.stop100kMs ?? null, 'ms', false);
   row('escalation to the parent, median', escalation, 100, 'µs', false);
   row('supervision decision', decision, 1000, 'ns', false);
+  row('worker(): crash-loop restarts per second', workerRestarts, p.restartsPerSecond ?? null, '/s', true);
+  row('worker(): RSS bytes per idle worker, 50', w50.rss, p.bytesPerChild10k ?? null, 'B', false);
+  row('worker(): main-heap bytes per idle worker, 50', w50.heap, p.bytesPerChild10k ?? null, 'B', false);
+  console.log(
+    `(a worker costs ${fmt(w50.rss / t10.bytes)}× an idle task in memory; a worker restart is ${fmt(restarts / workerRestarts)}× slower than a task restart)`,
+  );
   console.log(
     '(engine-only and escalation/decision rows compare with the design targets: 128 B, 100 µs, 1 µs)',
   );

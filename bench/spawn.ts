@@ -113,6 +113,14 @@ const confined = async (): Promise<void> => {
   ).exited;
 };
 
+// What every child gets by default since least authority (docs/security.md): no capabilities,
+// no_new_privs, the state dir covered in a private mount namespace, cgroupfs read-only, its own
+// PID namespace; the host's network.
+const defaultChild = async (): Promise<void> => {
+  await (await launcher.spawn({ argv: ['/bin/true'], env, noNewPrivs: true, mounts: { hide: [hidden] } }))
+    .exited;
+};
+
 // The same, with a narrowed filesystem view (`requires.paths`): a new root holding one granted
 // directory, the system read-only, a fresh /dev, /tmp and /proc, /sys read-only, then pivot_root.
 const data = join(dir, 'data');
@@ -132,6 +140,7 @@ const narrowed = async (): Promise<void> => {
 
 const results: Result[] = [];
 results.push(await timed('(a) launcher, small client heap', viaLauncher));
+results.push(await timed('(h) launcher, default child (mnt+pid ns)', defaultChild));
 results.push(await timed('(f) launcher, confined (net+mnt+pid ns)', confined));
 results.push(await timed('(g) launcher, confined + narrowed paths', narrowed));
 results.push(await timed('(b) child_process.spawn, small heap', nodeSpawnOnce));

@@ -12,3 +12,5 @@ export {
   processChild,
 } from './child/index.ts';
 export * from './core/index.ts';
+/** In-process children in their own thread, terminated for real at kill, limits and deadlines. */
+export { type WorkerContext, type WorkerOptions, worker } from './workers/index.ts';

@@ -32,10 +32,14 @@ const binaryUnits: readonly [string, number][] = [
   ['Ki', 1024],
 ];
 
+/** `64Mi`, `1.5Gi`; an amount no unit divides is rounded in the largest unit it reaches (`23.5Gi`, not `24683568Ki`). */
 export function formatBytes(bytes: number): string {
   if (bytes === 0) return '0';
   for (const [unit, size] of binaryUnits) {
-    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+    if (bytes >= size && bytes % size === 0 && bytes / size < 1024) return `${bytes / size}${unit}`;
+  }
+  for (const [unit, size] of binaryUnits) {
+    if (bytes >= size) return `${Number((bytes / size).toFixed(1))}${unit}`;
   }
   return String(bytes);
 }

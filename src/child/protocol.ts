@@ -5,8 +5,12 @@
  */
 
 export const PROTOCOL_VERSION = 1;
-/** A line longer than this is a protocol error (the connection is closed). */
+/** A line longer than this many UTF-8 bytes (newline excluded) is a protocol error (the connection is closed). */
 export const MAX_LINE = 64 * 1024;
+/** The most cores a request or release may name: beyond any host, so a larger number is a mistake. */
+export const MAX_CPU = 1_000_000;
+/** A `status` text is kept (and journaled) up to this many characters. */
+export const MAX_STATUS = 512;
 
 /** Quantities in user units: cores, bytes, count. `null`: nothing reserved (shared with the parent). */
 export interface GrantQuantities {
@@ -75,6 +79,10 @@ export function parseChildMessage(line: string): ChildMessage | string {
         if (x === undefined) continue;
         if (typeof x !== 'number' || !Number.isFinite(x) || x <= 0)
           return `${m.type}: ${k} must be a positive number`;
+        if (k === 'cpu' && x > MAX_CPU)
+          return `${m.type}: cpu ${x} cores is more than any host holds (at most ${MAX_CPU})`;
+        if (k !== 'cpu' && x > Number.MAX_SAFE_INTEGER)
+          return `${m.type}: ${k} ${x} is more than any host holds (at most ${Number.MAX_SAFE_INTEGER})`;
         if (k !== 'cpu' && !Number.isSafeInteger(x)) return `${m.type}: ${k} must be an integer`;
         any = true;
       }
@@ -89,6 +97,24 @@ export function parseChildMessage(line: string): ChildMessage | string {
   }
 }
 
+/** The `id` of a line that failed validation, if it has a string one (so a `denied` answer can carry it). */
+export function idOf(line: string): string | undefined {
+  try {
+    const raw = JSON.parse(line) as { id?: unknown } | null;
+    return raw !== null && typeof raw === 'object' && typeof raw.id === 'string' ? raw.id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** UTF-8 length of `s`, counted only as far as needed to compare with `max`. */
+function overLimit(s: string, max: number): boolean {
+  // A UTF-16 unit is 1 to 3 UTF-8 bytes: decide cheaply when possible.
+  if (s.length > max) return true;
+  if (s.length * 3 <= max) return false;
+  return Buffer.byteLength(s, 'utf8') > max;
+}
+
 /** Splits a byte stream into lines; `onLine` gets each complete line, `onOverflow` a too-long one. */
 export class LineSplitter {
   #buf = '';
@@ -100,18 +126,30 @@ export class LineSplitter {
     this.#onOverflow = onOverflow;
   }
 
+  #overflowed = false;
+
+  /** After an overflow nothing more is delivered (the connection is to be closed). */
   push(chunk: string): void {
+    if (this.#overflowed) return;
     this.#buf += chunk;
     for (;;) {
       const nl = this.#buf.indexOf('\n');
       if (nl < 0) break;
       const line = this.#buf.slice(0, nl);
       this.#buf = this.#buf.slice(nl + 1);
+      // Every line is checked, not only the unfinished tail: a long line can arrive whole.
+      if (overLimit(line, MAX_LINE)) {
+        this.#overflow();
+        return;
+      }
       if (line.trim() !== '') this.#onLine(line);
     }
-    if (this.#buf.length > MAX_LINE) {
-      this.#buf = '';
-      this.#onOverflow();
-    }
+    if (overLimit(this.#buf, MAX_LINE)) this.#overflow();
+  }
+
+  #overflow(): void {
+    this.#overflowed = true;
+    this.#buf = '';
+    this.#onOverflow();
   }
 }

@@ -3,7 +3,7 @@
  * failures (exit 1, one actionable line on stderr), finding the running tree's state dir, and
  * colour (only on a TTY, never with NO_COLOR).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { type ParseArgsOptionDescriptor, parseArgs } from 'node:util';
 // The daemon's modules one by one, not its index: a command must not load the whole daemon.
@@ -11,6 +11,7 @@ import { type ApiReply, ControlClient, NotRunningError } from '../daemon/client.
 import { liveOwner, STATE_DIR_NAME, type StatePaths, statePaths } from '../daemon/state.ts';
 import { parseSince } from '../daemon/time.ts';
 import type { DaemonInfo } from '../daemon/types.ts';
+import { closest, didYouMean } from './suggest.ts';
 
 /** `hidden`: accepted, but not listed by `--help` (internal plumbing). */
 export type Option = ParseArgsOptionDescriptor & { description?: string; hidden?: boolean };
@@ -93,6 +94,8 @@ export function tokenFromFile(values: Values, io: Io): string | undefined {
 }
 
 export function parseCommand(cmd: Command, argv: string[]): Parsed & { help: boolean } {
+  const known = { ...cmd.options, help: { type: 'boolean', short: 'h' } } as Options;
+  checkFlags(argv, known);
   let parsed: { values: Values; positionals: string[] };
   try {
     parsed = parseArgs({
@@ -106,7 +109,7 @@ export function parseCommand(cmd: Command, argv: string[]): Parsed & { help: boo
       strict: true,
     }) as { values: Values; positionals: string[] };
   } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0] ?? String(err));
+    throw new UsageError(ourWords(err as Error & { code?: string }));
   }
   const help = parsed.values.help === true;
   if (!help) {
@@ -117,6 +120,36 @@ export function parseCommand(cmd: Command, argv: string[]): Parsed & { help: boo
       throw new UsageError(`unexpected argument '${parsed.positionals[max]}': usage: ${cmd.usage}`);
   }
   return { ...parsed, help };
+}
+
+/** Unknown flags in our words with the nearest known one, before Node's parser sees them. */
+function checkFlags(argv: string[], known: Options): void {
+  const longs = Object.keys(known).map((n) => `--${n}`);
+  const shorts = new Map(Object.entries(known).flatMap(([n, o]) => (o.short ? [[`-${o.short}`, n]] : [])));
+  for (const arg of argv) {
+    if (arg === '--') return;
+    if (arg.startsWith('--')) {
+      const flag = arg.split('=')[0]!;
+      if (!longs.includes(flag)) throw new UsageError(`unknown option ${flag}${didYouMean(flag, longs)}`);
+    } else if (/^-[^-\d]/.test(arg)) {
+      for (const ch of arg.slice(1)) {
+        if (!shorts.has(`-${ch}`))
+          throw new UsageError(`unknown option -${ch}${didYouMean(`--${ch}`, longs)}`);
+        if (known[shorts.get(`-${ch}`)!]!.type === 'string') break;
+      }
+    }
+  }
+}
+
+/** Node's parseArgs messages quote its own syntax ("Option '--state <value>' argument missing"). */
+function ourWords(err: Error & { code?: string }): string {
+  const first = err.message.split('\n')[0] ?? String(err);
+  const flag = /'(-[-\w]+)/.exec(first)?.[1];
+  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && flag) {
+    return first.includes('argument missing') ? `${flag} needs a value` : `${flag} takes no value`;
+  }
+  if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return 'unexpected argument';
+  return first.replace(/^Option /, 'option ');
 }
 
 export function helpText(cmd: Command): string {
@@ -218,7 +251,39 @@ export function notRunning(paths: StatePaths, io: Io): CliError {
       `daemon pid ${owner} owns ${dir} but does not answer on control.sock (see ${display(paths.log, io.cwd)}; stop it with: kill ${owner})`,
     );
   }
+  const elsewhere = typeof io.env.CAPTREE_NO_SEARCH === 'string' ? [] : runningBelow(io.cwd);
+  if (elsewhere.length > 0) {
+    const where = elsewhere.map((d) => `--state ${display(d, io.cwd).replace(/^\.\//, '')}`).join(' or ');
+    return new CliError(`no running tree in ${dir}; one is running below: add ${where}`);
+  }
   return new CliError(`no running tree in ${dir} (start one with: captree up)`);
+}
+
+const skipDirs = new Set(['node_modules', '.git', STATE_DIR_NAME, 'dist']);
+
+/**
+ * State dirs of live daemons below `cwd` (a few levels, the usual `captree up sub/captree.yaml`
+ * from a project root): `ps` run where `up` was run then says where the tree is.
+ */
+export function runningBelow(cwd: string, depth = 3): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, left: number) => {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const sub = path.join(dir, e.name);
+      if (e.name === STATE_DIR_NAME) {
+        if (dir !== cwd && liveOwner(statePaths(sub)) !== null) found.push(sub);
+      } else if (left > 0 && !skipDirs.has(e.name) && !e.name.startsWith('.')) walk(sub, left - 1);
+    }
+  };
+  walk(cwd, depth);
+  return found.sort();
 }
 
 /** `/demo/db` from `/demo/db`, `demo/db` or `demo/db/`. */
@@ -226,6 +291,34 @@ export function normalizePath(p: string): string {
   const parts = p.split('/').filter((s) => s !== '');
   if (parts.length === 0) throw new UsageError(`not a tree path: '${p}' (e.g. /demo/db)`);
   return `/${parts.join('/')}`;
+}
+
+/**
+ * The tree path a user meant: an exact path, or a unique child name or path suffix (`worker`,
+ * `api/db`) as in `docker compose logs worker`; else an error with the nearest path.
+ */
+export async function resolvePath(client: ControlClient, given: string): Promise<string> {
+  const wanted = normalizePath(given);
+  const paths = (await client.json<{ path: string }[]>('/v1/tree')).map((e) => e.path);
+  if (paths.includes(wanted)) return wanted;
+  const matches = paths.filter((p) => p.endsWith(wanted));
+  if (matches.length === 1) return matches[0]!;
+  if (matches.length > 1) throw new UsageError(`'${given}' is ambiguous: ${matches.join(', ')}`);
+  const names = new Map(paths.map((p) => [p.split('/').at(-1)!, p]));
+  const near = closestPath(wanted, names);
+  // A full path the listing lacks, with nothing near it: the listing may be a token's subtree
+  // only, so the daemon answers (not found, or out of this token's scope) in its own words.
+  if (near === undefined && given.startsWith('/')) return wanted;
+  return Promise.reject(
+    new CliError(
+      `no child ${wanted} in this tree${near ? ` (did you mean ${near}?)` : ''} (see: captree ps)`,
+    ),
+  );
+}
+
+function closestPath(wanted: string, names: Map<string, string>): string | undefined {
+  const name = closest(wanted.split('/').at(-1)!, names.keys());
+  return name === undefined ? undefined : names.get(name);
 }
 
 export interface Palette {

@@ -1,7 +1,7 @@
 /** `captree start|stop|restart PATH`: one operation on one child, through the control API. */
 import { urlPath } from '../daemon/client.ts';
 import type { PsEntry } from '../daemon/types.ts';
-import { type Command, connect, jsonOption, normalizePath, remoteOptions, stateOption } from './cli.ts';
+import { type Command, connect, jsonOption, remoteOptions, resolvePath, stateOption } from './cli.ts';
 
 type Verb = 'start' | 'stop' | 'restart';
 
@@ -42,8 +42,8 @@ export function controlCommand(verb: Verb): Command {
     options: { ...jsonOption, ...stateOption, ...remoteOptions },
     positionals: [1, 1],
     async run({ values, positionals }, io) {
-      const path = normalizePath(positionals[0]!);
       const { client } = await connect(values, io);
+      const path = await resolvePath(client, positionals[0]!);
       // An error answer is an ApiResponseError: main prints its message, exit 1.
       const result = await client.json<{ path: string; action: Verb; child: PsEntry | null }>(
         `/v1/children/${urlPath(path)}/${verb}`,

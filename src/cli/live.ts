@@ -1,13 +1,15 @@
 /**
  * The live summary of `captree up` on a terminal: a compact tree and the last few events,
- * redrawn in place. Redraws are driven by events only (no timer while nothing changes) and
- * throttled to about ten per second, so a crash loop cannot flood the terminal.
+ * redrawn in place. Events redraw at once (throttled to about ten per second, so a crash loop
+ * cannot flood the terminal); the cpu and memory figures are refreshed once a second, the rate
+ * of `captree top`, so they never freeze while nothing happens.
  */
 import type { JournalRecord, PsEntry } from '../daemon/index.ts';
 import type { Palette } from './cli.ts';
 import { eventLine, plain, renderTable } from './render.ts';
 
 const frameMs = 100;
+const refreshMs = 1000;
 const recentEvents = 6;
 
 export class LiveView {
@@ -20,6 +22,7 @@ export class LiveView {
   #timer: NodeJS.Timeout | null = null;
   #lastDraw = 0;
   #closed = false;
+  readonly #refresh: NodeJS.Timeout;
 
   constructor(out: NodeJS.WriteStream, palette: Palette, rows: () => PsEntry[], header: string) {
     this.#out = out;
@@ -27,6 +30,8 @@ export class LiveView {
     this.#rows = rows;
     this.#header = header;
     this.#out.write('\x1b[?25l');
+    this.#refresh = setInterval(() => this.changed(), refreshMs);
+    this.#refresh.unref();
   }
 
   set header(text: string) {
@@ -52,6 +57,7 @@ export class LiveView {
   /** Draws the final frame and gives the terminal back (cursor shown, below the view). */
   close(): void {
     if (this.#closed) return;
+    clearInterval(this.#refresh);
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     this.#draw();
@@ -61,7 +67,7 @@ export class LiveView {
 
   #frame(p: Palette): string[] {
     return [
-      p.bold(this.#header),
+      ...this.#header.split('\n').map((l) => p.bold(l)),
       ...renderTable(this.#rows(), { palette: p, uptime: false }),
       '',
       ...this.#recent.map((r) => eventLine(r, p)),

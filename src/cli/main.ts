@@ -3,9 +3,13 @@
  * The `captree` command: dispatches to one module per command under `commands/`. Exit codes:
  * 0 ok, 1 failure (one line on stderr saying what to do), 2 usage error.
  */
+import { realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { ApiResponseError } from '../daemon/client.ts';
 import { StateDirBusyError } from '../daemon/state.ts';
 import { CliError, type Command, helpText, type Io, parseCommand, UsageError } from './cli.ts';
+import { didYouMean } from './suggest.ts';
 
 /**
  * Each command's module, loaded only when it runs (or for help): `ps` or `down` need not load
@@ -20,11 +24,21 @@ const loaders = new Map<string, () => Promise<Command>>([
   ['stop', async () => (await import('./commands/stop.ts')).stop],
   ['restart', async () => (await import('./commands/restart.ts')).restart],
   ['events', async () => (await import('./commands/events.ts')).events],
+  ['top', async () => (await import('./commands/top.ts')).top],
   ['check', async () => (await import('./commands/check.ts')).check],
   ['doctor', async () => (await import('./commands/doctor.ts')).doctor],
   ['admit', async () => (await import('./commands/admit.ts')).admit],
   ['revoke', async () => (await import('./commands/revoke.ts')).revoke],
   ['shell', async () => (await import('./commands/shell.ts')).shell],
+  ['init', async () => (await import('./commands/init.ts')).init],
+  [
+    'completion',
+    async () => {
+      const m = await import('./commands/completion.ts');
+      m.completionTable.commands = () => Promise.all([...loaders.values()].map((load) => load()));
+      return m.completion;
+    },
+  ],
 ]);
 
 async function overview(): Promise<string> {
@@ -59,7 +73,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
   const load = loaders.get(name);
   if (!load) {
-    io.stderr.write(`captree: unknown command '${name}' (see: captree --help)\n`);
+    const hint = didYouMean(name, [...loaders.keys()]);
+    io.stderr.write(`captree: unknown command '${name}'${hint} (see: captree --help)\n`);
     return 2;
   }
   const cmd = await load();
@@ -90,7 +105,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
 }
 
-if (import.meta.main) {
+/** Runs `captree` with this process's arguments and streams, and sets the exit code. */
+export async function cli(): Promise<void> {
   const code = await main(process.argv.slice(2), {
     stdout: process.stdout,
     stderr: process.stderr,
@@ -101,4 +117,25 @@ if (import.meta.main) {
   // process alive; every other command has finished its output synchronously by now.
   if (process.argv[2] === 'up') process.exit(code);
   process.exitCode = code;
+}
+
+/** `import.meta.main` is Node 24's; on an older Node, compare with the script it was given. */
+function isEntry(): boolean {
+  if (typeof import.meta.main === 'boolean') return import.meta.main;
+  try {
+    return realpathSync(process.argv[1] ?? '') === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntry()) {
+  // Below the supported Node, the plain-JS bin shim finds the Node.js 24 `npm ci` brought, or
+  // says what is needed: `node dist/cli/main.js` on the system Node works like the bin.
+  const shim = createRequire(import.meta.url)('../../bin/captree.cjs') as {
+    run(args: string[]): boolean;
+    REQUIRED: number;
+  };
+  if (Number(process.versions.node.split('.')[0]) < shim.REQUIRED) shim.run(process.argv.slice(2));
+  else await cli();
 }

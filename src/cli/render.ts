@@ -79,10 +79,14 @@ function stateColour(state: string, p: Palette): (s: string) => string {
 
 export interface TableOptions {
   palette?: Palette;
-  /** Leave out uptime (the live view is redrawn on events only, so it would go stale). */
+  /** Leave out uptime (the live view redraws once a second, uptime would tick for nothing). */
   uptime?: boolean;
   /** Truncate to this many characters per line (terminal width). */
   width?: number;
+}
+
+function clampTo(used: number | null, grant: number | null): number | null {
+  return used === null || grant === null ? used : Math.min(used, grant);
 }
 
 /** The `ps` table: header plus one line per entry, columns aligned on visible width. */
@@ -115,7 +119,8 @@ export function renderTable(entries: readonly PsEntry[], options: TableOptions =
       : [{ text: e.uptimeMs === null ? '-' : formatDuration(e.uptimeMs), right: true }]),
     { text: String(e.restarts), right: true, colour: e.restarts > 0 ? p.yellow : undefined },
     { text: e.ready ? 'yes' : 'no', colour: e.ready ? undefined : p.yellow },
-    { text: usedOf(e.used.cpu, e.grant.cpu, cores), right: true },
+    // Use between two reads can exceed the quota only by the reads' timing: shown clamped.
+    { text: usedOf(clampTo(e.used.cpu, e.grant.cpu), e.grant.cpu, cores), right: true },
     { text: usedOf(e.used.memory, e.grant.memory, formatBytes), right: true },
     { text: e.grant.pids === null ? '∞' : String(e.grant.pids), right: true },
   ]);
@@ -152,7 +157,7 @@ export function describeEvent(r: JournalRecord): string {
     case 'stopped':
       return r.reason.kind === 'shutdown' ? 'stopped' : `stopped (${describeExit(r.reason)})`;
     case 'intensity_exceeded':
-      return `gave up: ${r.restarts} restarts within ${formatDuration(r.period)} (intensity ${r.intensity})`;
+      return `gave up: ${r.restarts} restart${r.restarts === 1 ? '' : 's'} within ${formatDuration(r.period)} (intensity ${r.intensity})`;
     case 'escalated':
       return `escalated: ${describeExit(r.reason)}`;
     case 'auto_shutdown':
@@ -171,6 +176,8 @@ export function describeEvent(r: JournalRecord): string {
       return `recovered: launcher pid ${r.launcherPid} had kept ${r.found} children; ${r.exited} exited meanwhile, ${r.killed} orphans killed`;
     case 'channel': {
       // `request cpu=0.5`, `→ grant cpu=0.7 memory=…`: the parent–child channel (docs/protocol.md).
+      if ('suppressed' in r.message)
+        return `← ${r.message.suppressed} more messages not journaled (over the channel's rate limit)`;
       const { v: _v, type, ...rest } = r.message as Record<string, unknown>;
       const fields = Object.entries(rest)
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)

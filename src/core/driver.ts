@@ -15,7 +15,7 @@ import type { Clock } from './clock.ts';
 import type { EventSink } from './events.ts';
 import type { Checkpoint, ExitReason } from './types.ts';
 
-export type ChildKind = 'task' | 'node' | 'process';
+export type ChildKind = 'task' | 'worker' | 'node' | 'process';
 
 export interface StartContext {
   /** The child's path in the tree, e.g. `/shop/db`. */
@@ -27,6 +27,10 @@ export interface StartContext {
   readonly checkpoint: Checkpoint | undefined;
   /** Saves a small state handed to this child's replacement after a restart. */
   save(state: unknown): void;
+  /** The spec's `maxSteps` (tasks and workers enforce it; see types.ts). */
+  readonly maxSteps?: number | undefined;
+  /** The spec's `maxRuntime`, ms. */
+  readonly maxRuntime?: number | undefined;
 }
 
 export interface ChildEvents {

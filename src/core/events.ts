@@ -35,23 +35,18 @@ export type SupervisorEvent =
   | (Base & { readonly type: 'child_added' })
   | (Base & { readonly type: 'child_deleted' })
   | (Base & { readonly type: 'checkpoint' })
-  /** A subscriber threw (or its promise rejected); it was detached, supervision went on. */
-  | (Base & { readonly type: 'listener_failed'; readonly error: string });
+  /**
+   * A subscriber threw while handling an event (`on` is its type): it is detached, as OTP's
+   * gen_event removes a failing handler, and supervision goes on for everyone else.
+   */
+  | (Base & { readonly type: 'listener_failed'; readonly on: string; readonly error: string });
 
 export type SupervisorEventType = SupervisorEvent['type'];
 export type Listener = (event: SupervisorEvent) => void;
 
-/**
- * Fan-out to subscribers; `active` lets hot paths skip building events nobody reads.
- *
- * Listeners are isolated as OTP's gen_event isolates handlers: one that throws, or returns a
- * promise that rejects, is detached and reported to the others as `listener_failed`, because the
- * engine emits from inside its own transitions and a subscriber's bug must not stop supervision.
- */
+/** Fan-out to subscribers; `active` lets hot paths skip building events nobody reads. */
 export class EventSink {
   #listeners: Listener[] = [];
-  /** Errors of detached listeners, newest last (bounded), for `doctor`-style reporting. */
-  readonly failures: string[] = [];
 
   get active(): boolean {
     return this.#listeners.length > 0;
@@ -64,25 +59,42 @@ export class EventSink {
     };
   }
 
+  /**
+   * Never throws: a listener that throws is detached and reported to the others. An async one
+   * whose promise rejects is treated alike, later, so it never becomes an unhandled rejection.
+   */
   emit(event: SupervisorEvent): void {
+    const failed: { listener: Listener; error: unknown }[] = [];
     for (const l of this.#listeners) {
       try {
         const result: unknown = l(event);
-        if (result && typeof (result as PromiseLike<unknown>).then === 'function') {
-          (result as Promise<unknown>).then(undefined, (e: unknown) => this.#fail(l, event, e));
-        }
-      } catch (e) {
-        this.#fail(l, event, e);
+        if (result instanceof Promise) result.catch((error: unknown) => this.#rejected(l, event, error));
+      } catch (error) {
+        failed.push({ listener: l, error });
       }
     }
+    if (failed.length === 0) return;
+    const gone = new Set(failed.map((f) => f.listener));
+    this.#listeners = this.#listeners.filter((l) => !gone.has(l));
+    for (const { error } of failed)
+      this.emit({
+        type: 'listener_failed',
+        path: event.path,
+        at: event.at,
+        on: event.type,
+        error: error instanceof Error ? error.message : String(error),
+      });
   }
 
-  #fail(listener: Listener, event: SupervisorEvent, error: unknown): void {
+  #rejected(listener: Listener, event: SupervisorEvent, error: unknown): void {
     if (!this.#listeners.includes(listener)) return;
     this.#listeners = this.#listeners.filter((l) => l !== listener);
-    const message = error instanceof Error ? error.message : String(error);
-    this.failures.push(`${event.type} ${event.path}: ${message}`);
-    if (this.failures.length > 16) this.failures.shift();
-    this.emit({ type: 'listener_failed', path: event.path, at: event.at, error: message });
+    this.emit({
+      type: 'listener_failed',
+      path: event.path,
+      at: event.at,
+      on: event.type,
+      error: error instanceof Error ? error.message : String(error),
+    });
   }
 }

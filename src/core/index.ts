@@ -21,5 +21,14 @@ export {
   type SupervisorState,
   type TreeEntry,
 } from './supervisor.ts';
-export { PermanentFailure, type TaskContext, type TaskFunction, type TaskOptions, task } from './task.ts';
+export {
+  deadlineExit,
+  LimitExceeded,
+  PermanentFailure,
+  stepLimitExit,
+  type TaskContext,
+  type TaskFunction,
+  type TaskOptions,
+  task,
+} from './task.ts';
 export * from './types.ts';

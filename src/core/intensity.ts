@@ -37,4 +37,12 @@ export class RestartWindow {
   get count(): number {
     return this.#times.length - this.#head;
   }
+
+  /** Restarts still inside the window at `now`, without pruning (a query, for metrics). */
+  countAt(now: number): number {
+    const threshold = now - this.period;
+    let n = 0;
+    for (let i = this.#times.length - 1; i >= this.#head && (this.#times[i] as number) > threshold; i--) n++;
+    return n;
+  }
 }

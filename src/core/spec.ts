@@ -94,6 +94,16 @@ export function checkChildSpec(
       ),
     );
   }
+  const limited = spec.driver?.kind === 'task' || spec.driver?.kind === 'worker';
+  for (const field of ['maxSteps', 'maxRuntime'] as const) {
+    const v = spec[field];
+    if (v === undefined) continue;
+    if (!limited) {
+      errors.push(new SpecError(f(field), v, 'only on a task or worker child'));
+    } else if (!(isNonNegInt(v) && v > 0)) {
+      errors.push(new SpecError(f(field), v, field === 'maxSteps' ? 'to be an integer > 0' : 'to be ms > 0'));
+    }
+  }
   const b = spec.backoff;
   if (b !== undefined && b !== false) {
     if (!isNonNegInt(b.initial)) errors.push(new SpecError(f('backoff.initial'), b.initial, 'to be ms ≥ 0'));

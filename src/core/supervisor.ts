@@ -422,6 +422,12 @@ export class Supervisor {
     return this.nested(rest.slice(0, cut))?.locate(path) ?? null;
   }
 
+  /** How close this supervisor is to giving up: restarts in the window now, out of `intensity`. */
+  restartWindow(): { restarts: number; intensity: number; period: number } {
+    const w = this.#window;
+    return { restarts: w.countAt(this.clock.now()), intensity: w.intensity, period: w.period };
+  }
+
   countChildren(): ChildCounts {
     let active = 0;
     let supervisors = 0;
@@ -532,6 +538,8 @@ export class Supervisor {
           ? { state: rec.saved?.state, previousExit: rec.lastExit ?? undefined }
           : undefined,
       save: (state) => this.#save(rec, gen, state),
+      maxSteps: rec.spec.maxSteps,
+      maxRuntime: rec.spec.maxRuntime,
     };
     rec.launching = true;
     let handle: ChildHandle | null = null;
@@ -716,7 +724,7 @@ export class Supervisor {
         intensity: this.#window.intensity,
         period: this.#window.period,
       });
-      const message = `${this.path}: more than ${this.#window.intensity} restarts in ${this.#window.period} ms (last: ${rec.path} ${describeExit(rec.lastExit ?? shutdownReason)})`;
+      const message = `${this.path}: more than ${plural(this.#window.intensity, 'restart')} in ${seconds(this.#window.period)} (last: ${rec.path} ${describeExit(rec.lastExit ?? shutdownReason)})`;
       await this.#giveUp({ kind: 'escalated', message });
       return;
     }
@@ -916,7 +924,8 @@ export function describeExit(reason: ExitReason): string {
     case 'killed':
       return 'killed';
     case 'crashed': {
-      if (reason.oom) return `killed by ${reason.signal ?? 'SIGKILL'} (out of memory)`;
+      if (reason.oom && !reason.signal) return `out of memory: ${reason.message}`;
+      if (reason.oom) return `killed by ${reason.signal} (out of memory)`;
       if (reason.signal) return `killed by ${reason.signal}`;
       if (reason.code !== undefined) {
         const plain = `exit code ${reason.code}`;
@@ -929,4 +938,14 @@ export function describeExit(reason: ExitReason): string {
     case 'escalated':
       return `gave up: ${reason.message}`;
   }
+}
+
+/** `1 restart`, `3 restarts`. */
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** A period as people write it in the manifest: `10s`, `1.5s`, `250ms`. */
+function seconds(ms: number): string {
+  return ms >= 1000 ? `${Number((ms / 1000).toFixed(3))}s` : `${ms}ms`;
 }

@@ -6,10 +6,14 @@
  * with the exit reason of its predecessor, so a long-running agent resumes instead of starting over.
  *
  * JavaScript cannot kill a promise: `kill()` (brutal shutdown, or a task that outlived its
- * shutdown timeout) abandons the task, reports it `killed`, and aborts its signal.
+ * shutdown timeout) abandons the task, reports it `killed`, and aborts its signal. The spec's
+ * `maxSteps` and `maxRuntime` end an instance the same way (`crashed` with reason `step_limit` or
+ * `deadline`): the step that exceeds the limit throws `LimitExceeded` so the task's own code
+ * unwinds, but a task that spins without calling `ctx.step()` keeps the event loop for ever.
+ * Work that may spin belongs in a `worker()` (src/workers), whose thread can be terminated.
  */
 import type { ChildDriver, ChildHandle } from './driver.ts';
-import type { ExitReason } from './types.ts';
+import type { ExitReason, LimitReason } from './types.ts';
 
 export interface TaskContext {
   /** Aborted when the supervisor asks the task to stop. */
@@ -23,6 +27,11 @@ export interface TaskContext {
   save(state: unknown): void;
   /** Declares readiness (only with `readiness: 'manual'`; otherwise the task is up once started). */
   ready(): void;
+  /**
+   * Counts one step and returns the count so far; beyond the spec's `maxSteps` the instance ends
+   * (`step_limit`) and this throws `LimitExceeded`.
+   */
+  step(): number;
 }
 
 export type TaskFunction = (ctx: TaskContext) => Promise<unknown> | unknown;
@@ -44,6 +53,26 @@ export class PermanentFailure extends Error {
  * One abort reason for every task: `abort()` without one builds a DOMException with a stack
  * trace each time, which made stopping 100,000 tasks four times slower.
  */
+/** Thrown by `ctx.step()` once the instance has been ended by a limit. */
+export class LimitExceeded extends Error {
+  readonly reason: LimitReason;
+  constructor(reason: LimitReason, message: string) {
+    super(message);
+    this.name = 'LimitExceeded';
+    this.reason = reason;
+  }
+}
+
+/** The exit reason of an instance ended by `maxSteps`, shared by tasks and workers. */
+export function stepLimitExit(maxSteps: number): ExitReason {
+  return { kind: 'crashed', reason: 'step_limit', message: `step_limit: more than ${maxSteps} steps` };
+}
+
+/** The exit reason of an instance ended by `maxRuntime`, shared by tasks and workers. */
+export function deadlineExit(maxRuntime: number): ExitReason {
+  return { kind: 'crashed', reason: 'deadline', message: `deadline: still running after ${maxRuntime} ms` };
+}
+
 const stopReason = new DOMException('stopped by its supervisor', 'AbortError');
 
 const normal: ExitReason = { kind: 'normal' };
@@ -57,11 +86,22 @@ export function task(fn: TaskFunction, options: TaskOptions = {}): ChildDriver {
     start(ctx, events): ChildHandle {
       const controller = new AbortController();
       let done = false;
+      let steps = 0;
+      let limit: ExitReason | null = null;
       const finish = (reason: ExitReason) => {
         if (done) return;
         done = true;
+        deadline?.cancel();
         events.exited(reason);
       };
+      const end = (reason: ExitReason) => {
+        limit = reason;
+        finish(reason);
+        controller.abort(stopReason);
+      };
+      const { maxSteps, maxRuntime } = ctx;
+      const deadline =
+        maxRuntime === undefined ? null : ctx.clock.setTimer(maxRuntime, () => end(deadlineExit(maxRuntime)));
       const taskCtx: TaskContext = {
         signal: controller.signal,
         path: ctx.path,
@@ -72,6 +112,16 @@ export function task(fn: TaskFunction, options: TaskOptions = {}): ChildDriver {
         },
         ready: () => {
           if (!done) events.ready(true);
+        },
+        step: () => {
+          if (limit?.kind === 'crashed' && limit.reason) throw new LimitExceeded(limit.reason, limit.message);
+          steps++;
+          if (maxSteps !== undefined && steps > maxSteps) {
+            const reason = stepLimitExit(maxSteps);
+            end(reason);
+            throw new LimitExceeded('step_limit', reason.kind === 'crashed' ? reason.message : '');
+          }
+          return steps;
         },
       };
       let result: unknown;

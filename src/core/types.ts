@@ -11,7 +11,8 @@ import type { ChildDriver } from './driver.ts';
  * - `normal`: it finished on its own (exit 0, task promise resolved).
  * - `shutdown`: it stopped because it was asked to (by its supervisor or an auto-shutdown).
  * - `killed`: it was killed (brutal shutdown, or it outlived its shutdown timeout).
- * - `crashed`: anything abnormal: non-zero exit, signal, OOM kill, rejected task, failed readiness.
+ * - `crashed`: anything abnormal: non-zero exit, signal, OOM kill, rejected task, failed readiness,
+ *   or a limit (`reason`: `step_limit`, `deadline`, `oom`, `liveness`; see `LimitReason`).
  * - `permanent_failure`: the child declared it must not be restarted (s6's exit 125,
  *   systemd's `RestartPreventExitStatus`); it is reported, not looped.
  * - `escalated`: a nested supervisor exceeded its restart intensity and gave up.
@@ -26,9 +27,21 @@ export type ExitReason =
       readonly code?: number;
       readonly signal?: string;
       readonly oom?: boolean;
+      /** A limit of the spec or driver ended the instance (the process driver's OOM sets `oom` only). */
+      readonly reason?: LimitReason;
     }
   | { readonly kind: 'permanent_failure'; readonly message: string; readonly code?: number }
   | { readonly kind: 'escalated'; readonly message: string };
+
+/**
+ * Why a limit ended an instance: `step_limit` (more than `maxSteps` calls of `ctx.step()`),
+ * `deadline` (`maxRuntime` passed), `oom` (a worker's `resourceLimits` heap exceeded), `liveness`
+ * (a worker did not call `ctx.alive()` or `ctx.step()` within its heartbeat interval). Each is a
+ * crash: abnormal, so permanent and transient children are restarted, as OTP does for any exit
+ * reason other than `normal` and `shutdown`.
+ */
+export type LimitReason = 'step_limit' | 'deadline' | 'oom' | 'liveness';
+export const limitReasons: readonly LimitReason[] = ['step_limit', 'deadline', 'oom', 'liveness'];
 
 /** OTP: a transient child is restarted only when its exit reason is abnormal. */
 export function isAbnormal(reason: ExitReason): boolean {
@@ -81,6 +94,10 @@ export interface ChildSpec {
   readonly significant?: boolean;
   /** Default: none (restart at once, like OTP). */
   readonly backoff?: BackoffSpec | false;
+  /** Tasks and workers: more than this many `ctx.step()` calls ends the instance (`step_limit`). */
+  readonly maxSteps?: number;
+  /** Tasks and workers: wall-clock ms one instance may run before it is ended (`deadline`). */
+  readonly maxRuntime?: number;
 }
 
 export interface SupervisorSpec {

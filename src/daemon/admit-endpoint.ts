@@ -22,9 +22,8 @@ export interface AdmissionEndpoint {
   revoke(res: http.ServerResponse, path: string): Promise<void>;
 }
 
-function send(res: http.ServerResponse, answer: Answer): void {
-  sendJson(res, answer.status, answer.body);
-}
+/** Told every answer to an admission request (metrics.ts counts them). */
+export type AnswerListener = (node: string, status: number, body: unknown) => void;
 
 function readBody(req: http.IncomingMessage): Promise<string | null> {
   return new Promise((resolve, reject) => {
@@ -41,9 +40,13 @@ function readBody(req: http.IncomingMessage): Promise<string | null> {
   });
 }
 
-export function admissionEndpoint(children: DynamicChildren): AdmissionEndpoint {
+export function admissionEndpoint(children: DynamicChildren, onAnswer?: AnswerListener): AdmissionEndpoint {
   return {
     async admit(req, res, node, trusted = false) {
+      const send = (r: http.ServerResponse, answer: Answer) => {
+        onAnswer?.(node, answer.status, answer.body);
+        sendJson(r, answer.status, answer.body);
+      };
       const text = await readBody(req);
       if (text === null)
         return send(res, {
@@ -68,7 +71,8 @@ export function admissionEndpoint(children: DynamicChildren): AdmissionEndpoint 
       send(res, await children.admit(node, body, token, trusted));
     },
     async revoke(res, path) {
-      send(res, await children.revoke(path));
+      const answer = await children.revoke(path);
+      sendJson(res, answer.status, answer.body);
     },
   };
 }

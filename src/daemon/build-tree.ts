@@ -13,13 +13,15 @@
  * grants it returns decide what each process reaches through the filesystem (runtime/confine):
  * routed unix services, secrets (read from `<manifest dir>/secrets/NAME`, delivered in a private
  * `$CREDENTIALS_DIRECTORY`), read-only paths, a narrowed filesystem view (a grant whose `paths`
- * do not hold `/`: a new root with only those, see runtime/confine). When the tree has anything
- * to hide (a unix service or a secret), and for every child granted no network (`net: none`) or
- * a named one (`net: lan`, which joins that network's namespace, see `networkOf`), a process child
- * is confined: a private mount namespace in which the tree's whole state directory is covered
- * (what it was granted mounted back), a read-only cgroup tree, a PID namespace of its own, and no
- * capabilities (a root child with CAP_SYS_ADMIN could unmount the cover). See runtime/confine and
- * native/launcher.c.
+ * do not hold `/`: a new root with only those, see runtime/confine). Every process child is
+ * confined, whatever it asks for (a default child is untrusted too): a private mount namespace in
+ * which the tree's whole state directory is covered (what it was granted mounted back), a
+ * read-only cgroup tree, a PID namespace of its own (it sees and signals only its own subtree:
+ * not the launcher, the daemon, its siblings or another tree), and no capabilities with
+ * no_new_privs (a root child with CAP_SYS_ADMIN could unmount the cover). A child granted no
+ * network (`net: none`) or a named one (`net: lan`, see `networkOf`) also gets that network
+ * namespace. Where the host has no mount namespaces, only a tree whose policy allows advisory mode
+ * runs, unconfined. See runtime/confine and native/launcher.c.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,6 +45,7 @@ import type {
   ProcessSpec,
   Requires,
 } from '../manifest/index.ts';
+import { CounterReader, type Counters } from '../runtime/cgroup/counters.ts';
 import type { Limits } from '../runtime/cgroup/index.ts';
 import {
   planConfinement,
@@ -95,8 +98,8 @@ export interface RunningTree {
    * from now on `ps`, logs and the recovery sweep know its path. Add it with `addChild`.
    */
   dynamicChild(spec: ProcessSpec, grant: Grant): Promise<EngineChild>;
-  /** Forgets a run-time child once its supervisor no longer has it. */
-  forgetChild(path: string): void;
+  /** Forgets a run-time child once its supervisor no longer has it, and removes its cgroups. */
+  forgetChild(path: string): Promise<void>;
 }
 
 export interface BuildOptions extends Pick<SupervisorOptions, 'checkpoints' | 'holds'> {
@@ -157,7 +160,7 @@ interface Confinement {
   grants: ReadonlyMap<string, Grant>;
   /** Node path → its children's names in start order (providers before consumers). */
   startOrder: ReadonlyMap<string, readonly string[]>;
-  /** The tree has something to hide (a unix service or a secret): confine every process. */
+  /** Confine every process (always, unless the host cannot and the tree allows advisory mode). */
   hide: boolean;
   secretsDir: string;
 }
@@ -173,10 +176,12 @@ export async function buildTree(manifest: ManifestTree, options: BuildOptions): 
     const full = admitManifest(manifest, options.source ?? (await sourceOf(manifest)), host);
     throw new AdmissionError(full.ok ? [] : full.errors);
   }
-  const hide = needsHiding(manifest.root);
-  if (hide && !host.mountNamespaces) {
+  // Every child is confined from its supervisor; without mount namespaces (not root) only a tree
+  // that allows advisory mode runs, and then only what it hides must be hidden.
+  const hide = host.mountNamespaces || needsHiding(manifest.root);
+  if (!host.mountNamespaces && (needsHiding(manifest.root) || !manifest.root.policy.allowAdvisory)) {
     throw new Error(
-      `${manifest.root.path} grants unix services or secrets, which need mount namespaces (root), not available here`,
+      `${manifest.root.path}: confining its children needs mount namespaces (root), not available here; run as root, or set policy.allowAdvisory: true to run them unconfined`,
     );
   }
   const runtime = await HostRuntime.open({
@@ -362,7 +367,12 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
     inheritEnv: spec.inheritEnv,
     cwd: spec.cwd,
     uid: spec.user === null ? undefined : resolveId(spec.user, '/etc/passwd', 'user'),
-    gid: spec.group === null ? undefined : resolveId(spec.group, '/etc/group', 'group'),
+    gid:
+      spec.group !== null
+        ? resolveId(spec.group, '/etc/group', 'group')
+        : spec.user !== null
+          ? primaryGroupOf(spec.user)
+          : undefined,
     stopSignal: spec.stopSignal as NodeJS.Signals,
     permanentExitCodes: spec.permanentExitCodes,
     ready: spec.ready,
@@ -389,6 +399,24 @@ export function resolveId(value: string | number, file: string, what: string): n
   throw new Error(`unknown ${what} ${value} (not in ${file})`);
 }
 
+/** A uid with no passwd entry runs in `nogroup`. */
+const NOGROUP = 65534;
+
+/**
+ * The group of a `user:` child whose manifest names none: the user's own (its passwd entry), as
+ * systemd's `User=` does. Never the daemon's: a `user: nobody` child must not keep gid 0 (it
+ * would own root's group-writable files).
+ */
+export function primaryGroupOf(user: string | number, file = '/etc/passwd'): number {
+  const byName = typeof user === 'string' && !/^\d+$/.test(user);
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const fields = line.split(':');
+    if (fields[3] === undefined) continue;
+    if (byName ? fields[0] === user : Number(fields[2]) === Number(user)) return Number(fields[3]);
+  }
+  return NOGROUP;
+}
+
 class Tree implements RunningTree {
   readonly supervisor: Supervisor;
   readonly runtime: HostRuntime;
@@ -399,6 +427,7 @@ class Tree implements RunningTree {
   readonly #confinement: Confinement;
   /** Last cpu sample per path, to turn cumulative usage into cores. */
   #cpuSamples = new Map<string, { usec: number; at: number }>();
+  readonly #counters = new CounterReader();
 
   constructor(
     supervisor: Supervisor,
@@ -436,23 +465,29 @@ class Tree implements RunningTree {
     }
   }
 
-  forgetChild(path: string): void {
-    if (this.#specs.get(path)?.kind === 'process') this.#specs.delete(path);
+  forgetChild(path: string): Promise<void> {
+    if (this.#specs.get(path)?.kind !== 'process') return Promise.resolve();
+    this.#specs.delete(path);
+    return this.runtime.releaseGroup(path);
   }
 
   locate(path: string): { supervisor: Supervisor; id: string } | null {
     return this.supervisor.locate(path);
   }
 
-  resources(path: string): Resources {
+  grant(path: string): Resources['grant'] {
     const spec = this.#specs.get(path);
     // A renegotiated grant is in the live limits; the manifest's otherwise.
     const live = liveChildren(this.runtime).get(path)?.limits;
-    const grant = {
+    return {
       cpu: live?.cpu ?? spec?.requires.cpu ?? null,
       memory: live?.memory ?? spec?.requires.memory ?? null,
       pids: live?.pids ?? spec?.requires.pids ?? null,
     };
+  }
+
+  resources(path: string): Resources {
+    const grant = this.grant(path);
     let used: Resources['used'] = { cpu: null, memory: null };
     try {
       const usage = this.runtime.groupFor(path).usage();
@@ -468,6 +503,21 @@ class Tree implements RunningTree {
       // A path without a cgroup (yet): usage unknown.
     }
     return { grant, used };
+  }
+
+  counters(path: string): Counters | null {
+    if (!this.#inTree(path)) return null;
+    const dirs = this.runtime.groupFor(path).dirs;
+    return dirs.length === 0 ? null : this.#counters.read(dirs, this.grant(path).cpu !== null);
+  }
+
+  retainCounters(paths: readonly string[]): void {
+    this.#counters.retain(paths.filter((p) => this.#inTree(p)).map((p) => this.runtime.groupFor(p).dirs));
+  }
+
+  #inTree(path: string): boolean {
+    const root = this.runtime.rootPath;
+    return path === root || path.startsWith(`${root}/`);
   }
 
   logFiles(path: string): { dir: string; name: string } | null {

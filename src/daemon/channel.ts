@@ -27,7 +27,9 @@ import {
   type Delta,
   encode,
   type GrantQuantities,
+  idOf,
   LineSplitter,
+  MAX_STATUS,
   type ParentMessage,
   parseChildMessage,
 } from '../child/protocol.ts';
@@ -43,7 +45,12 @@ export type ChannelEvent =
       readonly path: string;
       readonly at: number;
       readonly from: 'child' | 'parent';
-      readonly message: ChildMessage | ParentMessage | { readonly invalid: string };
+      readonly message:
+        | ChildMessage
+        | ParentMessage
+        | { readonly invalid: string }
+        /** How many channel messages of this child were not journaled (over the rate limit). */
+        | { readonly suppressed: number };
     }
   | {
       readonly type: 'grant_changed';
@@ -101,7 +108,20 @@ interface Endpoint {
   status: string | null;
   ready: boolean;
   exposed: Map<string, unknown>;
+  /** Journal budget (token bucket): what a child can make the daemon write is bounded. */
+  tokens: number;
+  refilledAt: number;
+  suppressed: number;
 }
+
+/**
+ * Channel messages journaled per child: a burst, then a steady rate; the rest are counted and
+ * reported as one `suppressed` event. Bounds the journal (and daemon.log) against a child that
+ * floods `status` or invalid lines: at most (burst + rate × seconds) events of at most
+ * ~MAX_STATUS + 200 bytes each.
+ */
+const JOURNAL_BURST = 200;
+const JOURNAL_PER_SECOND = 50;
 
 export class Channels {
   readonly renegotiator: Renegotiator;
@@ -220,6 +240,9 @@ export class Channels {
       status: null,
       ready: false,
       exposed: new Map(),
+      tokens: JOURNAL_BURST,
+      refilledAt: this.#now(),
+      suppressed: 0,
     };
     await new Promise<void>((resolve, reject) => {
       ep.server.once('error', reject);
@@ -250,7 +273,12 @@ export class Channels {
     const lines = new LineSplitter(
       (line) => this.#onLine(ep, socket, line),
       () => {
-        this.#reply(ep, socket, { v: 1, type: 'denied', reasons: ['message longer than 64 KiB'] });
+        this.#reply(ep, socket, {
+          v: 1,
+          type: 'denied',
+          re: 'invalid',
+          reasons: ['message longer than 64 KiB (65536 bytes of UTF-8 before the newline)'],
+        });
         socket.end();
       },
     );
@@ -265,24 +293,58 @@ export class Channels {
   #reply(ep: Endpoint, socket: Socket, message: ParentMessage): void {
     if (ep.socket !== socket || socket.destroyed) return;
     socket.write(encode(message));
-    this.#emit({ type: 'channel', path: ep.path, at: this.#now(), from: 'parent', message });
+    this.#journal(ep, 'parent', message);
+  }
+
+  /** Reports a channel message of `ep` unless its journal budget is spent (then counts it). */
+  #journal(
+    ep: Endpoint,
+    from: 'child' | 'parent',
+    message: Extract<ChannelEvent, { type: 'channel' }>['message'],
+  ): void {
+    const now = this.#now();
+    ep.tokens = Math.min(JOURNAL_BURST, ep.tokens + ((now - ep.refilledAt) * JOURNAL_PER_SECOND) / 1000);
+    ep.refilledAt = now;
+    if (ep.tokens < 1) {
+      ep.suppressed++;
+      return;
+    }
+    if (ep.suppressed > 0 && ep.tokens >= 2) {
+      ep.tokens--;
+      this.#emit({
+        type: 'channel',
+        path: ep.path,
+        at: now,
+        from: 'child',
+        message: { suppressed: ep.suppressed },
+      });
+      ep.suppressed = 0;
+    }
+    ep.tokens--;
+    this.#emit({ type: 'channel', path: ep.path, at: now, from, message });
   }
 
   #onLine(ep: Endpoint, socket: Socket, line: string): void {
     const parsed = parseChildMessage(line);
     if (typeof parsed === 'string') {
-      this.#emit({
-        type: 'channel',
-        path: ep.path,
-        at: this.#now(),
-        from: 'child',
-        message: { invalid: line.slice(0, 200) },
+      this.#journal(ep, 'child', { invalid: line.slice(0, 200) });
+      // The request's id, when it has one, so a waiting caller settles.
+      const id = idOf(line);
+      this.#reply(ep, socket, {
+        v: 1,
+        type: 'denied',
+        ...(id === undefined ? {} : { id }),
+        re: 'invalid',
+        reasons: [parsed],
       });
-      this.#reply(ep, socket, { v: 1, type: 'denied', re: 'invalid', reasons: [parsed] });
       return;
     }
-    this.#emit({ type: 'channel', path: ep.path, at: this.#now(), from: 'child', message: parsed });
-    void this.#handle(ep, socket, parsed);
+    const message =
+      parsed.type === 'status' && parsed.text.length > MAX_STATUS
+        ? { ...parsed, text: `${parsed.text.slice(0, MAX_STATUS)}… (${parsed.text.length} characters)` }
+        : parsed;
+    this.#journal(ep, 'child', message);
+    void this.#handle(ep, socket, message);
   }
 
   async #handle(ep: Endpoint, socket: Socket, m: ChildMessage): Promise<void> {

@@ -17,12 +17,14 @@
  * Restart counters and intensity windows start over.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ExitReason } from '../core/index.ts';
 import type { ManifestTree } from '../manifest/index.ts';
 import { admissionEndpoint } from './admit-endpoint.ts';
 import { type Channels, openChannels } from './channel.ts';
 import { canAdmit, DynamicChildren } from './dynamic-children.ts';
 import { Journal, type JournalRecord, pathsOfPids } from './journal.ts';
+import { Metrics } from './metrics.ts';
 import { type ControlServer, createControlServer, type TcpOptions } from './server.ts';
 import { acquireStateDir, DurableState, type StatePaths, statePaths } from './state.ts';
 import type { DaemonInfo, RecoveryReport, RunningTree, TreeBuilder } from './types.ts';
@@ -36,6 +38,8 @@ export interface DaemonOptions {
   onEvent?(record: JournalRecord): void;
   /** Also serve the control API on TCP, authenticated by tokens (`server.ts`). */
   tcp?: TcpOptions;
+  /** Serve the dashboard (and the API behind it) on TCP too, with this admin token (`web.ts`). */
+  web?: TcpOptions;
 }
 
 export interface Daemon {
@@ -119,7 +123,23 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     options.onEvent?.(r);
   };
   const sup = tree.supervisor;
+  // A child's log on a full disk: said once when records start being dropped, once on resuming.
+  if ('onLogTrouble' in tree.runtime)
+    tree.runtime.onLogTrouble = (path, t) =>
+      journalled(
+        t.state === 'dropping'
+          ? { type: 'log_dropping', path, at: sup.clock.now(), error: t.error }
+          : {
+              type: 'log_resumed',
+              path,
+              at: sup.clock.now(),
+              dropped: t.dropped,
+              droppedBytes: t.droppedBytes,
+            },
+      );
+  const metrics = new Metrics(tree);
   sup.subscribe((event) => {
+    metrics.observe(event);
     const record = j.append(event);
     options.onEvent?.(record);
   });
@@ -135,6 +155,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   const startedAt = Date.now();
   let control: ControlServer | undefined;
+  let webUrl: string | null = null;
   const info = (): DaemonInfo => ({
     pid: process.pid,
     name: options.manifest.root.name,
@@ -144,10 +165,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     state: sup.state,
     version: packageVersion(),
     tcp: control?.tcpAddress() ?? null,
+    web: webUrl,
+    journal: j.health,
   });
 
   // The runtime is closed whatever stopped the root: a `down`, a signal, or an escalation.
   const treeGone: Promise<ExitReason> = sup.whenStopped().then(async (reason) => {
+    tree.retainCounters?.([]);
     await channels?.close();
     await tree.runtime.close();
     return reason;
@@ -171,15 +195,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     release();
     throw err;
   }
-  const admission = dynamic ? admissionEndpoint(dynamic) : undefined;
+  const admission = dynamic
+    ? admissionEndpoint(dynamic, (node, status, body) => metrics.admission(node, status, body))
+    : undefined;
   const scopesOf = dynamic ? (token: string) => (dynamic as DynamicChildren).scopesOf(token) : undefined;
-  control = createControlServer({ tree, journal: j, info, down: stop, admission, scopesOf });
+  control = createControlServer({ tree, journal: j, info, down: stop, admission, scopesOf, metrics });
   let serving = `the control socket ${paths.socket}`;
   try {
     await control.listen(paths.socket);
     if (options.tcp) {
       serving = `TCP ${options.tcp.host}:${options.tcp.port}`;
       await control.listenTcp(options.tcp);
+    }
+    if (options.web) {
+      serving = `the dashboard on ${options.web.host}:${options.web.port}`;
+      webUrl = await control.listenTcp(options.web, 'web');
     }
   } catch (err) {
     await control.close();
@@ -238,7 +268,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   started.catch(() => {});
   const finished = treeGone.then(async (reason) => {
     await control?.close();
-    await import('node:fs/promises').then((fs) => fs.rm(paths.socket, { force: true }));
+    await import('node:fs/promises').then(async (fs) => {
+      await fs.rm(paths.socket, { force: true });
+      // Shell sessions whose clients were killed: their children are stopped with the tree.
+      await fs.rm(join(paths.dir, 'shells'), { recursive: true, force: true });
+    });
     // Stopped in order: the next `up` starts from the manifest alone.
     durable.remove();
     j.close();

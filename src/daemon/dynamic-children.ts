@@ -56,6 +56,7 @@ import type {
   ProcessSpec,
 } from '../manifest/index.ts';
 import type { errorsOfReasons } from './admission.ts';
+import { baseRequestOf, endpointText, exceedsTemplate } from './admission-bounds.ts';
 import { contractOf } from './contracts.ts';
 import { digest } from './http-util.ts';
 import type { JournalEvent } from './journal.ts';
@@ -96,7 +97,7 @@ export interface AdmittingTree extends RunningTree {
   readonly host: HostCapabilities;
   readonly manifest: ManifestTree;
   dynamicChild(spec: ProcessSpec, grant: Grant): Promise<EngineChild>;
-  forgetChild(path: string): void;
+  forgetChild(path: string): Promise<void>;
 }
 
 export function canAdmit(tree: RunningTree): tree is AdmittingTree {
@@ -212,6 +213,8 @@ export class DynamicChildren {
   readonly #requests = new Map<string, RequestRecord>();
   readonly #inflight = new Map<string, { hash: string; answer: Promise<Answer> }>();
   readonly #revoking = new Map<string, Promise<Answer>>();
+  /** Cgroup removals under way, by path: a new child of the same name waits for its own. */
+  readonly #cleanups = new Map<string, Promise<void>>();
   /** Re-adds under way (recovery, a node restarted). */
   readonly #pending = new Set<Promise<void>>();
 
@@ -331,7 +334,11 @@ export class DynamicChildren {
 
   #granted(r: AdmittedRecord): Answer {
     const grant = grantOfPath(this.#tree.caps, r.path);
-    return { status: 201, body: { requestId: r.requestId, path: r.path, node: r.node, ...grantBody(grant) } };
+    const spec = this.#specs.get(r.path);
+    return {
+      status: 201,
+      body: { requestId: r.requestId, path: r.path, node: r.node, ...grantBody(grant, spec) },
+    };
   }
 
   /** Everything up to the durable grant is synchronous: concurrent requests cannot interleave. */
@@ -392,7 +399,9 @@ export class DynamicChildren {
       requestId,
       node: nodePath,
       path: spec.path,
-      spec: mergeTemplate(rules.template, raw),
+      // With its restart type as admitted: restored as `temporary` (the default), never as the
+      // manifest's default `permanent`, so a one-shot job is not rerun after a daemon restart.
+      spec: { ...mergeTemplate(rules.template, raw), restart: spec.restart },
       at: Date.now(),
     };
     this.#admitted.set(spec.path, record);
@@ -413,6 +422,7 @@ export class DynamicChildren {
       grant: reserved(granted.grant),
     });
     try {
+      await this.#cleanups.get(spec.path);
       const child = await this.#tree.dynamicChild(spec, granted.grant);
       await sup.addChild(child);
     } catch (err) {
@@ -450,6 +460,21 @@ export class DynamicChildren {
     if (!result.ok) return rejected(422, 'invalid_spec', reasonsOf(result.errors));
     const spec = result.spec;
     if (spec.kind !== 'process') return failure(422, 'invalid_spec', 'only processes can be admitted');
+    // What the template gives on its own: the request may only narrow it.
+    const baseRaw = mergeTemplate(rules.template, baseRequestOf(raw));
+    baseRaw.restart ??= 'temporary';
+    const base = loadedManifestLayer().parseChild(baseRaw, node.path, {
+      fileName: 'template',
+      baseDir: this.#tree.manifest.dir,
+      parentAutoShutdown: node.autoShutdown,
+    });
+    if (!base.ok) return rejected(422, 'exceeds_template', reasonsOf(base.errors));
+    if (base.spec.kind === 'process') {
+      const tpl = rules.template?.requires;
+      const templateRequires = new Set(isRecord(tpl) ? Object.keys(tpl) : []);
+      const over = exceedsTemplate(node.path, base.spec, spec, templateRequires);
+      if (over.length > 0) return rejected(422, 'exceeds_template', over);
+    }
     if (spec.restart === 'permanent')
       return rejected(422, 'invalid_spec', [
         {
@@ -530,6 +555,7 @@ export class DynamicChildren {
         if (at.supervisor.child(at.id)) await at.supervisor.deleteChild(at.id).catch(() => {});
       }
       const returned = this.#admitted.has(path) ? this.#end(path, 'revoked') : { cpu: 0, memory: 0, pids: 0 };
+      await this.#cleanups.get(path);
       return { status: 200, body: { path, requestId: record.requestId, returned } };
     })();
     this.#revoking.set(path, answer);
@@ -559,7 +585,20 @@ export class DynamicChildren {
     const returned = released.ok ? released.returned : { cpu: 0, memory: 0, pids: 0 };
     this.#admitted.delete(path);
     this.#specs.delete(path);
-    this.#tree.forgetChild(path);
+    const cleanup = this.#tree
+      .forgetChild(path)
+      .catch((err: unknown) =>
+        this.#record({
+          type: 'cleanup_failed',
+          path,
+          at: this.#tree.supervisor.clock.now(),
+          why: (err as Error).message,
+        }),
+      )
+      .finally(() => {
+        if (this.#cleanups.get(path) === cleanup) this.#cleanups.delete(path);
+      });
+    this.#cleanups.set(path, cleanup);
     this.#save();
     this.#record({
       type: 'revoked',
@@ -614,7 +653,8 @@ export class DynamicChildren {
       return 'not restorable: a malformed record in state.json';
     const node = this.#nodes.get(r.node);
     if (!node || node.admission === null) return `not restorable: ${r.node} is no longer open to admission`;
-    const result = loadedManifestLayer().parseChild(r.spec, r.node, {
+    // Records written before the restart type was kept: an admission's default is temporary.
+    const result = loadedManifestLayer().parseChild({ restart: 'temporary', ...r.spec }, r.node, {
       fileName: 'state.json',
       baseDir: this.#tree.manifest.dir,
       parentAutoShutdown: node.autoShutdown,
@@ -662,14 +702,32 @@ function tokenIn(file: string, presented: Buffer): boolean {
 }
 
 /** The 201 body's grant: quantities as `ps` shows them, and every capability granted. */
-function grantBody(grant: Grant | undefined): { grant: unknown; capabilities: unknown } {
-  if (!grant) return { grant: null, capabilities: null };
+function grantBody(
+  grant: Grant | undefined,
+  spec: ProcessSpec | undefined,
+): { grant: unknown; capabilities: unknown; identity: unknown } {
+  if (!grant) return { grant: null, capabilities: null, identity: null };
   const q = (v: { reserved: number }) => (v.reserved === 0 ? null : v.reserved);
+  // Every socket made for the child (unix ones included, which caps does not track), by name.
+  const listen = spec
+    ? Object.fromEntries(Object.entries(spec.requires.listen).map(([n, ep]) => [n, endpointText(ep)]))
+    : grant.listen;
   return {
     grant: { cpu: q(grant.cpu), memory: q(grant.memory), pids: q(grant.pids) },
+    // Who the child runs as and what it takes from the daemon's environment.
+    identity: spec
+      ? {
+          user: spec.user,
+          group: spec.group,
+          inheritEnv: spec.inheritEnv,
+          env: Object.keys(spec.env),
+          supervisor: spec.supervisor,
+          priority: spec.priority,
+        }
+      : null,
     capabilities: {
       net: grant.net,
-      listen: grant.listen,
+      listen,
       services: grant.services.map((s) => ({ name: s.name, from: s.from })),
       paths: grant.paths,
       secrets: grant.secrets,

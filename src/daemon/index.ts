@@ -12,7 +12,14 @@ export {
   urlPath,
 } from './client.ts';
 export { type Daemon, type DaemonOptions, defaultBuilder, startDaemon } from './daemon.ts';
-export { Journal, type JournalFilter, type JournalRecord, pathMatches, readJournal } from './journal.ts';
+export {
+  Journal,
+  type JournalFilter,
+  type JournalHealth,
+  type JournalRecord,
+  pathMatches,
+  readJournal,
+} from './journal.ts';
 export {
   type Access,
   ApiFailure,

@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import type { SupervisorEvent } from '../core/index.ts';
 import type { ChannelEvent } from './channel.ts';
+import { openAppend, openRead } from './private-fs.ts';
 
 /**
  * What the daemon itself records about recovery after an earlier daemon died (the engine knows
@@ -62,13 +63,35 @@ export type DaemonEvent =
       readonly requestId: string;
       readonly why: string;
       readonly returned: { readonly cpu: number; readonly memory: number; readonly pids: number };
+    }
+  | {
+      /** A child's log file cannot be written (a full disk): its records are dropped from now on. */
+      readonly type: 'log_dropping';
+      readonly path: string;
+      readonly at: number;
+      readonly error: string;
+    }
+  | {
+      /** The log file can be written again; `dropped` records were lost meanwhile. */
+      readonly type: 'log_resumed';
+      readonly path: string;
+      readonly at: number;
+      readonly dropped: number;
+      readonly droppedBytes: number;
+    }
+  | {
+      /** A gone run-time child's cgroups could not be removed (they stay until `down`). */
+      readonly type: 'cleanup_failed';
+      readonly path: string;
+      readonly at: number;
+      readonly why: string;
     };
 
 /** `channel` and `grant_changed`: the parent–child channel and renegotiation (channel.ts). */
 export type JournalEvent = SupervisorEvent | DaemonEvent | ChannelEvent;
 
 export type JournalRecord = JournalEvent & {
-  /** Position in this daemon run, from 1. */
+  /** Position in the journal, from 1, going on across daemon restarts. */
   readonly seq: number;
   /** ms epoch. */
   readonly ts: number;
@@ -113,30 +136,84 @@ export function matches(filter: JournalFilter, r: JournalRecord): boolean {
   return (filter.since === undefined || r.ts >= filter.since) && pathMatches(filter.path, r.path);
 }
 
+/** What the journal could not write (a full disk, an I/O error): `ps` and `doctor` say so. */
+export interface JournalHealth {
+  /** The records are only in memory (the last `RING` of them) since `since`. */
+  degraded: boolean;
+  /** ms epoch of the first failed write, or null. */
+  since: number | null;
+  error: string | null;
+  /** Records not written to the file (kept in memory, newest `RING`). */
+  unwritten: number;
+}
+
+/** Records kept in memory while the file cannot be written. */
+const RING = 1000;
+
 export class Journal {
   readonly file: string;
   #fd: number | null;
-  #seq = 0;
+  #seq: number;
   #now: () => number;
   #listeners = new Set<(r: JournalRecord) => void>();
   #syncing = false;
   #syncAgain = false;
+  #health: JournalHealth = { degraded: false, since: null, error: null, unwritten: 0 };
+  #ring: JournalRecord[] = [];
 
   constructor(file: string, options: { now?: () => number } = {}) {
     this.file = file;
-    this.#fd = fs.openSync(file, 'a', 0o644);
+    // Numbers go on from the last record an earlier daemon wrote: SSE ids stay monotonic.
+    this.#seq = lastSeq(file);
+    this.#fd = openAppend(file);
     this.#now = options.now ?? Date.now;
   }
 
+  get health(): JournalHealth {
+    return { ...this.#health };
+  }
+
+  /** The records kept in memory while the file could not be written, oldest first. */
+  unwrittenRecords(): readonly JournalRecord[] {
+    return this.#ring;
+  }
+
+  /** Never throws: a write that fails degrades to memory, the next one tries the file again. */
   append(event: JournalEvent): JournalRecord {
     const ts = this.#now();
     const record = { ...event, seq: ++this.#seq, ts, time: new Date(ts).toISOString() } as JournalRecord;
     if (this.#fd !== null) {
-      fs.writeSync(this.#fd, `${JSON.stringify(record)}\n`);
-      if (durable.has(event.type)) this.#sync();
+      try {
+        // After a failed write the file may end mid-line: the torn line is ended first, so
+        // this record stays readable on a line of its own.
+        fs.writeSync(this.#fd, `${this.#health.degraded ? '\n' : ''}${JSON.stringify(record)}\n`);
+        if (this.#health.degraded) this.#health = { ...this.#health, degraded: false };
+        if (durable.has(event.type)) this.#sync();
+      } catch (err) {
+        this.#failed(err, record);
+      }
     }
-    for (const fn of this.#listeners) fn(record);
+    for (const fn of this.#listeners) {
+      try {
+        fn(record);
+      } catch {
+        // A subscriber's fault (a client gone mid-write) is its own: the journal goes on.
+        this.#listeners.delete(fn);
+      }
+    }
     return record;
+  }
+
+  #failed(err: unknown, record: JournalRecord): void {
+    const h = this.#health;
+    this.#health = {
+      degraded: true,
+      since: h.degraded ? h.since : record.ts,
+      error: (err as Error).message,
+      unwritten: h.unwritten + 1,
+    };
+    this.#ring.push(record);
+    if (this.#ring.length > RING) this.#ring.shift();
   }
 
   /** One fsync in flight at a time; whatever was written meanwhile rides on the next one. */
@@ -148,8 +225,15 @@ export class Journal {
     const fd = this.#fd;
     if (fd === null) return;
     this.#syncing = true;
-    fs.fsync(fd, () => {
+    fs.fsync(fd, (err) => {
       this.#syncing = false;
+      if (err && !this.#health.degraded)
+        this.#health = {
+          degraded: true,
+          since: this.#now(),
+          error: err.message,
+          unwritten: this.#health.unwritten,
+        };
       if (this.#syncAgain && this.#fd === fd) {
         this.#syncAgain = false;
         this.#sync();
@@ -165,9 +249,40 @@ export class Journal {
 
   close(): void {
     if (this.#fd === null) return;
-    fs.fsyncSync(this.#fd);
-    fs.closeSync(this.#fd);
+    const fd = this.#fd;
     this.#fd = null;
+    try {
+      fs.fsyncSync(fd);
+    } catch {
+      // Nothing more can be done for the last records on a failing disk.
+    }
+    fs.closeSync(fd);
+  }
+}
+
+/** The `seq` of the journal's last complete record (0 when there is none). */
+export function lastSeq(file: string, window = 64 << 10): number {
+  const fd = openRead(file);
+  if (fd === null) return 0;
+  try {
+    const size = fs.fstatSync(fd).size;
+    const start = Math.max(0, size - window);
+    const buf = Buffer.alloc(size - start);
+    fs.readSync(fd, buf, 0, buf.length, start);
+    const lines = buf.toString('utf8').split('\n');
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const line = lines[i]!;
+      if (!line.startsWith('{')) continue;
+      try {
+        const seq = (JSON.parse(line) as { seq?: unknown }).seq;
+        if (typeof seq === 'number' && Number.isSafeInteger(seq)) return seq;
+      } catch {
+        // A torn last line (a crash mid-write): the one before it counts.
+      }
+    }
+    return 0;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -185,7 +300,9 @@ export function pathsOfPids(
   if (pids.size === 0 || end <= 0) return out;
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    const opened = openRead(file);
+    if (opened === null) return out;
+    fd = opened;
   } catch {
     return out;
   }

@@ -23,7 +23,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { childrenOf, grantOf, type Requires, remainingOf, renegotiate } from '../caps/index.ts';
-import type { Delta, GrantQuantities } from '../child/protocol.ts';
+import { type Delta, type GrantQuantities, MAX_CPU } from '../child/protocol.ts';
 import type { ProcessSpec } from '../manifest/index.ts';
 import type { Limits } from '../runtime/cgroup/index.ts';
 import type { RunningTree } from './build-tree.ts';
@@ -68,6 +68,12 @@ interface Sample {
 const CPU_MARGIN_MILLI = 20;
 const MEMORY_MARGIN_MIN = 16 * 2 ** 20;
 const PIDS_MARGIN_MIN = 4;
+/**
+ * The least cpu a grant can be, in millicores: what the kernel enforces at least (cgroup v1 takes
+ * no quota below 1 ms per 100 ms period, so 0.001 cores would run as 0.01). A grant is rounded up
+ * to it, so what is reported is what is enforced.
+ */
+export const MIN_CPU_MILLI = 10;
 
 export class Renegotiator {
   readonly #tree: RunningTree;
@@ -137,8 +143,8 @@ export class Renegotiator {
     const plans = new Map<Quantity, { grant: number; takes: { id: string; grant: number }[] }>();
     let measured: Map<string, Measured> | null = null;
     for (const q of QUANTITIES) {
-      const amount = amounts[q];
-      if (amount === undefined) continue;
+      const asked = amounts[q];
+      if (asked === undefined) continue;
       if (parentGrant[q].reserved === 0) {
         reasons.push(
           `${q}: ${parentPath} reserves no ${q} (it shares its own parent's remainder), so it has none to hand out`,
@@ -147,6 +153,8 @@ export class Renegotiator {
       }
       const slack = internal(q, parentRemaining[q]);
       const own = internal(q, grantOf(caps, path)![q].reserved);
+      // Round a tiny grant up to what the kernel enforces.
+      const amount = q === 'cpu' ? Math.max(asked, MIN_CPU_MILLI - own) : asked;
       let donors: Donor[] = [];
       if (amount > slack) {
         measured ??= await this.#measureSiblings(parentPath, path);
@@ -156,7 +164,14 @@ export class Renegotiator {
           const d = demandOf(q, m);
           if (d === null) return [];
           return [
-            { id: m.path, grant, demand: d, weight: m.weight, priority: m.priority, floor: floorOf(q, m) },
+            {
+              id: m.path,
+              grant,
+              demand: d,
+              weight: m.weight,
+              priority: m.priority,
+              floor: q === 'cpu' ? MIN_CPU_MILLI : floorOf(q, m),
+            },
           ];
         });
       }
@@ -171,8 +186,10 @@ export class Renegotiator {
           `${q}: asked +${show(q, amount)}, at most +${show(q, plan.available)} can be granted now ` +
             `(${parentPath} has ${show(q, slack)} unreserved; ` +
             (donors.length === 0
-              ? 'no sibling reserving it is idle'
-              : `idle siblings could give back ${show(q, plan.reclaimable)}`) +
+              ? 'no measured sibling reserves it'
+              : plan.reclaimable === 0
+                ? 'no sibling has any to spare: each uses what it holds or is at its fair share'
+                : `siblings using less than they hold could give back ${show(q, plan.reclaimable)}`) +
             `; the fair share lets ${path} grow by ${show(q, Math.max(slack, plan.fairGrowth))})`,
         );
         continue;
@@ -230,11 +247,13 @@ export class Renegotiator {
       const amount = amounts[q];
       if (amount === undefined) continue;
       const own = internal(q, grantOf(this.#tree.caps, path)![q].reserved);
-      if (amount >= own)
+      const least = q === 'cpu' ? MIN_CPU_MILLI : 1;
+      if (own <= least || amount >= own)
         reasons.push(
-          `${q}: cannot give back ${show(q, amount)} of a reservation of ${show(q, own)} (keep at least ${show(q, 1)})`,
+          `${q}: cannot give back ${show(q, amount)} of a reservation of ${show(q, own)} (keep at least ${show(q, least)}${q === 'cpu' ? ', the least quota the kernel enforces' : ''})`,
         );
-      else grants[q] = own - amount;
+      // Giving back below what the kernel enforces keeps the enforced minimum.
+      else grants[q] = Math.max(least, own - amount);
     }
     if (reasons.length > 0) return { ok: false, reasons };
     const step: Step = { path, grants, cause: 'release' };
@@ -440,6 +459,8 @@ function toInternal(delta: Delta): Partial<Record<Quantity, number>> | string {
     const v = delta[q];
     if (v === undefined) continue;
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) return `${q} must be a positive number`;
+    if (v > (q === 'cpu' ? MAX_CPU : Number.MAX_SAFE_INTEGER))
+      return `${q} ${v} is more than any host holds (at most ${q === 'cpu' ? MAX_CPU : Number.MAX_SAFE_INTEGER})`;
     const n = internal(q, v);
     if (q === 'cpu' && (n === 0 || Math.abs(n - v * 1000) > 1e-6))
       return `cpu must be a multiple of 0.001 core, got ${v}`;

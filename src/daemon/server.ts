@@ -24,9 +24,11 @@ import { formatRecord, type LogRecord, parseRecord, readLogSince } from '../runt
 import type { AdmissionEndpoint } from './admit-endpoint.ts';
 import { bearerToken, digest, sendJson } from './http-util.ts';
 import { type Journal, type JournalFilter, type JournalRecord, matches, readJournal } from './journal.ts';
+import { type Metrics, render } from './metrics.ts';
 import { snapshot } from './snapshot.ts';
 import { parseSince } from './time.ts';
 import type { DaemonInfo, RunningTree } from './types.ts';
+import { cookieToken, isStatic, serveStatic } from './web.ts';
 
 export interface ControlOptions {
   tree: RunningTree;
@@ -38,6 +40,8 @@ export interface ControlOptions {
   admission?: AdmissionEndpoint;
   /** The nodes whose `admission.tokens` hold `token` (TCP only); absent: none do. */
   scopesOf?(token: string): string[];
+  /** `GET /metrics`, `/v1/stats`, `/v1/admissions` (metrics.ts); absent: those answer 404. */
+  metrics?: Metrics;
 }
 
 /** Who is asking: the unix socket's owner, or a TCP caller by the token it presented. */
@@ -155,7 +159,7 @@ export interface ControlServer {
   /** Serves on a unix socket, replacing a stale socket file; only the owner may connect. */
   listen(socketPath: string): Promise<void>;
   /** Also serves on TCP, every request authenticated by a bearer token; resolves with the URL. */
-  listenTcp(options: TcpOptions): Promise<string>;
+  listenTcp(options: TcpOptions, role?: 'api' | 'web'): Promise<string>;
   /** `http://HOST:PORT` while serving on TCP, else null. */
   tcpAddress(): string | null;
   /** Ends live streams, stops accepting, resolves once in-flight requests are answered. */
@@ -288,6 +292,58 @@ export function createControlServer(options: ControlOptions): ControlServer {
     replaying = false;
   }
 
+  /** `/metrics`, `/v1/stats`, `/v1/admissions`: figures read now (see metrics.ts). */
+  function observe(
+    res: http.ServerResponse,
+    url: URL,
+    access: Access,
+    method: string,
+    what: 'metrics' | 'stats' | 'admissions',
+  ): void {
+    if (method !== 'GET' && method !== 'HEAD')
+      throw new ApiFailure(405, 'method_not_allowed', `${url.pathname} takes GET, not ${method}`);
+    const metrics = options.metrics;
+    if (!metrics) throw new ApiFailure(404, 'unknown_route', `${url.pathname}: this daemon keeps no metrics`);
+    if (what === 'metrics') adminOnly(access, method, url.pathname);
+    for (const key of url.searchParams.keys())
+      if (key !== 'path')
+        throw new ApiFailure(400, 'bad_param', `${url.pathname} takes only ?path=/tree/path, not ${key}`);
+    const raw = url.searchParams.get('path');
+    const under = raw === null ? null : treePath(raw.split('/').filter((s) => s !== ''));
+    if (under !== null) {
+      inScope(access, under);
+      if (!tree.supervisor.tree().some((e) => e.path === under))
+        throw new ApiFailure(404, 'not_found', `no node or child ${under} in this tree (see: captree ps)`);
+    }
+    const keep = (path: string) =>
+      (under === null || within(path, under)) &&
+      (access.kind !== 'scoped' || access.nodes.some((n) => within(path, n)));
+    if (what === 'admissions') {
+      sendJson(res, 200, {
+        counts: metrics.admissions().filter((a) => keep(a.node)),
+        refusals: metrics.refusals().filter((r) => keep(r.node)),
+      });
+      return;
+    }
+    const stats = metrics.stats();
+    const reply = {
+      ...stats,
+      paths: stats.paths.filter((p) => keep(p.path)),
+      admissions: stats.admissions.filter((a) => keep(a.node)),
+    };
+    if (what === 'stats') {
+      sendJson(res, 200, reply);
+      return;
+    }
+    const text = render(reply);
+    res.writeHead(200, {
+      'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+      'cache-control': 'no-store',
+    });
+    res.end(method === 'HEAD' ? undefined : text);
+  }
+
   const admission = (): AdmissionEndpoint => {
     if (!options.admission)
       throw new ApiFailure(409, 'admission_unavailable', 'this tree cannot admit children at run time');
@@ -298,6 +354,7 @@ export function createControlServer(options: ControlOptions): ControlServer {
     const url = new URL(req.url ?? '/', 'http://captree');
     const segments = url.pathname.split('/').filter((s) => s !== '');
     const method = req.method ?? 'GET';
+    if (url.pathname === '/metrics') return observe(res, url, access, method, 'metrics');
     if (segments[0] !== 'v1') {
       throw new ApiFailure(404, 'unknown_route', `${method} ${url.pathname}: this API lives under /v1`);
     }
@@ -355,6 +412,10 @@ export function createControlServer(options: ControlOptions): ControlServer {
           return events(req, res, url, access);
         }
         break;
+      case 'stats':
+      case 'admissions':
+        if (rest.length === 0) return observe(res, url, access, method, resource);
+        break;
       case 'logs': {
         expect('GET');
         const path = treePath(rest);
@@ -380,7 +441,22 @@ export function createControlServer(options: ControlOptions): ControlServer {
 
   /** A TCP caller's access, by its bearer token; throws the 401 or 403. */
   function authenticate(req: http.IncomingMessage, admin: Buffer): Access {
-    const token = bearerToken(req);
+    let token = bearerToken(req);
+    // The dashboard's cookie (web.ts) opens reads only: a cross-site form cannot act through it.
+    const cookie = cookieToken(req);
+    if (token === undefined && cookie !== undefined) {
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        throw new ApiFailure(
+          403,
+          'cookie_read_only',
+          `${req.method} needs Authorization: Bearer TOKEN; the dashboard's login cookie opens reads only`,
+        );
+      token = cookie;
+    }
+    return accessOf(token, admin);
+  }
+
+  function accessOf(token: string | null | undefined, admin: Buffer): Access {
     if (token === undefined)
       throw new ApiFailure(
         401,
@@ -403,32 +479,54 @@ export function createControlServer(options: ControlOptions): ControlServer {
   // socket would otherwise hold `server.close()` (and the daemon's exit) for seconds.
   let inFlight = 0;
   let closing = false;
-  let tcp: http.Server | null = null;
-  const servers = () => (tcp ? [server, tcp] : [server]);
+  const tcp: http.Server[] = [];
+  const servers = () => [server, ...tcp];
   const handler =
-    (access: (req: http.IncomingMessage) => Access) =>
+    (access: (req: http.IncomingMessage) => Access, admin: Buffer | null) =>
     (req: http.IncomingMessage, res: http.ServerResponse) => {
       inFlight++;
       res.once('close', () => {
         inFlight--;
         if (closing && inFlight === 0) for (const s of servers()) s.closeAllConnections();
       });
+      const url = new URL(req.url ?? '/', 'http://captree');
+      if (isStatic(url.pathname)) {
+        const check = (token: string): string | null => {
+          if (admin === null) return null;
+          try {
+            accessOf(token, admin);
+            return null;
+          } catch (err) {
+            return (err as Error).message;
+          }
+        };
+        serveStatic(req, res, url, check).catch((err: unknown) => sendError(res, err));
+        return;
+      }
       new Promise<Access>((resolve) => resolve(access(req)))
         .then((a) => route(req, res, a))
         .catch((err: unknown) => sendError(res, err));
     };
-  const server = http.createServer(handler(() => ({ kind: 'local' })));
-  const tcpAddress = (): string | null => {
-    const a = tcp?.address();
+  const server = http.createServer(handler(() => ({ kind: 'local' }), null));
+  bound(server, UNIX_MAX_CONNECTIONS, null);
+  const addressOf = (s: http.Server | undefined): string | null => {
+    const a = s?.address();
     if (!a || typeof a !== 'object') return null;
     return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   };
+  // The `--listen` server, not the dashboard's (`--web`): `GET /v1/daemon`'s `tcp`.
+  let api: http.Server | undefined;
+  const tcpAddress = (): string | null => addressOf(api);
   return {
     server,
-    async listenTcp({ host, port, token }) {
+    async listenTcp({ host, port, token }, role = 'api') {
       if (token.trim() === '') throw new Error('the admin token is empty');
       const admin = digest(token);
-      const s = http.createServer(handler((req) => authenticate(req, admin)));
+      const s = http.createServer(
+        { headersTimeout: TCP_HEADERS_TIMEOUT_MS, requestTimeout: TCP_HEADERS_TIMEOUT_MS },
+        handler((req) => authenticate(req, admin), admin),
+      );
+      bound(s, TCP_MAX_CONNECTIONS, TCP_MAX_PER_PEER);
       await new Promise<void>((resolve, reject) => {
         s.once('error', reject);
         s.listen(port, host, () => {
@@ -436,8 +534,9 @@ export function createControlServer(options: ControlOptions): ControlServer {
           resolve();
         });
       });
-      tcp = s;
-      return tcpAddress() as string;
+      tcp.push(s);
+      if (role === 'api') api = s;
+      return addressOf(s) as string;
     },
     tcpAddress,
     async listen(socketPath) {
@@ -477,4 +576,36 @@ function pathOk(filter: JournalFilter, r: JournalRecord): boolean {
 function toRecord(line: string): LogRecord {
   const text = line.endsWith('\n') ? line.slice(0, -1) : line;
   return parseRecord(text) ?? { ts: Date.now(), stream: 'out', partial: false, text };
+}
+
+/**
+ * Descriptors are the supervisor's to keep: anyone who can reach `--listen` could otherwise hold
+ * thousands of idle connections (no token is needed to connect) until the next child exit fails
+ * with EMFILE. So the API holds at most this many connections, a TCP peer at most a few, and a TCP
+ * connection that has not sent its request (token included) in 10 s is closed.
+ */
+const TCP_MAX_CONNECTIONS = 256;
+const TCP_MAX_PER_PEER = 16;
+const TCP_HEADERS_TIMEOUT_MS = 10_000;
+/** The control socket is 0600 (its owner only), but a runaway script must not exhaust fds either. */
+const UNIX_MAX_CONNECTIONS = 512;
+
+function bound(server: http.Server, total: number, perPeer: number | null): void {
+  server.maxConnections = total;
+  if (perPeer === null) return;
+  const peers = new Map<string, number>();
+  server.on('connection', (socket) => {
+    const peer = socket.remoteAddress ?? '';
+    const n = (peers.get(peer) ?? 0) + 1;
+    if (n > perPeer) {
+      socket.destroy();
+      return;
+    }
+    peers.set(peer, n);
+    socket.once('close', () => {
+      const left = (peers.get(peer) ?? 1) - 1;
+      if (left <= 0) peers.delete(peer);
+      else peers.set(peer, left);
+    });
+  });
 }

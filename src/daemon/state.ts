@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createExclusive, ensurePrivateDir, readPrivate, writeAtomic } from './private-fs.ts';
 
 export const STATE_DIR_NAME = '.captree';
 
@@ -38,7 +39,7 @@ export function stateDirFor(manifestFile: string): string {
 /** The daemon pid recorded in the state dir, or null. */
 export function readPid(paths: StatePaths): number | null {
   try {
-    const pid = Number.parseInt(fs.readFileSync(paths.pidFile, 'utf8').trim(), 10);
+    const pid = Number.parseInt((readPrivate(paths.pidFile) ?? '').trim(), 10);
     return Number.isInteger(pid) && pid > 0 ? pid : null;
   } catch {
     return null;
@@ -83,10 +84,10 @@ export function liveOwner(paths: StatePaths): number | null {
  * owns it. Returns a release function that removes the pid file (only if still ours).
  */
 export function acquireStateDir(paths: StatePaths): () => void {
-  fs.mkdirSync(paths.dir, { recursive: true });
+  ensurePrivateDir(paths.dir);
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const fd = fs.openSync(paths.pidFile, 'wx', 0o644);
+      const fd = createExclusive(paths.pidFile);
       fs.writeSync(fd, `${process.pid}\n`);
       fs.fsyncSync(fd);
       fs.closeSync(fd);
@@ -146,13 +147,9 @@ export class DurableState {
 
   /** The state left by an earlier daemon, or an empty one; a file that cannot be parsed is an error. */
   static load(file: string): DurableState {
-    let text: string;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new DurableState(file, []);
-      throw err;
-    }
+    // Refused when it is a symlink or another user's: its commands would run as this user.
+    const text = readPrivate(file);
+    if (text === null) return new DurableState(file, []);
     let parsed: Partial<StateFile>;
     try {
       parsed = JSON.parse(text) as Partial<StateFile>;
@@ -193,20 +190,6 @@ export class DurableState {
       held: this.held as string[],
       ...Object.fromEntries(this.#sections),
     };
-    const tmp = `${this.file}.tmp`;
-    const fd = fs.openSync(tmp, 'w', 0o644);
-    try {
-      fs.writeSync(fd, `${JSON.stringify(data, null, 2)}\n`);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, this.file);
-    const dir = fs.openSync(path.dirname(this.file), 'r');
-    try {
-      fs.fsyncSync(dir);
-    } finally {
-      fs.closeSync(dir);
-    }
+    writeAtomic(this.file, `${JSON.stringify(data, null, 2)}\n`);
   }
 }

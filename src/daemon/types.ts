@@ -5,6 +5,9 @@
  */
 import type { HoldStore, Supervisor } from '../core/index.ts';
 import type { ManifestTree } from '../manifest/index.ts';
+import type { Counters } from '../runtime/cgroup/counters.ts';
+import type { LogTrouble } from '../runtime/logs/index.ts';
+import type { JournalHealth } from './journal.ts';
 
 export interface Resources {
   /** Cores, bytes, count granted; null = unlimited. */
@@ -16,9 +19,23 @@ export interface Resources {
 export interface RunningTree {
   readonly supervisor: Supervisor;
   /** Closed after the supervisor stopped: removes cgroups, stops the launcher. */
-  readonly runtime: { close(): Promise<void> };
+  readonly runtime: {
+    close(): Promise<void>;
+    /** Hears that a child's log file cannot be written (records dropped), or can again. */
+    onLogTrouble?: ((path: string, t: LogTrouble) => void) | undefined;
+  };
   locate(path: string): { supervisor: Supervisor; id: string } | null;
   resources(path: string): Resources;
+  /** The grant alone, without reading usage (metrics read the counters themselves). */
+  grant?(path: string): Resources['grant'];
+  /**
+   * The kernel's counters for a path's cgroup, read now (`GET /metrics`); null without a cgroup.
+   * `keep` lists the paths still worth holding files open for; others' are closed. Absent: an
+   * in-process tree (no cgroups).
+   */
+  counters?(path: string): Counters | null;
+  /** After a scrape: closes the counter files of paths not in `paths`. */
+  retainCounters?(paths: readonly string[]): void;
   logFiles(path: string): { dir: string; name: string } | null;
   onLog(path: string, fn: (line: string) => void): () => void;
   /**
@@ -53,7 +70,7 @@ export interface PsEntry {
   path: string;
   /** Depth below the root (root = 0), for indentation. */
   depth: number;
-  kind: 'node' | 'process' | 'task';
+  kind: 'node' | 'process' | 'task' | 'worker';
   state: string;
   pid: number | null;
   uptimeMs: number | null;
@@ -78,6 +95,10 @@ export interface DaemonInfo {
   version: string;
   /** `http://HOST:PORT` when the API is also served on TCP (`up --listen`), else null. */
   tcp: string | null;
+  /** `http://HOST:PORT` of the dashboard (`up --web`), else null. */
+  web: string | null;
+  /** Whether events reach the journal file (a full disk degrades it to memory). */
+  journal: JournalHealth;
 }
 
 /** The JSON error body of every failed API call. */

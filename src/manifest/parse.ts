@@ -5,8 +5,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { Document, LineCounter, parseDocument } from 'yaml';
+import { Document, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
+import { interpolate, interpolationLookup, type Lookup, readEnvFile } from './env.ts';
+import { fieldHint, restartHint } from './hints.ts';
 import {
   NAME_RE,
   type NodeInput,
@@ -42,6 +44,37 @@ export type ParseResult =
 export interface ParseOptions {
   /** Directory relative paths (cwd, requires.paths) resolve against; default: the file's. */
   baseDir?: string;
+  /** What `${VAR}` reads (then `.env` beside the manifest); default: this process's environment. */
+  env?: NodeJS.ProcessEnv;
+  /** false: leave `$` alone (default: interpolate, as docker compose does). */
+  interpolate?: boolean;
+}
+
+/**
+ * `${VAR}` in every string value (keys stay as written). A plain scalar is re-read after
+ * substitution, so `port: ${PORT}` is a number as if written `port: 8080`.
+ */
+function interpolateDocument(
+  doc: Document.Parsed,
+  lookup: Lookup,
+  error: (at: number, message: string) => ManifestError,
+): ManifestError[] {
+  const errors: ManifestError[] = [];
+  visit(doc, {
+    Scalar(key, node) {
+      if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('$')) return;
+      const result = interpolate(node.value, lookup);
+      if ('error' in result) {
+        errors.push(error(node.range?.[0] ?? 0, result.error));
+        return;
+      }
+      if (node.type === 'PLAIN') {
+        const reread = parseDocument(result.value).contents;
+        node.value = isScalar(reread) ? reread.value : result.value;
+      } else node.value = result.value;
+    },
+  });
+  return errors;
 }
 
 export const DEFAULT_MANIFEST = 'captree.yaml';
@@ -55,7 +88,8 @@ export async function loadManifest(path = DEFAULT_MANIFEST): Promise<ParseResult
 /** Parses manifest text; `fileName` is what errors are reported against. */
 export function parseManifest(text: string, fileName: string, options: ParseOptions = {}): ParseResult {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  // logLevel 'error': the library's warnings go to process.emitWarning (stderr), not to our errors.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
   const source: ManifestSource = {
     file: fileName,
     dir: options.baseDir ?? dirname(resolve(fileName)),
@@ -64,6 +98,10 @@ export function parseManifest(text: string, fileName: string, options: ParseOpti
     nodes: new Map(),
   };
   const errors: ManifestError[] = [];
+  const indentation = indentationError(text, doc.errors, lineCounter, fileName);
+  // One broken indentation makes the parser report several confusing errors, often on the line
+  // before; the structure after it is a guess, so this one error is all there is to say.
+  if (indentation) return { ok: false, errors: [indentation], source };
   for (const error of doc.errors) {
     const start = lineCounter.linePos(error.pos[0]);
     const message = (error.message.split('\n')[0] ?? error.message).replace(
@@ -79,9 +117,34 @@ export function parseManifest(text: string, fileName: string, options: ParseOpti
       message: `YAML: ${message}`,
     });
   }
+  if (errors.length === 0 && options.interpolate !== false)
+    errors.push(
+      ...interpolateDocument(
+        doc,
+        interpolationLookup(options.env ?? process.env, resolve(source.dir, '.env')),
+        (range, message) => {
+          const at = lineCounter.linePos(range);
+          return { file: fileName, line: at.line, col: at.col, path: '', field: '', message };
+        },
+      ),
+    );
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: 1000 });
+    // toJS stringifies a collection used as a key with a warning on stderr; say it ourselves.
+    if (raw !== null && typeof raw === 'object')
+      for (const pair of (doc.contents as { items?: { key?: unknown }[] } | null)?.items ?? [])
+        if (pair.key !== null && typeof pair.key === 'object' && 'items' in pair.key) {
+          const at = lineCounter.linePos((pair.key as { range?: number[] }).range?.[0] ?? 0);
+          errors.push({
+            file: fileName,
+            line: at.line,
+            col: at.col,
+            path: '',
+            field: '',
+            message: 'YAML: a list or mapping cannot be a key; check the indentation',
+          });
+        }
   } catch (error) {
     errors.push({
       file: fileName,
@@ -135,6 +198,74 @@ export function parseChild(
   });
   if (errors.length > 0 || !spec) return { ok: false, errors, source };
   return { ok: true, spec, source };
+}
+
+const indentationCodes = new Set([
+  'BAD_INDENT',
+  'TAB_AS_INDENT',
+  'BLOCK_AS_IMPLICIT_KEY',
+  'MULTILINE_IMPLICIT_KEY',
+  'MISSING_CHAR',
+]);
+
+/**
+ * The line whose indentation broke the document: the first non-blank line, from just before
+ * the parser's first error, whose indentation no line above it opened (a key's column, or the
+ * column after a `- `). Null when the errors are not about indentation.
+ */
+function indentationError(
+  text: string,
+  errors: readonly { code: string; pos: [number, number]; message: string }[],
+  lineCounter: LineCounter,
+  file: string,
+): ManifestError | null {
+  const first = errors[0];
+  if (!first || !indentationCodes.has(first.code)) return null;
+  if (first.code === 'MISSING_CHAR' && !/without - indicator|followed by map values/.test(first.message))
+    return null;
+  const lines = text.split('\n');
+  const reported = lineCounter.linePos(first.pos[0]).line;
+  const opened = new Set<number>([0]);
+  let opener = false;
+  let scalar: number | null = null;
+  let prevIndent = 0;
+  const error = (i: number, indent: number, message: string): ManifestError => ({
+    file,
+    line: i + 1,
+    col: indent + 1,
+    path: '',
+    field: '',
+    message: `YAML: ${message}`,
+  });
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.trim() === '' || line.trimStart().startsWith('#')) continue;
+    const indent = line.length - line.trimStart().length;
+    if (scalar !== null && indent > scalar) continue; // inside a `|` or `>` block
+    scalar = null;
+    const candidate = i + 1 >= reported - 1;
+    if (candidate && /^ *\t/.test(line))
+      return error(i, indent, `tabs cannot indent; use spaces on line ${i + 1}`);
+    if (candidate && !opened.has(indent) && !(opener && indent > prevIndent))
+      return error(i, indent, `expected a mapping here; check the indentation of line ${i + 1}`);
+    // A shallower line closes the levels deeper than it; a deeper one opens its own.
+    for (const o of [...opened]) if (o > indent) opened.delete(o);
+    opened.add(indent);
+    const item = /^( *)((?:- +)+)/.exec(line);
+    if (item) opened.add(item[1]!.length + item[2]!.length);
+    opener = /:\s*(#.*)?$/.test(line) || /^\s*-\s*$/.test(line);
+    if (/:\s*[|>][-+0-9]*\s*(#.*)?$/.test(line)) scalar = indent;
+    prevIndent = item ? item[1]!.length + item[2]!.length : indent;
+  }
+  const at = lineCounter.linePos(first.pos[0]);
+  return {
+    file,
+    line: at.line,
+    col: at.col,
+    path: '',
+    field: '',
+    message: `YAML: expected a mapping here; check the indentation of line ${at.line}`,
+  };
 }
 
 function sortErrors(errors: ManifestError[]): ManifestError[] {
@@ -297,11 +428,17 @@ class Checker {
       const known = keysAt(schema, path);
       for (const key of issue.keys) {
         const hint = suggest(key, known);
-        const help = hint
-          ? `did you mean '${hint}'?`
-          : known.length > 0
-            ? `known fields: ${known.join(', ')}`
-            : 'it takes none (write {})';
+        const other = fieldHint(key);
+        // A plural or a case slip (cpus, Restart) is a typo; other words come from other tools.
+        const slip = hint !== undefined && [hint, `${hint}s`].includes(key.toLowerCase());
+        const help =
+          hint && (slip || !other)
+            ? `did you mean '${hint}'?`
+            : other
+              ? other
+              : known.length > 0
+                ? `known fields: ${known.join(', ')}`
+                : 'it takes none (write {})';
         this.fail(
           [...at, ...path, key],
           treePath,
@@ -337,7 +474,9 @@ class Checker {
         issue.input,
         issue.values.filter((value): value is string => typeof value === 'string'),
       );
-      if (hint) message += `; did you mean '${hint}'?`;
+      const restart = path.at(-1) === 'restart' ? restartHint(issue.input) : undefined;
+      if (restart) message += `; ${restart}`;
+      else if (hint) message += `; did you mean '${hint}'?`;
     }
     this.fail([...at, ...path], treePath, fieldText(path), message);
   }
@@ -451,12 +590,28 @@ class Checker {
     this.source.nodes.set(treePath, at);
     const input = this.validate(processSchema, raw, at, treePath);
     if (!input) return null;
+    const fromFiles: Record<string, string> = {};
+    const envFiles = input.envFile === undefined ? [] : [input.envFile].flat();
+    for (const [i, file] of envFiles.entries()) {
+      const read = readEnvFile(resolve(this.source.dir, file));
+      if ('vars' in read) Object.assign(fromFiles, read.vars);
+      else
+        this.fail(
+          typeof input.envFile === 'string' ? [...at, 'envFile'] : [...at, 'envFile', i],
+          treePath,
+          'envFile',
+          read.error,
+        );
+    }
     return {
       kind: 'process',
       name: input.name,
       path: treePath,
       command: argv(input.command),
-      env: Object.fromEntries(Object.entries(input.env).map(([key, value]) => [key, String(value)])),
+      env: {
+        ...fromFiles,
+        ...Object.fromEntries(Object.entries(input.env).map(([key, value]) => [key, String(value)])),
+      },
       inheritEnv: input.inheritEnv,
       cwd: resolve(this.source.dir, input.cwd ?? '.'),
       user: input.user ?? null,
@@ -503,7 +658,10 @@ class Checker {
       listen: Object.fromEntries(
         Object.entries(input?.listen ?? {}).map(([name, value]) => [
           name,
-          typeof value === 'string' ? tcp(value) : ({ type: 'unix', path: value.unix } as const),
+          // A unix socket is created where the manifest says, not where the daemon happens to run.
+          typeof value === 'string'
+            ? tcp(value)
+            : ({ type: 'unix', path: resolve(this.source.dir, value.unix) } as const),
         ]),
       ),
       paths,

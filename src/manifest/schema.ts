@@ -469,6 +469,12 @@ function processFields() {
         must('a mapping NAME: value'),
       )
       .prefault({}),
+    envFile: z
+      .union([z.string().min(1), z.array(z.string().min(1))], must('a file or a list of files'))
+      .optional()
+      .meta({
+        description: 'Files of NAME=value lines (relative to the manifest) merged under env, which wins.',
+      }),
     inheritEnv: z
       .union(
         [z.literal(true), z.array(z.string().regex(ENV_NAME_RE, must('an environment variable name')))],

@@ -31,7 +31,7 @@ import { join, resolve } from 'node:path';
 import { type CgroupGroup, type CgroupHost, probeCgroups } from './cgroup/index.ts';
 import { credentialsDir, servicesDir } from './confine/index.ts';
 import { type ExitEvent, Launcher, type NotifyEvent, type SpawnResult } from './launcher/client.ts';
-import { ChildLog, type StreamTag } from './logs/index.ts';
+import { ChildLog, type LogTrouble, type StreamTag } from './logs/index.ts';
 
 export interface HostRuntimeOptions {
   /** Where the launcher socket, sd_notify sockets and logs live. */
@@ -126,6 +126,7 @@ export class HostRuntime {
   readonly rootPath: string;
   #groups = new Map<string, CgroupGroup>();
   #logs = new Map<string, ChildLog>();
+  #onLogTrouble: ((path: string, t: LogTrouble) => void) | undefined;
   #closed = false;
   #notify = new Map<number, (n: NotifyEvent) => void>();
   /** Path → pid of a live launcher child not yet adopted; emptied by `sweep()`. */
@@ -183,7 +184,7 @@ export class HostRuntime {
 
   static async open(options: HostRuntimeOptions): Promise<HostRuntime> {
     const stateDir = resolve(options.stateDir);
-    mkdirSync(join(stateDir, 'logs'), { recursive: true });
+    mkdirSync(join(stateDir, 'logs'), { recursive: true, mode: 0o750 });
     mkdirSync(join(stateDir, 'run'), { recursive: true, mode: 0o700 });
     // Mount points a confined child finds covered (see runtime/confine): they must exist.
     mkdirSync(servicesDir(stateDir), { recursive: true, mode: 0o755 });
@@ -429,6 +430,22 @@ export class HostRuntime {
     };
   }
 
+  /**
+   * A run-time child is gone for good (revoked, or never started): its cgroups go too, so no
+   * directory is left behind and a later child of the same name starts with no old charge.
+   */
+  async releaseGroup(path: string): Promise<void> {
+    const group = this.#groups.get(path);
+    if (!group) return;
+    if (group.pids().length > 0) {
+      await group.kill().catch(() => {});
+      await group.waitEmpty(AbortSignal.timeout(5000)).catch(() => {});
+    }
+    for (const known of [...this.#groups.keys()])
+      if (known === path || known.startsWith(`${path}/`)) this.#groups.delete(known);
+    await group.remove();
+  }
+
   /** The cgroup of a tree path, created (or re-adopted) on first use under its parent's. */
   groupFor(path: string): CgroupGroup {
     const known = this.#groups.get(path);
@@ -442,11 +459,16 @@ export class HostRuntime {
     return group;
   }
 
+  /** Who hears that a child's log cannot be written (the daemon journals it). */
+  set onLogTrouble(fn: ((path: string, t: LogTrouble) => void) | undefined) {
+    this.#onLogTrouble = fn;
+  }
+
   /** The log of a process child, created on first use; it outlives the child's restarts. */
   logFor(path: string, options: LogOptions): ChildLog {
     let log = this.#logs.get(path);
     if (!log) {
-      log = openChildLog(this.logsDir, path, options);
+      log = openChildLog(this.logsDir, path, options, (t) => this.#onLogTrouble?.(path, t));
       this.#logs.set(path, log);
       const pending = this.#pendingOutput.get(path);
       if (pending) {
@@ -519,6 +541,17 @@ export function logName(path: string): string {
 }
 
 /** The rotating log of the child at `path`, under `dir`. */
-export function openChildLog(dir: string, path: string, options: LogOptions): ChildLog {
-  return new ChildLog({ dir, name: logName(path), maxBytes: options.maxSize, keep: options.keep });
+export function openChildLog(
+  dir: string,
+  path: string,
+  options: LogOptions,
+  onTrouble?: (t: LogTrouble) => void,
+): ChildLog {
+  return new ChildLog({
+    dir,
+    name: logName(path),
+    maxBytes: options.maxSize,
+    keep: options.keep,
+    ...(onTrouble ? { onTrouble } : {}),
+  });
 }

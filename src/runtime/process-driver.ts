@@ -52,6 +52,7 @@ import {
   waitHttp,
   waitTcp,
 } from './readiness/index.ts';
+import { servedByAnother } from './readiness/precheck.ts';
 import type { LivenessSpec, ReadySpec } from './readiness/spec.ts';
 
 export type { LivenessSpec, ReadySpec } from './readiness/spec.ts';
@@ -190,6 +191,8 @@ class ProcessInstance implements ChildHandle {
   readonly #abort = new AbortController();
   #group: CgroupGroup | null = null;
   #log: ChildLog | null = null;
+  /** When the current instance was spawned (ms epoch): its log lines from then on are its own. */
+  #spawnedAt = 0;
   #stopRequested = false;
   #killed = false;
   #failure: ExitReason | null = null;
@@ -226,6 +229,14 @@ class ProcessInstance implements ChildHandle {
       }
       if (o.limits) group.setLimits(o.limits);
       this.#log = this.#runtime.logFor(this.#path, o.logs);
+      // A passed listening socket (LISTEN_FDS) is ours and answers already: nothing to tell then.
+      if ((o.ready?.type === 'tcp' || o.ready?.type === 'http') && !o.listenFds?.length) {
+        const taken = await servedByAnother(o.ready);
+        if (taken) {
+          this.#report({ kind: 'crashed', message: taken });
+          return;
+        }
+      }
       const sdNotify = o.ready?.type === 'sd_notify' || o.watchdog !== null;
       const mounts: MountSpec | undefined =
         o.mounts || o.credentials
@@ -236,6 +247,7 @@ class ProcessInstance implements ChildHandle {
                 : {}),
             }
           : undefined;
+      this.#spawnedAt = Date.now();
       spawned = await this.#runtime.launcher.spawn({
         argv: o.command,
         env: childEnv(o, this.#path),
@@ -370,6 +382,10 @@ class ProcessInstance implements ChildHandle {
           break;
         case 'log': {
           const matcher = new LogMatcher(ready.pattern, wait);
+          // Lines this instance printed before the watch began (a fast child prints its ready
+          // line while the spawn is still being answered): from the tail, then live.
+          for (const r of this.#log?.tail.records(this.#spawnedAt) ?? [])
+            if (r.stream !== 'sys') matcher.feed(r.text);
           const off = this.#log?.onRecord((r) => {
             if (r.stream !== 'sys') matcher.feed(r.text);
           });
@@ -467,7 +483,7 @@ class ProcessInstance implements ChildHandle {
     if (lost && !this.#killed)
       this.#failure ??= { kind: 'crashed', message: `launcher lost: ${lost.message}` };
     // One read of the group's state: every cgroup file read is on the restart path.
-    const empty = group.isEmpty();
+    const empty = await isEmptyWhenFdsAllow(group);
     const daemonized = exit.code === 0 && !this.#stopRequested && !this.#killed && !this.#failure && !empty;
     if (daemonized) {
       this.#log?.note('main process exited 0; still supervising what it left running in its cgroup');
@@ -525,4 +541,20 @@ function withTimeout<T>(promise: Promise<T>, ms: number, signal: AbortSignal): P
       },
     );
   });
+}
+
+/**
+ * `group.isEmpty()`, waiting out a shortage of file descriptors (EMFILE, ENFILE) instead of
+ * failing the exit handling: a child's exit must be handled whatever else holds descriptors.
+ */
+async function isEmptyWhenFdsAllow(group: CgroupGroup): Promise<boolean> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return group.isEmpty();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== 'EMFILE' && code !== 'ENFILE') || attempt >= 100) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
 }

@@ -152,7 +152,7 @@ children:
     seen.add(entries[0]!.pid!);
     const r = await captree(['revoke', `/${name}/pool/job`], dir);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, `revoked /${name}/pool/job (returned cpu 0.1, memory 16777216, pids 0)\n`);
+    assert.equal(r.stdout, `revoked /${name}/pool/job (returned cpu 0.1, memory 16Mi, pids 0)\n`);
     assert.deepEqual(
       (await psJson(dir)).filter((e) => pool(name, e)),
       [],

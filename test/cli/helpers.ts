@@ -50,7 +50,8 @@ export function freePort(): Promise<number> {
 /** A temp copy of examples/demo with a unique tree name and free ports. */
 export async function demoCopy(): Promise<{ dir: string; name: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'captree-cli-'));
-  cpSync(join(repo, 'examples/demo'), dir, { recursive: true });
+  // Without the state a `npm run demo` in the clone leaves beside the example.
+  cpSync(join(repo, 'examples/demo'), dir, { recursive: true, filter: (src) => !src.includes('/.captree') });
   const name = `ct${process.pid}${Math.random().toString(36).slice(2, 7)}`;
   const [db, api] = [await freePort(), await freePort()];
   const file = join(dir, 'captree.yaml');

@@ -1,6 +1,6 @@
 /** The human output: the ps table, tree glyphs, colour rules, event lines and the live view's throttle. */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, mock, test } from 'node:test';
 import { palette } from '../../src/cli/cli.ts';
 import { LiveView } from '../../src/cli/live.ts';
 import { eventLine, formatBytes, renderTable, treePrefixes } from '../../src/cli/render.ts';
@@ -89,7 +89,40 @@ describe('ps table', () => {
 });
 
 describe('live view', () => {
-  test('a burst of events draws once, later; nothing is scheduled when nothing changes', async () => {
+  test('figures refresh once a second with no event, and a use above the grant shows clamped', () => {
+    mock.timers.enable({ apis: ['setInterval', 'setTimeout', 'Date'] });
+    try {
+      const out = fakeTty();
+      const rows = [
+        entry('/s', 0),
+        entry('/s/a', 1, {
+          grant: { cpu: 0.1, memory: null, pids: null },
+          used: { cpu: 0.21, memory: null },
+        }),
+      ];
+      const view = new LiveView(out, palette(out, { NO_COLOR: '1' }), () => rows, 'header');
+      const base = out.writes.length;
+      mock.timers.tick(999);
+      assert.equal(out.writes.length, base);
+      mock.timers.tick(1);
+      mock.timers.tick(0);
+      assert.equal(out.writes.length, base + 1, 'one redraw after a second');
+      mock.timers.tick(1000);
+      mock.timers.tick(0);
+      assert.equal(out.writes.length, base + 2);
+      const frame = out.writes.at(-1) ?? '';
+      assert.match(frame, /0\.1\/0\.1/);
+      assert.doesNotMatch(frame, /0\.21/);
+      view.close();
+      const closed = out.writes.length;
+      mock.timers.tick(5000);
+      assert.equal(out.writes.length, closed, 'nothing after close');
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  test('a burst of events draws once, later, not synchronously', async () => {
     const out = fakeTty();
     let calls = 0;
     const view = new LiveView(

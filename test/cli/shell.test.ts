@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,7 +86,10 @@ describe('captree shell, driven through tmux', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'captree-shell-'));
-    cpSync(join(repo, 'examples/dev-shell'), dir, { recursive: true });
+    cpSync(join(repo, 'examples/dev-shell'), dir, {
+      recursive: true,
+      filter: (src) => !src.includes('/.captree'),
+    });
     name = `sh${process.pid}${Math.random().toString(36).slice(2, 6)}`;
     const file = join(dir, 'captree.yaml');
     const text = readFileSync(file, 'utf8')
@@ -119,6 +122,7 @@ describe('captree shell, driven through tmux', () => {
     if (daemonPid !== null && alive([daemonPid]).length > 0) {
       const r = await captree(['down'], dir);
       if (r.code !== 0) killAll([daemonPid, ...seen]);
+      else assert.equal(existsSync(join(dir, '.captree/shells')), false, 'down removes every session dir');
     }
     hostServer?.close();
     assert.deepEqual(cgroupsNamed(name), [], 'no cgroup of the tree is left');
@@ -229,5 +233,20 @@ describe('captree shell, driven through tmux', () => {
     assert.deepEqual(await Promise.all([close('c', 0), close('d', 3)]), [0, 3]);
     assert.deepEqual(shellsOf(await psJson(dir)), []);
     assert.deepEqual(readdirSync(join(dir, '.captree/shells')), [], 'session dirs are removed');
+  });
+
+  test('a client killed with SIGKILL leaves no session dir: the next shell sweeps it', async () => {
+    await open('e');
+    const [left] = readdirSync(join(dir, '.captree/shells'));
+    const client = Number(/\.(\d+)\.[0-9a-f]{8}$/.exec(left ?? '')?.[1]);
+    assert.ok(client > 0, `the session dir names its client: ${left}`);
+    process.kill(client, 'SIGKILL');
+    // The pane may already have ended with its client (and the tmux server with it).
+    await tmux('kill-session', '-t', at('e')).catch(() => {});
+    await open('f');
+    const dirs = readdirSync(join(dir, '.captree/shells'));
+    assert.equal(dirs.length, 1, `only the live session's dir: ${dirs.join(', ')}`);
+    assert.notEqual(dirs[0], left);
+    assert.equal(await close('f', 0), 0);
   });
 });

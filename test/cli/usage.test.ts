@@ -48,7 +48,7 @@ describe('help and usage', () => {
   });
 
   test('without a running tree: exit 1, one actionable line', async () => {
-    for (const args of [['ps'], ['down'], ['events'], ['logs', '/x/y'], ['restart', '/x/y']]) {
+    for (const args of [['ps'], ['events'], ['logs', '/x/y'], ['restart', '/x/y']]) {
       const r = await captree(args, empty);
       assert.equal(r.code, 1, args.join(' '));
       assert.equal(r.stderr, 'captree: no running tree in ./.captree (start one with: captree up)\n');

@@ -16,6 +16,17 @@ describe('intensity', () => {
     assert.equal(v.add(1001), true, 'the restart at 0 left the window');
   });
 
+  it('RestartWindow.countAt: restarts still in the window at a time, without changing it', () => {
+    const w = new RestartWindow(3, 1000);
+    w.add(0);
+    w.add(600);
+    assert.equal(w.countAt(700), 2);
+    assert.equal(w.countAt(1000), 1, 'the restart at 0 is out at 1000 (window is (now-period, now])');
+    assert.equal(w.countAt(1700), 0);
+    assert.equal(w.count, 2, 'a query prunes nothing');
+    assert.equal(w.add(900), true);
+  });
+
   it('intensity 0 gives up on the first restart', () => {
     assert.equal(new RestartWindow(0, 1000).add(0), false);
   });

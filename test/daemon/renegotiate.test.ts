@@ -177,7 +177,7 @@ children:
     assert.ok(file.startsWith(tree.runtime.stateDir));
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.deepEqual(channels.paths(), [`${root}/busy`]);
-    const env = readFileSync(`/proc/${tree.supervisor.child('busy')!.pid}/environ`, 'utf8').split('\0');
+    const env = environOfProgram(tree.supervisor.child('busy')!.pid as number);
     assert.ok(env.includes(`CAPTREE_CHANNEL=${file}`));
     assert.ok(env.some((e) => e.startsWith('CAPTREE_GRANT={"cpu":0.2,')));
     const cg = env
@@ -303,3 +303,19 @@ children:
     }
   });
 });
+
+/**
+ * The environment of a confined child's program: the pid the engine reports is the launcher's
+ * outer process of its PID namespace, and the program runs below it (init, then the program).
+ */
+function environOfProgram(pid: number): string[] {
+  let p = pid;
+  for (let depth = 0; depth < 3; depth++) {
+    const env = readFileSync(`/proc/${p}/environ`, 'utf8').split('\0');
+    if (env.some((e) => e.startsWith('CAPTREE_PATH='))) return env;
+    const kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    if (kids.length === 0) return env;
+    p = Number(kids[0]);
+  }
+  return readFileSync(`/proc/${p}/environ`, 'utf8').split('\0');
+}

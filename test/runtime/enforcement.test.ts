@@ -20,6 +20,7 @@ import { formatErrors, parseManifest } from '../../src/manifest/index.ts';
 import { Launcher } from '../../src/runtime/launcher/client.ts';
 import { rootOr, uniqueName } from '../support/host.ts';
 import { freePort, httpGet } from '../support/net.ts';
+import { reachable, reachableNode } from '../support/reachable.ts';
 import { cleanupsAfter, cmd, type Running, upTree } from '../support/tree.ts';
 
 const NODE = process.execPath;
@@ -225,7 +226,8 @@ describe('secrets as credential files', () => {
         '  - name: db',
         '    restart: temporary',
         '    user: nobody',
-        `    command: ${cmd(NODE, PROBE, 'read:%CREDENTIALS_DIRECTORY%/DB_PASSWORD', 'stat:%CREDENTIALS_DIRECTORY%/DB_PASSWORD', 'stat:%CREDENTIALS_DIRECTORY%', 'write:%CREDENTIALS_DIRECTORY%/extra', 'read:@DIR@/secrets/DB_PASSWORD', 'env', 'id')}`,
+        // Reachable by nobody even from a clone under a 0700 home directory.
+        `    command: ${cmd(reachableNode(), reachable(PROBE), 'read:%CREDENTIALS_DIRECTORY%/DB_PASSWORD', 'stat:%CREDENTIALS_DIRECTORY%/DB_PASSWORD', 'stat:%CREDENTIALS_DIRECTORY%', 'write:%CREDENTIALS_DIRECTORY%/extra', 'read:@DIR@/secrets/DB_PASSWORD', 'env', 'id')}`,
         '    requires: { secrets: [DB_PASSWORD] }',
         '  - name: sibling',
         '    restart: temporary',

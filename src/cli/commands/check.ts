@@ -9,6 +9,7 @@ import {
   type NodeSpec,
 } from '../../manifest/index.ts';
 import { CliError, type Command, jsonOption } from '../cli.ts';
+import { reachErrors } from '../reach.ts';
 
 /** Counts nodes (the root included) and processes. */
 export function countTree(root: NodeSpec): { nodes: number; processes: number } {
@@ -33,7 +34,11 @@ export async function validate(
   }
   const parsed = await loadManifest(file);
   if (!parsed.ok) return { tree: null, errors: parsed.errors };
-  const errors = await checkTree(parsed.tree, parsed.source);
+  const errors = [
+    ...(await checkTree(parsed.tree, parsed.source)),
+    ...reachErrors(parsed.tree.root, parsed.source),
+  ];
+  errors.sort((a, b) => a.line - b.line || a.col - b.col);
   return errors.length > 0 ? { tree: null, errors } : { tree: parsed.tree, errors: [] };
 }
 

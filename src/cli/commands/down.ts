@@ -1,8 +1,17 @@
 /** `captree down`: stops the running tree in order and waits until the daemon is gone. */
 import { setTimeout as delay } from 'node:timers/promises';
 import { eachLine, NotRunningError } from '../../daemon/client.ts';
-import { isAlive } from '../../daemon/state.ts';
-import { CliError, type Command, connect, display, jsonOption, notRunning, stateOption } from '../cli.ts';
+import { isAlive, liveOwner } from '../../daemon/state.ts';
+import {
+  CliError,
+  type Command,
+  connect,
+  display,
+  findState,
+  jsonOption,
+  notRunning,
+  stateOption,
+} from '../cli.ts';
 
 /** Waits for a process to disappear; after `down` answered, only its exit is left, so this is short. */
 async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
@@ -29,7 +38,19 @@ Example:
   options: { ...jsonOption, ...stateOption },
   positionals: [0, 0],
   async run({ values }, io) {
-    const connection = await connect(values, io);
+    let connection: Awaited<ReturnType<typeof connect>>;
+    try {
+      connection = await connect(values, io);
+    } catch (err) {
+      // Nothing to stop is what `down` wants: say so and succeed, as `docker compose down` does.
+      const paths = findState(values, io);
+      if (err instanceof CliError && liveOwner(paths) === null && !err.message.includes('running below')) {
+        if (values.json) io.stdout.write(`${JSON.stringify({ stopped: false, running: false })}\n`);
+        else io.stdout.write(`captree: nothing is running in ${display(paths.dir, io.cwd)}\n`);
+        return 0;
+      }
+      throw err;
+    }
     const { client, paths } = connection;
     // Local only (no --url): connect read the daemon's info.
     const info = connection.info!;

@@ -1,5 +1,5 @@
 /** `captree ps`: the running tree at a glance, or as JSON for scripts. */
-import type { PsEntry } from '../../daemon/index.ts';
+import type { DaemonInfo, JournalHealth, PsEntry } from '../../daemon/index.ts';
 import { type Command, connect, jsonOption, palette, remoteOptions, stateOption } from '../cli.ts';
 import { renderTable } from '../render.ts';
 
@@ -28,6 +28,14 @@ Example:
     }
     const lines = renderTable(entries, { palette: palette(io.stdout, io.env) });
     io.stdout.write(`${lines.join('\n')}\n`);
+    const journal = (await client.json<DaemonInfo>('/v1/daemon').catch(() => null))?.journal;
+    if (journal?.degraded) io.stderr.write(`captree: warning: ${journalWarning(journal)}\n`);
     return 0;
   },
 };
+
+/** What a degraded journal means for the operator. */
+export function journalWarning(j: JournalHealth): string {
+  const since = j.since === null ? '' : ` since ${new Date(j.since).toISOString()}`;
+  return `the journal cannot be written${since} (${j.error ?? 'unknown error'}): ${j.unwritten} event(s) kept in memory only; free space in the state directory`;
+}

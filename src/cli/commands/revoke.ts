@@ -9,6 +9,7 @@ import {
   replyError,
   stateOption,
 } from '../cli.ts';
+import { formatBytes } from '../render.ts';
 
 export const revoke: Command = {
   name: 'revoke',
@@ -35,7 +36,7 @@ Example:
     if (reply.status !== 200) throw replyError(reply);
     const r = (reply.body?.returned ?? {}) as { cpu?: number; memory?: number; pids?: number };
     io.stdout.write(
-      `revoked ${path} (returned cpu ${r.cpu ?? 0}, memory ${r.memory ?? 0}, pids ${r.pids ?? 0})\n`,
+      `revoked ${path} (returned cpu ${r.cpu ?? 0}, memory ${formatBytes(r.memory ?? 0)}, pids ${r.pids ?? 0})\n`,
     );
     return 0;
   },

@@ -12,7 +12,7 @@
  *    the shell's exit code (128 + signal when it was killed).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { type ApiReply, urlPath } from '../../daemon/client.ts';
@@ -71,12 +71,39 @@ function userPart(): string {
  */
 function sessionDir(stateDir: string, name: string): string {
   const parent = join(stateDir, 'shells');
-  // Unique: another `captree shell` may be trying the same name right now.
-  const dir = join(parent, `${name}.${randomBytes(4).toString('hex')}`);
+  // Unique: another `captree shell` may be trying the same name right now. The client's pid
+  // is in the name so that a session whose client was killed (-9) is swept by the next one.
+  const dir = join(parent, `${name}.${process.pid}.${randomBytes(4).toString('hex')}`);
   if (Buffer.byteLength(join(dir, 'relay.sock')) > 100) return mkdtempSync(join(tmpdir(), 'captree-shell-'));
   mkdirSync(parent, { recursive: true, mode: 0o700 });
+  sweepSessions(parent);
   mkdirSync(dir, { mode: 0o700 });
   return dir;
+}
+
+/** Removes the session dirs of clients that no longer run (`<name>.<pid>.<rand>`). */
+export function sweepSessions(parent: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const pid = Number(/\.(\d+)\.[0-9a-f]{8}$/.exec(entry)?.[1]);
+    if (!Number.isInteger(pid) || pid <= 0 || alive(pid)) continue;
+    rmSync(join(parent, entry), { recursive: true, force: true });
+  }
+}
+
+/** Running: it exists and is not a zombie waiting for a parent that may never reap it. */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }
 
 const ACCEPT_TIMEOUT_MS = 15_000;

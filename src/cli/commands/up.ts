@@ -25,6 +25,13 @@ import {
 } from '../../daemon/index.ts';
 // Not the manifest layer itself (`yaml`, `zod`): the detached daemon gets the parsed tree as
 // JSON from the foreground side and never loads the parser (see `--tree-json`).
+import {
+  ensurePrivateDir,
+  openAppend,
+  readPrivate,
+  UnsafeStateError,
+  writeAtomic,
+} from '../../daemon/private-fs.ts';
 import { formatErrors } from '../../manifest/format.ts';
 import type { ManifestTree } from '../../manifest/index.ts';
 import {
@@ -37,15 +44,18 @@ import {
   UsageError,
   type Values,
 } from '../cli.ts';
+import { FailureWatch } from '../failure.ts';
 import { LiveView } from '../live.ts';
 import { eventLine } from '../render.ts';
+import { dashboardUrl, webOptions, webTokenFile } from './up-web.ts';
 
 type DaemonMessage = { type: 'ready' } | { type: 'failed'; message: string };
 
 export const up: Command = {
   name: 'up',
   summary: 'validate a manifest and run its tree (foreground, or --detach)',
-  usage: 'captree up [FILE] [--detach] [--state DIR] [--listen HOST:PORT --token-file FILE]',
+  usage:
+    'captree up [FILE] [--detach] [--state DIR] [--listen HOST:PORT --token-file FILE] [--web HOST:PORT]',
   help: `
 Checks the manifest (default: captree.yaml) and, if it has no error, starts its tree: children
 in order, each ready before the next. Runs in the foreground with a live summary (on a
@@ -63,16 +73,25 @@ network, or put TLS in front). Every TCP request must carry Authorization: Beare
 content of --token-file is the admin token (anything the socket allows); a node's admission
 token (admission.tokens) may only admit, revoke and read under that node. Other commands
 reach it with --url http://HOST:PORT --token-file FILE.
+With --web, the dashboard (docs/dashboard.md) is served on HOST:PORT (port 0: any free port) and
+up prints the URL to open, with a login token in it: the --token-file's admin token if given,
+else a fresh one kept in STATE/web.token. With --listen, the dashboard is at /ui/ there too.
 
 Example:
   captree up examples/demo/captree.yaml
   captree up --detach && captree ps
-  captree up --detach --listen 127.0.0.1:7070 --token-file admin.token`,
+  captree up --detach --listen 127.0.0.1:7070 --token-file admin.token
+  captree up --web 127.0.0.1:7071`,
   options: {
     detach: { type: 'boolean', short: 'd', description: 'run in the background; return once the tree is up' },
     state: { type: 'string', description: 'state directory (default: .captree beside the manifest)' },
     listen: { type: 'string', description: 'also serve the API on TCP at HOST:PORT (needs --token-file)' },
-    'token-file': { type: 'string', description: 'with --listen: file whose content is the admin token' },
+    'token-file': {
+      type: 'string',
+      description: 'with --listen or --web: file whose content is the admin token',
+    },
+    web: { type: 'string', description: 'serve the dashboard on HOST:PORT; prints the URL to open' },
+    'web-token-file': { type: 'string', hidden: true },
     // Internal: the detached daemon's tree, parsed and checked by the `up --detach` that started it.
     'tree-json': { type: 'string', hidden: true },
   },
@@ -105,8 +124,9 @@ Example:
     const paths = statePaths(stateDir);
     const owner = liveOwner(paths);
     if (owner !== null) throw new StateDirBusyError(display(paths.dir, io.cwd), owner);
-    if (values.detach && io.env.CAPTREE_DAEMON !== '1') return detach(file, tree, paths.dir, io, values);
-    return foreground(tree, paths.dir, io, tcp);
+    const web = webOptions(values, io, paths.dir);
+    if (values.detach && io.env.CAPTREE_DAEMON !== '1') return detach(file, tree, paths.dir, io, values, web);
+    return foreground(tree, paths.dir, io, tcp, web);
   },
 };
 
@@ -114,8 +134,8 @@ Example:
 function tcpOptions(values: Values, io: Io): TcpOptions | undefined {
   const listen = values.listen;
   if (typeof listen !== 'string') {
-    if (typeof values['token-file'] === 'string')
-      throw new UsageError('--token-file goes with --listen HOST:PORT');
+    if (typeof values['token-file'] === 'string' && typeof values.web !== 'string')
+      throw new UsageError('--token-file goes with --listen HOST:PORT or --web HOST:PORT');
     return undefined;
   }
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(listen);
@@ -147,21 +167,15 @@ function treeJsonPath(stateDir: string): string {
 }
 
 function writeTreeJson(file: string, tree: ManifestTree): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
-    fs.writeFileSync(fd, JSON.stringify(tree));
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
+  writeAtomic(file, JSON.stringify(tree));
 }
 
 function readTreeJson(file: string): ManifestTree {
   let tree: ManifestTree;
   try {
-    tree = JSON.parse(fs.readFileSync(file, 'utf8')) as ManifestTree;
+    const text = readPrivate(file);
+    if (text === null) throw new Error('it does not exist');
+    tree = JSON.parse(text) as ManifestTree;
   } catch (err) {
     throw new CliError(`cannot read the parsed manifest ${file}: ${(err as Error).message}`);
   }
@@ -175,14 +189,15 @@ async function detach(
   stateDir: string,
   io: Io,
   values: Values,
+  web: TcpOptions | undefined,
 ): Promise<number> {
   const paths = statePaths(stateDir);
-  fs.mkdirSync(paths.dir, { recursive: true });
+  privateStateDir(paths.dir);
   // The daemon used to parse `file` itself, as an absolute path: its tree names it so.
   const treeJson = treeJsonPath(paths.dir);
   writeTreeJson(treeJson, { ...tree, file });
   const logStart = fs.existsSync(paths.log) ? fs.statSync(paths.log).size : 0;
-  const log = fs.openSync(paths.log, 'a');
+  const log = privateOpen(() => openAppend(paths.log));
   const main = process.argv[1] ?? '';
   const child = spawn(
     process.execPath,
@@ -199,6 +214,7 @@ async function detach(
       ...(typeof values.listen === 'string'
         ? ['--listen', values.listen, '--token-file', path.resolve(io.cwd, String(values['token-file']))]
         : []),
+      ...(web ? ['--web', String(values.web), '--web-token-file', webTokenOf(paths.dir, web)] : []),
     ],
     {
       cwd: io.cwd,
@@ -234,9 +250,20 @@ async function detach(
   io.stdout.write(
     `captree: /${info.name} is up in the background (daemon pid ${info.pid}, state ${display(paths.dir, io.cwd)})\n` +
       (info.tcp ? `  control API also on ${info.tcp} (bearer token required)\n` : '') +
-      '  see it: captree ps    stop it: captree down\n',
+      (info.web && web ? `  dashboard: ${dashboardUrl(info.web, web.token)}\n` : '') +
+      (path.resolve(io.cwd, '.captree') === paths.dir
+        ? '  see it: captree ps    stop it: captree down\n'
+        : `  see it: captree ps --state ${display(paths.dir, io.cwd)}    stop it: captree down --state ${display(paths.dir, io.cwd)}\n`),
   );
   return 0;
+}
+
+/** The file the detached daemon reads the dashboard token from (written 0600 if need be). */
+function webTokenOf(stateDir: string, web: TcpOptions): string {
+  const file = webTokenFile(stateDir);
+  if (!fs.existsSync(file) || fs.readFileSync(file, 'utf8').trim() !== web.token)
+    fs.writeFileSync(file, `${web.token}\n`, { mode: 0o600 });
+  return file;
 }
 
 function readFrom(file: string, offset: number): string {
@@ -253,6 +280,7 @@ async function foreground(
   stateDir: string,
   io: Io,
   tcp: TcpOptions | undefined,
+  web: TcpOptions | undefined,
 ): Promise<number> {
   const asDaemon = io.env.CAPTREE_DAEMON === '1' && typeof process.send === 'function';
   const report = (m: DaemonMessage) => {
@@ -263,7 +291,9 @@ async function foreground(
   const name = tree.root.path;
   let view: LiveView | null = null;
   let daemon: Daemon | undefined;
+  const failures = new FailureWatch();
   const onEvent = (r: JournalRecord) => {
+    failures.event(r);
     if (view) view.event(r);
     else io.stdout.write(`${eventLine(r, p)}\n`);
   };
@@ -274,7 +304,13 @@ async function foreground(
   if (tty) view = new LiveView(io.stdout, p, () => (daemon ? snapshot(daemon.tree) : []), header('starting'));
   else io.stdout.write(`captree: starting ${name} (pid ${process.pid}, state ${where})\n`);
   try {
-    daemon = await startDaemon({ manifest: tree, stateDir, onEvent, ...(tcp ? { tcp } : {}) });
+    daemon = await startDaemon({
+      manifest: tree,
+      stateDir,
+      onEvent,
+      ...(tcp ? { tcp } : {}),
+      ...(web ? { web } : {}),
+    });
   } catch (err) {
     view?.close();
     const message =
@@ -302,15 +338,32 @@ async function foreground(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   if (!asDaemon) process.on('SIGHUP', onSignal);
+  // Output that can no longer be written never ends supervision by a crash. A terminal gone
+  // (SSH or tmux died: EIO, EPIPE) is a hangup: the tree is stopped in order and nothing outlives
+  // it. A detached daemon's output is daemon.log: on a full disk only its lines are lost.
+  let outputLost = false;
+  const onOutputError = () => {
+    if (outputLost) return;
+    outputLost = true;
+    if (asDaemon || signals > 0) return;
+    signals++;
+    view?.close();
+    view = null;
+    void d.stop();
+  };
+  io.stdout.on('error', onOutputError);
+  io.stderr.on('error', onOutputError);
 
   d.started.then(
     () => {
       report({ type: 'ready' });
       (globalThis as { gc?: () => void }).gc?.();
-      if (view) view.header = header('up');
+      const open = d.info().web && web && !asDaemon ? dashboardUrl(d.info().web as string, web.token) : null;
+      if (view) view.header = `${header('up')}${open ? `\n  dashboard: ${open}` : ''}`;
       else
         io.stdout.write(
-          `captree: ${name} is up; control socket ${display(d.paths.socket, io.cwd)}${d.info().tcp ? `, TCP ${d.info().tcp}` : ''}\n`,
+          `captree: ${name} is up; control socket ${display(d.paths.socket, io.cwd)}${d.info().tcp ? `, TCP ${d.info().tcp}` : ''}\n` +
+            (open ? `  dashboard: ${open}\n` : ''),
         );
     },
     (err: unknown) => {
@@ -329,6 +382,21 @@ async function foreground(
     view.header = header('stopped');
     view.close();
   }
+  if (code !== 0) io.stderr.write(await failures.report(stateDir));
   io.stdout.write(`captree: ${name} stopped${code === 0 ? '' : ' (with failures; see: captree events)'}\n`);
   return code;
+}
+
+/** The state dir is this user's alone (private-fs.ts): a clear error, nothing started, if not. */
+function privateStateDir(dir: string): void {
+  privateOpen(() => ensurePrivateDir(dir));
+}
+
+function privateOpen<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof UnsafeStateError) throw new CliError(err.message);
+    throw err;
+  }
 }

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { formatRecord, type LogRecord, parseRecord, type StreamTag } from './format.ts';
 import { LineSplitter } from './lines.ts';
-import { RotatingFileWriter, readRotatedSet, type WriterFault } from './rotating.ts';
+import { type LogTrouble, RotatingFileWriter, readRotatedSet } from './rotating.ts';
 import { BoundedTail } from './tail.ts';
 
 export interface ChildLogOptions {
@@ -23,8 +23,8 @@ export interface ChildLogOptions {
   tailBytes?: number;
   /** Injected clock (ms epoch) for tests. */
   now?: () => number;
-  /** Told when records are dropped (full disk) and when writing resumes. */
-  onFault?: (fault: WriterFault) => void;
+  /** The file cannot be written (records dropped), or can again. */
+  onTrouble?: (t: LogTrouble) => void;
 }
 
 export class ChildLog {
@@ -40,14 +40,13 @@ export class ChildLog {
   constructor(options: ChildLogOptions) {
     this.writer = new RotatingFileWriter({
       ...options,
-      onFault: (fault) => {
-        // The gap is said in the log itself, at the place it happened, once the disk takes it.
-        if (fault.kind === 'resumed') {
+      onTrouble: (t) => {
+        // Said in the log itself once it can be written again, so a reader sees the gap.
+        if (t.state === 'resumed')
           this.note(
-            `captree: ${fault.dropped} log records (${fault.droppedBytes} bytes) dropped so far: ${this.writer.lastError}`,
+            `captree: ${t.dropped} log record(s) (${t.droppedBytes} bytes) were dropped: the file could not be written`,
           );
-        }
-        options.onFault?.(fault);
+        options.onTrouble?.(t);
       },
     });
     this.tail = new BoundedTail({ maxLines: options.tailLines, maxBytes: options.tailBytes });

@@ -5,5 +5,5 @@
 export { ChildLog, type ChildLogOptions, type ReadSinceOptions, readLogSince } from './capture.ts';
 export { formatRecord, type LogRecord, parseRecord, type StreamTag } from './format.ts';
 export { LineSplitter, type SplitLine } from './lines.ts';
-export { RotatingFileWriter, type RotatingOptions, readRotatedSet, type WriterFault } from './rotating.ts';
+export { type LogTrouble, RotatingFileWriter, type RotatingOptions, readRotatedSet } from './rotating.ts';
 export { BoundedTail } from './tail.ts';

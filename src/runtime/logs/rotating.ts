@@ -8,18 +8,24 @@
  * All file work happens in one drain loop, so concurrent producers cannot interleave with a
  * rotation. `write()` never blocks the event loop on disk.
  *
- * A failed write (full disk, quota, I/O error) is survived, never thrown: the records queued at
- * that moment are dropped and counted (`dropped`, `droppedBytes`, `lastError`), the file is cut
- * back to its last whole record, and the next `write()` tries the disk again, so logging resumes
- * by itself when space returns. `onFault` hears each failure and the first success after one.
- *
- * Hazards: the queue is unbounded while the disk accepts writes but is slower than the child
- * (`pendingBytes` shows it); data is in the page cache, not fsynced, after `flush()`; a second
- * writer on the same file from another process would corrupt the rotation (one writer per file).
+ * Hazards: the queue is unbounded (a disk slower than the child grows memory; `pendingBytes`
+ * shows it); data is in the page cache, not fsynced, after `flush()`; a second writer on the same
+ * file from another process would corrupt the rotation (one writer per file).
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+
+/** Never through a symlink planted in the logs dir; readable by the owner's group at most. */
+const APPEND = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW;
+const LOG_MODE = 0o640;
+/** While writes fail (a full disk), one attempt per this many ms; records in between are dropped. */
+const RETRY_MS = 1000;
+
+/** A log that cannot be written drops records (and says so once), then resumes. */
+export type LogTrouble =
+  | { state: 'dropping'; error: string }
+  | { state: 'resumed'; dropped: number; droppedBytes: number };
 
 export interface RotatingOptions {
   /** Directory holding the files. */
@@ -30,26 +36,10 @@ export interface RotatingOptions {
   maxBytes?: number;
   /** Rotated files to keep (`name.log.1` .. `name.log.keep`). Default 5, at least 1. */
   keep?: number;
-  /** Told of each failed drain (records dropped) and of the first success after failures. */
-  onFault?: (fault: WriterFault) => void;
+  /** Told when writes start failing (records are then dropped) and when they work again. */
+  onTrouble?: (t: LogTrouble) => void;
+  now?: () => number;
 }
-
-export type WriterFault =
-  | { kind: 'dropped'; error: string; records: number; bytes: number }
-  | { kind: 'resumed'; dropped: number; droppedBytes: number };
-
-/** Errors a log writer outlives: the disk, not the program, is at fault. */
-const SURVIVABLE = new Set([
-  'ENOSPC',
-  'EDQUOT',
-  'EIO',
-  'EROFS',
-  'EFBIG',
-  'EMFILE',
-  'ENFILE',
-  'EACCES',
-  'EPERM',
-]);
 
 export class RotatingFileWriter {
   readonly dir: string;
@@ -66,18 +56,19 @@ export class RotatingFileWriter {
   #rotations = 0;
   /** How many rotated files exist (`.1` .. `.n`), so a rotation renames only those. */
   #rotated = 0;
-  #dropped = 0;
-  #droppedBytes = 0;
-  #lastError: string | null = null;
-  #failing = false;
-  #onFault: ((fault: WriterFault) => void) | undefined;
+  #onTrouble: ((t: LogTrouble) => void) | undefined;
+  #now: () => number;
+  /** Set while writes fail: when to try the file again, and what was dropped meanwhile. */
+  #failing: { retryAt: number; dropped: number; droppedBytes: number } | null = null;
+  #droppedTotal = 0;
 
   constructor(options: RotatingOptions) {
     this.dir = options.dir;
     this.name = options.name;
     this.maxBytes = options.maxBytes ?? 10 * 1024 * 1024;
     this.keep = options.keep ?? 5;
-    this.#onFault = options.onFault;
+    this.#onTrouble = options.onTrouble;
+    this.#now = options.now ?? Date.now;
     if (!(this.maxBytes > 0)) throw new RangeError('maxBytes must be positive');
     if (!(Number.isInteger(this.keep) && this.keep >= 1))
       throw new RangeError('keep must be an integer >= 1');
@@ -100,23 +91,9 @@ export class RotatingFileWriter {
     return this.#rotations;
   }
 
-  /** Records dropped because the disk refused them, since this writer was made. */
+  /** Records dropped because the file could not be written, since this writer was made. */
   get dropped(): number {
-    return this.#dropped;
-  }
-
-  get droppedBytes(): number {
-    return this.#droppedBytes;
-  }
-
-  /** The error code of the last failed write, or null when none ever failed. */
-  get lastError(): string | null {
-    return this.#lastError;
-  }
-
-  /** True between a failed write and the next successful one. */
-  get failing(): boolean {
-    return this.#failing;
+    return this.#droppedTotal;
   }
 
   /** Queues one record (it should end with `\n`). Throws after close or a write failure. */
@@ -124,6 +101,13 @@ export class RotatingFileWriter {
     if (this.#closed) throw new Error(`log ${this.name} is closed`);
     if (this.#error) throw this.#error;
     const buf = typeof record === 'string' ? Buffer.from(record) : record;
+    const failing = this.#failing;
+    if (failing && this.#now() < failing.retryAt) {
+      failing.dropped++;
+      failing.droppedBytes += buf.length;
+      this.#droppedTotal++;
+      return;
+    }
     this.#queue.push(buf);
     this.#queuedBytes += buf.length;
     this.#kick();
@@ -150,65 +134,39 @@ export class RotatingFileWriter {
     this.#draining = this.#drain().then(
       () => {
         this.#draining = null;
-        if (this.#failing) {
-          this.#failing = false;
-          this.#notify({ kind: 'resumed', dropped: this.#dropped, droppedBytes: this.#droppedBytes });
-        }
         // Records may have arrived after the loop saw an empty queue.
         if (this.#queue.length > 0 && !this.#error) this.#kick();
       },
       (e: unknown) => {
         this.#draining = null;
-        const code = (e as NodeJS.ErrnoException).code;
-        if (!code || !SURVIVABLE.has(code)) {
+        if (!isWriteFailure(e)) {
           this.#error = e;
           return;
         }
-        // Drop what is queued rather than hold it: a full disk must not grow the daemon's heap.
-        const records = this.#queue.length;
+        // A full disk or an I/O error: what is queued is dropped, the file is tried again later.
+        const dropped = this.#queue.length;
         const bytes = this.#queuedBytes;
         this.#queue = [];
         this.#queuedBytes = 0;
-        this.#dropped += records;
-        this.#droppedBytes += bytes;
-        this.#lastError = code;
-        this.#failing = true;
-        this.#notify({ kind: 'dropped', error: code, records, bytes });
+        this.#droppedTotal += dropped;
+        void this.#fh?.close().catch(() => {});
+        this.#fh = null;
+        if (this.#failing) {
+          this.#failing.retryAt = this.#now() + RETRY_MS;
+          this.#failing.dropped += dropped;
+          this.#failing.droppedBytes += bytes;
+        } else {
+          this.#failing = { retryAt: this.#now() + RETRY_MS, dropped, droppedBytes: bytes };
+          this.#onTrouble?.({ state: 'dropping', error: (e as Error).message });
+        }
       },
     );
   }
 
-  #notify(fault: WriterFault): void {
-    try {
-      this.#onFault?.(fault);
-    } catch {
-      // A listener's failure must not take the log writer (or the daemon) down with it.
-    }
-  }
-
-  /** Closes the handle after a failure so the next drain reopens (the file may have been removed). */
-  async #abandon(): Promise<void> {
-    const fh = this.#fh;
-    this.#fh = null;
-    if (!fh) return;
-    // Cut a half-written batch so the file still holds whole records only.
-    await fh.truncate(this.#size).catch(() => {});
-    await fh.close().catch(() => {});
-  }
-
   async #drain(): Promise<void> {
-    try {
-      await this.#drainOnce();
-    } catch (e) {
-      await this.#abandon();
-      throw e;
-    }
-  }
-
-  async #drainOnce(): Promise<void> {
     if (!this.#fh) {
-      await fsp.mkdir(this.dir, { recursive: true });
-      this.#fh = await fsp.open(this.files()[0]!, 'a');
+      await fsp.mkdir(this.dir, { recursive: true, mode: 0o750 });
+      this.#fh = await fsp.open(this.files()[0]!, APPEND, LOG_MODE);
       this.#size = (await this.#fh.stat()).size;
       const files = this.files();
       this.#rotated = 0;
@@ -239,6 +197,11 @@ export class RotatingFileWriter {
       }
       this.#size += bytes;
       this.#queuedBytes -= bytes;
+      if (this.#failing) {
+        const { dropped, droppedBytes } = this.#failing;
+        this.#failing = null;
+        this.#onTrouble?.({ state: 'resumed', dropped, droppedBytes });
+      }
     }
   }
 
@@ -254,7 +217,7 @@ export class RotatingFileWriter {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
     }
-    this.#fh = await fsp.open(files[0]!, 'a');
+    this.#fh = await fsp.open(files[0]!, APPEND, LOG_MODE);
     this.#size = 0;
     this.#rotations++;
     this.#rotated = Math.min(this.#rotated + 1, this.keep);
@@ -330,4 +293,18 @@ export async function readRotatedSet(files: readonly string[]): Promise<Buffer[]
   } finally {
     await Promise.all(held.map((fh) => fh.close()));
   }
+}
+
+/** Failures of the disk rather than of the program: survived by dropping records. */
+function isWriteFailure(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  return (
+    code === 'ENOSPC' ||
+    code === 'EDQUOT' ||
+    code === 'EIO' ||
+    code === 'EFBIG' ||
+    code === 'EROFS' ||
+    code === 'EMFILE' ||
+    code === 'ENFILE'
+  );
 }

@@ -92,6 +92,8 @@ export async function waitUntil(
     } catch {
       throw abortReason(signal!);
     }
+    // The pause reached the deadline: no attempt is started with no time left to answer.
+    if (deadline - performance.now() <= 0) throw giveUp();
   }
 }
 
