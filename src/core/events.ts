@@ -59,12 +59,16 @@ export class EventSink {
     };
   }
 
-  /** Never throws: a listener that throws is detached and reported to the others. */
+  /**
+   * Never throws: a listener that throws is detached and reported to the others. An async one
+   * whose promise rejects is treated alike, later, so it never becomes an unhandled rejection.
+   */
   emit(event: SupervisorEvent): void {
     const failed: { listener: Listener; error: unknown }[] = [];
     for (const l of this.#listeners) {
       try {
-        l(event);
+        const result: unknown = l(event);
+        if (result instanceof Promise) result.catch((error: unknown) => this.#rejected(l, event, error));
       } catch (error) {
         failed.push({ listener: l, error });
       }
@@ -80,5 +84,17 @@ export class EventSink {
         on: event.type,
         error: error instanceof Error ? error.message : String(error),
       });
+  }
+
+  #rejected(listener: Listener, event: SupervisorEvent, error: unknown): void {
+    if (!this.#listeners.includes(listener)) return;
+    this.#listeners = this.#listeners.filter((l) => l !== listener);
+    this.emit({
+      type: 'listener_failed',
+      path: event.path,
+      at: event.at,
+      on: event.type,
+      error: error instanceof Error ? error.message : String(error),
+    });
   }
 }
