@@ -467,10 +467,15 @@ children:
       const path = captreePathOf(pid);
       if (path === null) {
         // A confined child's outer process and its PID namespace's init have the launcher's
-        // environment: each must have its program (with CAPTREE_PATH) below it.
+        // environment: each has its program (with CAPTREE_PATH) below it, or is the launcher's
+        // own child or grandchild mid-storm (its program not yet started, or already gone).
+        const up1 = parentOf(pid);
         assert.ok(
-          !isAlive(pid) || descendantsOf(pid).some((d) => captreePathOf(d) !== null || !isAlive(d)),
-          `pid ${pid} in the tree's cgroups has no CAPTREE_PATH and no program below it`,
+          !isAlive(pid) ||
+            descendantsOf(pid).some((d) => captreePathOf(d) !== null || !isAlive(d)) ||
+            up1 === launcher ||
+            (up1 !== null && parentOf(up1) === launcher),
+          `pid ${pid} in the tree's cgroups has no CAPTREE_PATH, no program below it, and is not the launcher's`,
         );
         continue;
       }
