@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +13,7 @@ import { snapshot as capsSnapshot, childrenOf, grantOf, remainingOf } from '../.
 import type { RunningTree } from '../../src/daemon/build-tree.ts';
 import { type Daemon, type JournalRecord, type PsEntry, startDaemon } from '../../src/daemon/index.ts';
 import { loadManifest } from '../../src/manifest/index.ts';
+import { apiCall } from '../support/daemon.ts';
 
 interface ApiReason {
   path: string;
@@ -44,27 +44,7 @@ describe('admission endpoint (in-process daemon, real processes)', () => {
   const records: JournalRecord[] = [];
 
   const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
-    new Promise<Reply>((resolve, reject) => {
-      const req = http.request(
-        {
-          socketPath: daemon.paths.socket,
-          path,
-          method,
-          agent: false,
-          headers: { 'content-type': 'application/json', ...headers },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => {
-            text += c;
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-        },
-      );
-      req.on('error', reject);
-      req.end(body === undefined ? undefined : JSON.stringify(body));
-    });
+    apiCall(daemon.paths.socket, method, path, body, headers) as Promise<Reply>;
   const post = (node: string, requestId: string, spec: unknown, token?: string) =>
     call(
       'POST',
