@@ -28,6 +28,7 @@
  *              mntns=1 hide=<dir> (0+) bind=<path> (0+) bindopt=<path> (0+) ro=<path> (0+)
  *              delegate=<cgroup dir> (0+) credsdir=<dir> cred=<NAME>:<hex of the value> (0+)
  *              view=1 rw=<path> (0+)
+ *              caps=<mask> protect=1 wr=<path> (0+)
  *              -> ok pid=<pid> t=<CLOCK_MONOTONIC ns just before fork>
  *              Mount confinement (any of hide/bind/ro/credsdir implies mntns=1), in the child,
  *              after the cgroup join and the network namespace, before chdir and setuid:
@@ -63,6 +64,14 @@
  *                so what is hidden below a granted path stays hidden. The root is assembled on a
  *                tmpfs over /tmp (in this namespace only), made read-only, entered with
  *                pivot_root(".", ".") and the old root detached. cwd= must exist in the new view.
+ *              Privileges: caps=<decimal mask of CAP_* bits> are the only capabilities kept (bounding,
+ *                inheritable, permitted and ambient sets), across a uid switch too; without it
+ *                none (with nonewprivs=1). protect=1 (with mntns): right after "/" is made
+ *                private, every mount of the child's namespace becomes read-only
+ *                (mount_setattr AT_RECURSIVE), except each wr= directory (existing ones only),
+ *                cloned writable beforehand (open_tree) and moved back onto itself; what is
+ *                mounted back under a hidden dir is made writable again. A uid 0 child that was
+ *                not granted `root` so owns root's files without being able to change them.
  *              Network: netns=1 unshares a fresh namespace with only lo (up); netnspath= joins the
  *                namespace held at that file ('N' below), setns(CLONE_NEWNET), right after the
  *                cgroup join; the two exclude each other.
@@ -511,8 +520,10 @@ static int write_all(int fd, const char *s, size_t n) {
   return 0;
 }
 
-static void drop_privileges_bounding(int errpipe) {
+/* Every capability out of the bounding set but those kept (caps=): what exec can ever give back. */
+static void drop_privileges_bounding(int errpipe, uint64_t keep) {
   for (int cap = 0; cap <= 63; cap++) {
+    if (keep & (1ULL << cap)) continue;
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
       if (errno == EINVAL) break; /* past CAP_LAST_CAP */
       child_fail(errpipe, "drop capability bounding set");
@@ -523,8 +534,27 @@ static void drop_privileges_bounding(int errpipe) {
   struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2];
   if (syscall(SYS_capget, &hdr, data) < 0) child_fail(errpipe, "capget");
-  data[0].inheritable = data[1].inheritable = 0;
+  data[0].inheritable = (uint32_t)keep;
+  data[1].inheritable = (uint32_t)(keep >> 32);
   if (syscall(SYS_capset, &hdr, data) < 0) child_fail(errpipe, "capset");
+  /* Kept across setuid: the granted ones are raised as ambient after it. */
+  if (keep && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) child_fail(errpipe, "PR_SET_KEEPCAPS");
+}
+
+/* After the uid switch: exactly the kept capabilities, permitted, effective, inheritable and
+   ambient (so they survive exec as another user, as systemd's AmbientCapabilities= does). */
+static void raise_kept_capabilities(int errpipe, uint64_t keep) {
+  if (!keep) return;
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t)keep;
+  data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t)(keep >> 32);
+  if (syscall(SYS_capset, &hdr, data) < 0) child_fail(errpipe, "capset (granted capabilities)");
+  for (int cap = 0; cap <= 63; cap++)
+    if ((keep & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+      child_fail(errpipe, "raise an ambient capability");
+  prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
 }
 
 /* Brings lo up in the current network namespace; on failure, returns the step that failed. */
@@ -582,6 +612,11 @@ struct spawn_plan {
   const char *credsdir;
   struct cred *creds;
   int ncreds;
+  int hascaps;      /* caps= given */
+  uint64_t caps;    /* capabilities kept (CAP_* bits) */
+  int protect;      /* the host's filesystem read-only but for wrs */
+  char **wrs;
+  int nwrs;
 };
 
 /* mkdir -p; existing components are fine. */
@@ -967,10 +1002,43 @@ static void setup_view(struct spawn_plan *p, int errpipe) {
   if (chdir("/") < 0) child_fail(errpipe, "view: chdir /");
 }
 
+/* The host's filesystem read-only for this child (every mount of its namespace, recursively),
+   but the wr= directories: each is cloned writable first (open_tree) and moved back on top. */
+static void protect_filesystem(struct spawn_plan *p, int errpipe) {
+  char what[PATH_MAX + 64];
+  static int trees[MAX_MOUNTS];
+  for (int i = 0; i < p->nwrs; i++) {
+    trees[i] = (int)syscall(SYS_open_tree, AT_FDCWD, p->wrs[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (trees[i] < 0 && errno == ENOENT) continue;
+    snprintf(what, sizeof what, "protect: clone writable %s", p->wrs[i]);
+    if (trees[i] < 0) child_fail(errpipe, what);
+  }
+  struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+  if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof ro) < 0)
+    child_fail(errpipe, "protect: make the filesystem read-only (mount_setattr)");
+  for (int i = 0; i < p->nwrs; i++) {
+    if (trees[i] < 0) continue;
+    snprintf(what, sizeof what, "protect: mount writable %s", p->wrs[i]);
+    if (syscall(SYS_move_mount, trees[i], "", AT_FDCWD, p->wrs[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
+      child_fail(errpipe, what);
+    close(trees[i]);
+  }
+}
+
+/* A mounted-back path writable again under a protected (read-only) filesystem: a provider binds
+   its socket there, a relay or a supervisor's launcher writes there. */
+static void writable_again(const char *path, int errpipe) {
+  char what[PATH_MAX + 64];
+  struct mount_attr rw = {.attr_clr = MOUNT_ATTR_RDONLY};
+  snprintf(what, sizeof what, "protect: %s writable", path);
+  if (syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &rw, sizeof rw) < 0) child_fail(errpipe, what);
+}
+
 static void setup_mounts(struct spawn_plan *p, int errpipe) {
   char what[PATH_MAX + 64];
   if (unshare(CLONE_NEWNS) < 0) child_fail(errpipe, "unshare(CLONE_NEWNS)");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) child_fail(errpipe, "make / private (mount MS_REC|MS_PRIVATE)");
+  if (p->protect && !p->view) protect_filesystem(p, errpipe);
   /* The child's own sd_notify socket stays reachable when its directory is hidden. */
   if (p->sd_path)
     for (int i = 0; i < p->nhides; i++)
@@ -1005,6 +1073,7 @@ static void setup_mounts(struct spawn_plan *p, int errpipe) {
     snprintf(what, sizeof what, "bind %s: mount", p->binds[i]);
     if (mount(src, p->binds[i], NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(errpipe, what);
     close(keep[i]);
+    if (p->protect && !p->view) writable_again(p->binds[i], errpipe);
   }
   for (int i = 0; i < p->nros && !p->view; i++) {
     snprintf(what, sizeof what, "read-only %s: bind", p->ros[i]);
@@ -1272,7 +1341,7 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
     snprintf(what, sizeof what, p->view ? "chdir %s (not in the child's filesystem view)" : "chdir %s", p->cwd);
     child_fail(errpipe, what);
   }
-  if (p->nonewprivs) drop_privileges_bounding(errpipe);
+  if (p->nonewprivs || p->hascaps) drop_privileges_bounding(errpipe, p->hascaps ? p->caps : 0);
   if (p->gid >= 0) {
     gid_t g = (gid_t)p->gid;
     if (setgroups(1, &g) < 0) child_fail(errpipe, "setgroups");
@@ -1281,6 +1350,7 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
     if (setgroups(0, NULL) < 0) child_fail(errpipe, "setgroups");
   }
   if (p->uid >= 0 && setuid((uid_t)p->uid) < 0) child_fail(errpipe, "setuid");
+  if (p->hascaps) raise_kept_capabilities(errpipe, p->caps);
   if (p->nonewprivs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     child_fail(errpipe, "PR_SET_NO_NEW_PRIVS");
 
@@ -1332,6 +1402,7 @@ static void do_spawn(struct req *r, const char *id) {
   const char *out_key = NULL, *err_key = NULL;
   static char *cgroups[MAX_FIELDS];
   static char *hides[MAX_MOUNTS], *binds[MAX_MOUNTS + 1], *ros[MAX_MOUNTS], *rws[MAX_MOUNTS], *delegates[MAX_MOUNTS];
+  static char *wrs[MAX_MOUNTS];
   static char bindopt[MAX_MOUNTS + 1];
   static struct cred creds[MAX_MOUNTS];
   static char creds_env[PATH_MAX + 32];
@@ -1341,6 +1412,7 @@ static void do_spawn(struct req *r, const char *id) {
   p.ros = ros;
   p.rws = rws;
   p.delegates = delegates;
+  p.wrs = wrs;
   p.bindopt = bindopt;
   p.creds = creds;
   fdnames[0] = '\0';
@@ -1373,6 +1445,21 @@ static void do_spawn(struct req *r, const char *id) {
       p.netnspath = v;
     }
     else if (!strcmp(k, "nonewprivs")) p.nonewprivs = !strcmp(v, "1");
+    else if (!strcmp(k, "caps")) {
+      char *end;
+      errno = 0;
+      unsigned long long m = strtoull(v, &end, 10);
+      if (errno || *end || !*v) { err = EINVAL; ctx = "caps must be a decimal mask"; continue; }
+      p.caps = (uint64_t)m;
+      p.hascaps = 1;
+    } else if (!strcmp(k, "protect")) {
+      p.protect = !strcmp(v, "1");
+      if (p.protect) p.mntns = 1;
+    } else if (!strcmp(k, "wr")) {
+      if (v[0] != '/') { err = EINVAL; ctx = "wr paths must be absolute"; continue; }
+      if (p.nwrs >= MAX_MOUNTS) { err = E2BIG; ctx = "too many mounts"; continue; }
+      wrs[p.nwrs++] = v;
+    }
     else if (!strcmp(k, "mntns")) p.mntns = !strcmp(v, "1");
     else if (!strcmp(k, "view")) {
       p.view = !strcmp(v, "1");

@@ -25,7 +25,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CapTree, Grant, HostCapabilities } from '../caps/index.ts';
+import { type CapTree, capabilityOf, type Grant, type HostCapabilities } from '../caps/index.ts';
 import {
   type ChildSpec as EngineChild,
   node,
@@ -64,7 +64,7 @@ import {
 import { formatRecord } from '../runtime/logs/index.ts';
 import { processDriver } from '../runtime/process-driver.ts';
 import { supervisorEnv } from './channel.ts';
-import { admitContracts, hostCapabilities, manifestNetworks } from './contracts.ts';
+import { admitContracts, hostCapabilities, manifestNetworks, privilegesOf } from './contracts.ts';
 import { liveChildren } from './live-limits.ts';
 
 export interface Resources {
@@ -361,12 +361,14 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
   const env = { ...spec.env, ...plan.env, ...supervised };
   const limits = limitsOf(spec.requires);
   liveChildren(runtime).set(spec.path, { limits, env });
+  const uid = spec.user === null ? undefined : resolveId(spec.user, '/etc/passwd', 'user');
+  const privileges = grant?.privileges ?? privilegesOf(spec) ?? [];
   return processDriver(runtime, {
     command: spec.command,
     env,
     inheritEnv: spec.inheritEnv,
     cwd: spec.cwd,
-    uid: spec.user === null ? undefined : resolveId(spec.user, '/etc/passwd', 'user'),
+    uid,
     gid:
       spec.group !== null
         ? resolveId(spec.group, '/etc/group', 'group')
@@ -385,7 +387,28 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
     listenFds,
     ...(plan.mounts ? { mounts: plan.mounts, noNewPrivs: true } : {}),
     ...(plan.credentials ? { credentials: plan.credentials } : {}),
+    capabilities: privileges.flatMap((p) => {
+      const n = capabilityOf(p);
+      return n === undefined ? [] : [n];
+    }),
+    ...(plan.mounts && !view && runsAsRoot(uid) && !privileges.includes('root')
+      ? { writableOnly: writableWithoutRoot(spec) }
+      : {}),
   });
+}
+
+function runsAsRoot(uid: number | undefined): boolean {
+  return (uid ?? process.getuid?.()) === 0;
+}
+
+/**
+ * Where a uid 0 child that was not granted `root` may write: the scratch directories, its working
+ * directory and the paths it was granted rw; the rest of the host's filesystem is read-only for
+ * it (systemd's ProtectSystem=strict), so owning root's files does not let it change them.
+ */
+function writableWithoutRoot(spec: ProcessSpec): string[] {
+  const granted = spec.requires.paths.filter((p) => p.mode === 'rw' && p.path !== '/').map((p) => p.path);
+  return [...new Set(['/tmp', '/var/tmp', '/dev/shm', spec.cwd, ...granted])];
 }
 
 /** A user or group name (or number) to its numeric id, from the host's passwd/group files. */

@@ -5,6 +5,7 @@
  * layer. Rejections become `file:line:col` errors in `admission.ts`, loaded only when needed.
  * The mapping rules are described there.
  */
+
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -18,6 +19,7 @@ import {
   type Requires,
   type TreeSpec,
 } from '../caps/index.ts';
+import { allPrivileges } from '../caps/privileges.ts';
 import type { ChildSpec, Endpoint, ManifestTree, NodeSpec, YamlPath } from '../manifest/index.ts';
 import { type HostReport, probeHost } from '../runtime/host-probe.ts';
 
@@ -61,7 +63,27 @@ function requiresOf(node: Spec): Requires | undefined {
   if (r.paths.length > 0) out.paths = Object.fromEntries(r.paths.map((p) => [p.path, p.mode]));
   if (r.secrets.length > 0) out.secrets = [...r.secrets];
   if (r.env.length > 0) out.env = [...r.env];
+  const privileges = privilegesOf(node);
+  if (privileges !== null) out.privileges = privileges;
   return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/**
+ * What a node holds of privileges: a process child exactly what it names plus what its `user:`
+ * and `group:` imply (`root` for uid 0), so naming nothing is holding nothing; a node what it
+ * names, or its parent's when it names none.
+ */
+export function privilegesOf(node: Spec): string[] | null {
+  const named = node.requires.privileges;
+  if (node.kind === 'node') return named === null ? null : [...named];
+  const out = new Set(named ?? []);
+  const user = node.user;
+  if (user !== null) out.add(user === 0 || user === '0' || user === 'root' ? 'root' : `user:${user}`);
+  if (node.group !== null)
+    out.add(
+      node.group === 0 || node.group === '0' || node.group === 'root' ? 'group:root' : `group:${node.group}`,
+    );
+  return [...out];
 }
 
 function addressOf(ep: Extract<Endpoint, { type: 'tcp' }>): string {
@@ -110,6 +132,8 @@ export interface HostFacts {
   /** `/proc/sys/kernel/pid_max`, or null when unreadable. */
   readonly pidMax: number | null;
   readonly readFile: (file: string) => string | null;
+  /** The daemon runs as uid 0 (it holds `root`, every capability and every user). */
+  readonly root?: boolean;
 }
 
 /** What this host can enforce and hold, from the runtime probes. */
@@ -130,6 +154,8 @@ export async function hostCapabilities(extras: HostExtras = {}): Promise<HostCap
       memory: os.totalmem(),
       pidMax: Number.isSafeInteger(pidMax) && pidMax > 0 ? pidMax : null,
       readFile,
+      // A daemon run as root holds every privilege; one run as another user can hand out none.
+      root: process.getuid?.() === 0,
     },
     extras,
   );
@@ -188,6 +214,7 @@ export function hostCapabilitiesFrom(
     ...(extras.networks ? { networks: extras.networks } : {}),
     ...(extras.secrets ? { secrets: [...extras.secrets] } : {}),
     env: [...(extras.env ?? Object.keys(process.env))].sort(),
+    ...(facts.root ? { privileges: allPrivileges() } : {}),
   };
 }
 

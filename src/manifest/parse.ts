@@ -3,10 +3,12 @@
  * file at once, each with `file:line:col`. Children are validated one by one (their kind is
  * chosen by `command` or `children`), so an error in one child never hides errors in another.
  */
+
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Document, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
+import { parsePrivilege } from '../caps/privileges.ts';
 import { interpolate, interpolationLookup, type Lookup, readEnvFile } from './env.ts';
 import { fieldHint, restartHint } from './hints.ts';
 import {
@@ -667,6 +669,16 @@ class Checker {
       paths,
       secrets: input?.secrets ?? [],
       env: input?.env ?? [],
+      privileges: input?.privileges
+        ? [
+            ...new Set(
+              input.privileges.map((p) => {
+                const parsed = parsePrivilege(p);
+                return parsed.ok ? parsed.privilege : p;
+              }),
+            ),
+          ]
+        : null,
     };
   }
 }

@@ -10,6 +10,7 @@
  * the JSON Schema is the recursive union.
  */
 import { z } from 'zod';
+import { parsePrivilege } from '../caps/privileges.ts';
 import { CPU_PATTERN, DURATION_PATTERN, parseCpu, parseDuration, parseSize, SIZE_PATTERN } from './units.ts';
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -284,6 +285,19 @@ export const requiresSchema = z
         .array(z.string().regex(ENV_NAME_RE, must('an environment variable name')), must('a list of names'))
         .optional()
         .meta({ description: 'Environment variables the parent must hand down.' }),
+      privileges: z
+        .array(
+          z.string(must('a privilege')).superRefine((value, ctx) => {
+            const parsed = parsePrivilege(value);
+            if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.message });
+          }),
+          must('a list of privileges, e.g. [net_bind_service]'),
+        )
+        .optional()
+        .meta({
+          description:
+            'root (uid 0 with the host filesystem writable), Linux capabilities (net_bind_service, setuid, ...), user:NAME, group:NAME. A process child holds only what it names (its user: and group: are implied); a node that names none passes on its parent’s.',
+        }),
     },
     must('a mapping like { cpu: 0.5, memory: 256Mi, net: none }'),
   )

@@ -40,6 +40,8 @@ export interface Requires {
   paths: PathGrant[];
   secrets: string[];
   env: string[];
+  /** Canonical privileges named (caps/privileges.ts); null: none named (a node passes on its parent's). */
+  privileges: string[] | null;
 }
 
 export interface ProvidedService {

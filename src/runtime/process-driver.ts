@@ -88,6 +88,10 @@ export interface ProcessOptions {
   credentials?: { dir: string; secrets: readonly SecretSource[] };
   /** Drop capabilities (bounding and inheritable sets) and set no_new_privs; implied by `isolateNet` and `netns`. */
   noNewPrivs?: boolean;
+  /** Linux capability numbers the child keeps (granted `requires.privileges`); the rest are dropped. */
+  capabilities?: readonly number[];
+  /** The host's filesystem read-only for the child but these directories (a uid 0 child not granted `root`). */
+  writableOnly?: readonly string[];
 }
 
 /**
@@ -265,6 +269,8 @@ class ProcessInstance implements ChildHandle {
         // Without it a root child could bring its namespace's way out back (nsenter, setns) or
         // unmount what hides the paths it was not granted.
         noNewPrivs: o.isolateNet || o.netns !== undefined || o.noNewPrivs,
+        ...(o.capabilities && o.capabilities.length > 0 ? { capabilities: o.capabilities } : {}),
+        ...(o.writableOnly ? { writableOnly: o.writableOnly } : {}),
         mounts,
       });
     } catch (err) {

@@ -14,6 +14,7 @@ const NO_REQUIRES = {
   paths: [],
   secrets: [],
   env: [],
+  privileges: null,
 };
 
 test('a minimal manifest gets every default', () => {

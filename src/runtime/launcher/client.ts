@@ -51,6 +51,16 @@ export interface SpawnSpec {
   /** PR_SET_NO_NEW_PRIVS, and drop the capability bounding and inheritable sets. */
   noNewPrivs?: boolean;
   /**
+   * Linux capability numbers (CAP_*) the child keeps: bounding, permitted, effective, inheritable
+   * and ambient, across a uid switch too (systemd's AmbientCapabilities=). Absent or empty: none.
+   */
+  capabilities?: readonly number[];
+  /**
+   * The host's filesystem read-only in the child's mount namespace, but these directories
+   * (absolute; those that do not exist are skipped). What `mounts` mounts back stays writable.
+   */
+  writableOnly?: readonly string[];
+  /**
    * A private mount namespace (implied by any field of `mounts`): "/" is made recursively
    * private, then `hide` dirs are covered by an empty tmpfs, `bind` paths (as seen before the
    * hiding) are mounted back at their own place, `readOnly` paths are remounted read-only, and
@@ -437,6 +447,14 @@ export class Launcher extends EventEmitter<LauncherEvents> {
     if (spec.newNetNs) fields.push(['netns', 1]);
     if (spec.netnsPath !== undefined) fields.push(['netnspath', spec.netnsPath]);
     if (spec.noNewPrivs) fields.push(['nonewprivs', 1]);
+    if (spec.capabilities && spec.capabilities.length > 0) {
+      const mask = spec.capabilities.reduce((m, cap) => m | (1n << BigInt(cap)), 0n);
+      fields.push(['caps', mask.toString()]);
+    }
+    if (spec.writableOnly) {
+      fields.push(['protect', 1]);
+      for (const dir of spec.writableOnly) fields.push(['wr', dir]);
+    }
     if (spec.mounts) mountFields(spec.mounts, fields);
     try {
       // The watch must exist before the next frame, which may already be this child's exit.
