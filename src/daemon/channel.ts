@@ -6,18 +6,22 @@
  * `<state>/ch/<hash of its path>.sock` (directory 0711, socket 0600, owned by the child's user),
  * named in its environment as CAPTREE_CHANNEL beside CAPTREE_GRANT (its grant) and
  * CAPTREE_CGROUP (its cgroup directories, its delegated subtree). Which socket a connection
- * arrived on says who is talking: there is no global address and no name to claim. A new
- * connection on a child's socket (its next instance, after a restart) replaces the old one.
+ * arrived on says who is talking: there is no global address and no name to claim. A connection
+ * counts only once its first line is `hello` with the child's token (CAPTREE_CHANNEL_TOKEN, an
+ * HMAC of its path under a key only the daemon reads, so a re-adopted child's still works after a
+ * daemon restart): a process that can reach the socket but was not started as that child (a
+ * grandchild, a sibling, another local process) is denied and disconnected, and the child's own
+ * connection stays. A new authenticated connection (the child's next instance) replaces the old.
  *
  * Every message each way is reported (`onEvent`: the daemon journals it as a `channel` event),
  * and every grant change as `grant_changed`. `request` and `release` go to the renegotiator;
  * the answer is `grant` (with the request's `id`) or `denied` with the reasons. When the tree
  * stops a supervisor child, the child is sent `shutdown` with its stop deadline first.
  *
- * Hazard: a root process that can see the state directory can connect to any child's socket;
- * the socket's mode keeps other users out, not other root processes.
+ * The token is in the child's environment only: its descendants do not inherit it (the library
+ * removes it), and no other child can read that environment (PID namespaces).
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -36,6 +40,7 @@ import {
 import type { ProcessSpec } from '../manifest/index.ts';
 import { type HostRuntime, logName } from '../runtime/host-runtime.ts';
 import { type RunningTree, resolveId } from './build-tree.ts';
+import { readPrivate, writeAtomic } from './private-fs.ts';
 import { type GrantChange, type RenegotiationResult, Renegotiator } from './renegotiate.ts';
 
 /** What the daemon journals about channels (see `DaemonEvent` in journal.ts). */
@@ -66,6 +71,34 @@ export function channelPath(stateDir: string, path: string): string {
   return join(stateDir, 'ch', `${createHash('sha256').update(path).digest('hex').slice(0, 16)}.sock`);
 }
 
+/** The key channel tokens are made with: `<state>/channel.key`, made once (0600), read by the daemon alone. */
+function channelKey(stateDir: string): Buffer {
+  const file = join(stateDir, 'channel.key');
+  const existing = readPrivate(file)?.trim() ?? '';
+  if (/^[0-9a-f]{64}$/.test(existing)) return Buffer.from(existing, 'hex');
+  const key = randomBytes(32);
+  writeAtomic(file, key.toString('hex'));
+  return key;
+}
+
+const keys = new Map<string, Buffer>();
+
+/** What the supervisor child at `path` proves it is with: the same for every instance and every daemon of this state dir. */
+export function channelToken(stateDir: string, path: string): string {
+  let key = keys.get(stateDir);
+  if (!key) {
+    key = channelKey(stateDir);
+    keys.set(stateDir, key);
+  }
+  return createHmac('sha256', key).update(path).digest('base64url');
+}
+
+function sameToken(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
 /** Grant quantities as the child sees them: reserved amounts, null where it reserves none. */
 export function grantQuantities(grant: Grant | undefined): GrantQuantities {
   const r = (x: { reserved: number } | undefined) => (x && x.reserved > 0 ? x.reserved : null);
@@ -81,6 +114,7 @@ export function supervisorEnv(
   if (!spec.supervisor) return {};
   return {
     CAPTREE_CHANNEL: channelPath(runtime.stateDir, spec.path),
+    CAPTREE_CHANNEL_TOKEN: channelToken(runtime.stateDir, spec.path),
     CAPTREE_GRANT: JSON.stringify(grantQuantities(grant)),
     CAPTREE_CGROUP: runtime.groupFor(spec.path).dirs.join(':'),
     // Where its own children's logs go (created by the child library).
@@ -265,29 +299,56 @@ export class Channels {
   }
 
   #accept(ep: Endpoint, socket: Socket): void {
-    // The newest connection is the child's current instance.
-    ep.socket?.destroy();
-    ep.socket = socket;
-    ep.ready = false;
     socket.setEncoding('utf8');
     const lines = new LineSplitter(
-      (line) => this.#onLine(ep, socket, line),
+      (line) => {
+        if (ep.socket === socket) this.#onLine(ep, socket, line);
+        else this.#authenticate(ep, socket, line);
+      },
       () => {
-        this.#reply(ep, socket, {
-          v: 1,
-          type: 'denied',
-          re: 'invalid',
-          reasons: ['message longer than 64 KiB (65536 bytes of UTF-8 before the newline)'],
-        });
+        if (ep.socket === socket)
+          this.#reply(ep, socket, {
+            v: 1,
+            type: 'denied',
+            re: 'invalid',
+            reasons: ['message longer than 64 KiB (65536 bytes of UTF-8 before the newline)'],
+          });
         socket.end();
       },
     );
     socket.on('data', (chunk: string) => lines.push(chunk));
     socket.on('error', () => {});
     socket.on('close', () => {
-      if (ep.socket === socket) ep.socket = null;
+      if (ep.socket !== socket) return;
+      ep.socket = null;
       ep.reclaimAck?.();
     });
+  }
+
+  /**
+   * A connection's first line: `hello` with the child's token makes it the child's current
+   * connection (replacing its previous instance's); anything else is denied and closed, and
+   * changes nothing.
+   */
+  #authenticate(ep: Endpoint, socket: Socket, line: string): void {
+    const parsed = parseChildMessage(line);
+    const expected = channelToken(this.#tree.runtime.stateDir, ep.path);
+    if (typeof parsed === 'string' || parsed.type !== 'hello' || !sameToken(parsed.token ?? '', expected)) {
+      this.#journal(ep, 'child', { invalid: 'a connection without the child’s token was refused' });
+      socket.end(
+        encode({
+          v: 1,
+          type: 'denied',
+          re: 'unauthenticated',
+          reasons: ['the first message must be hello with this child’s token (CAPTREE_CHANNEL_TOKEN)'],
+        }),
+      );
+      return;
+    }
+    ep.socket?.destroy();
+    ep.socket = socket;
+    ep.ready = false;
+    this.#onLine(ep, socket, line);
   }
 
   #reply(ep: Endpoint, socket: Socket, message: ParentMessage): void {
@@ -342,7 +403,9 @@ export class Channels {
     const message =
       parsed.type === 'status' && parsed.text.length > MAX_STATUS
         ? { ...parsed, text: `${parsed.text.slice(0, MAX_STATUS)}… (${parsed.text.length} characters)` }
-        : parsed;
+        : parsed.type === 'hello' && parsed.token !== undefined
+          ? { ...parsed, token: '(checked)' } // never journaled: the journal is readable by the operator's tools
+          : parsed;
     this.#journal(ep, 'child', message);
     void this.#handle(ep, socket, message);
   }

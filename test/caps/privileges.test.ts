@@ -24,7 +24,10 @@ describe('privileges', () => {
   it('a child holds exactly what it names; the root of a root-run daemon holds everything', () => {
     const t = tree();
     assert.ok(grantOf(t, '/t')?.privileges.includes('sys_admin'));
-    const r = admit(t, '/t', { name: 'web', requires: { privileges: ['net_bind_service', 'user:www-data'] } });
+    const r = admit(t, '/t', {
+      name: 'web',
+      requires: { privileges: ['net_bind_service', 'user:www-data'] },
+    });
     assert.ok(r.ok, JSON.stringify(r));
     assert.deepEqual([...r.grant.privileges].sort(), ['net_bind_service', 'user:www-data']);
     const none = admit(t, '/t', { name: 'plain', requires: { privileges: [] } });

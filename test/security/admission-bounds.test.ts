@@ -144,7 +144,12 @@ children:
         sleeper('cap', { requires: { privileges: ['sys_admin'] } }),
         'requires.privileges',
       ],
-      ['uid 0 on an open node', 'open', sleeper('root', { requires: { privileges: ['root'] } }), 'requires.privileges'],
+      [
+        'uid 0 on an open node',
+        'open',
+        sleeper('root', { requires: { privileges: ['root'] } }),
+        'requires.privileges',
+      ],
     ];
     for (const [what, node, spec, field] of cases) {
       const r = await post(node, `attack-${spec.name}`, spec);
