@@ -120,14 +120,20 @@ const signalName = () =>
     .transform((signal) => (signal.toUpperCase().startsWith('SIG') ? signal : `SIG${signal}`).toUpperCase())
     .pipe(enumOf(SIGNALS));
 
-const RELOAD_HELP = "a signal like SIGHUP, a command list like [nginx, -s, reload], or { exec: COMMAND, timeout: 30s }";
+const RELOAD_HELP =
+  'a signal like SIGHUP, a command list like [nginx, -s, reload], or { exec: COMMAND, timeout: 30s }';
 /** `captree reload`: a signal to the main process, or a command run in the child's confinement. */
 const reload = () =>
   z
     .union(
       [
-        z.string().regex(/^(SIG)?[A-Za-z0-9]+$/, must(RELOAD_HELP)).pipe(signalName()),
-        z.array(z.string(must('a string (quote numbers)'))).min(1, { error: `must not be empty: ${RELOAD_HELP}` }),
+        z
+          .string()
+          .regex(/^(SIG)?[A-Za-z0-9]+$/, must(RELOAD_HELP))
+          .pipe(signalName()),
+        z
+          .array(z.string(must('a string (quote numbers)')))
+          .min(1, { error: `must not be empty: ${RELOAD_HELP}` }),
         z
           .strictObject(
             {
@@ -143,7 +149,7 @@ const reload = () =>
     )
     .meta({
       description:
-        '`captree reload`: a signal sent to the main process (SIGHUP), or a command run in the child\'s confinement (its namespaces, cgroup, user, no capabilities) that must exit 0 within timeout.',
+        "`captree reload`: a signal sent to the main process (SIGHUP), or a command run in the child's confinement (its namespaces, cgroup, user, no capabilities) that must exit 0 within timeout.",
     });
 
 const unixSocket = () =>

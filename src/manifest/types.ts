@@ -134,7 +134,9 @@ export interface ProcessSpec extends ChildCommon {
 }
 
 /** A signal to the child's main process, or a command run in its confinement (ms timeout). */
-export type Reload = { type: 'signal'; signal: Signal } | { type: 'exec'; command: string[]; timeout: number };
+export type Reload =
+  | { type: 'signal'; signal: Signal }
+  | { type: 'exec'; command: string[]; timeout: number };
 
 export type ChildSpec = NodeSpec | ProcessSpec;
 
