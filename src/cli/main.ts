@@ -33,6 +33,7 @@ const loaders = new Map<string, () => Promise<Command>>([
   ['revoke', async () => (await import('./commands/revoke.ts')).revoke],
   ['shell', async () => (await import('./commands/shell.ts')).shell],
   ['init', async () => (await import('./commands/init.ts')).init],
+  ['unit', async () => (await import('./commands/unit.ts')).unit],
   [
     'completion',
     async () => {
