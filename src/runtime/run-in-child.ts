@@ -10,6 +10,7 @@
  * child's filesystem view) takes the child's uid, gid and groups, drops every capability and sets
  * no_new_privs, as the child itself runs: the command can do nothing the child could not.
  */
+import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { CgroupGroup } from './cgroup/index.ts';
 import type { Launcher } from './launcher/client.ts';
@@ -37,12 +38,17 @@ export interface RunInChildOptions {
   stderr: string;
 }
 
+/** The host's nsenter by absolute path: the launcher would look it up on the child's PATH. */
+function nsenter(): string {
+  return ['/usr/bin/nsenter', '/bin/nsenter', '/usr/sbin/nsenter'].find((f) => existsSync(f)) ?? 'nsenter';
+}
+
 export async function runInChild(o: RunInChildOptions): Promise<RunResult> {
   const creds = credentialsOf(o.main);
   const env = environmentOf(o.main);
   if (creds === null || env === null) throw new Error(`its main process (pid ${o.main}) is gone`);
   const argv = [
-    'nsenter',
+    nsenter(),
     `--target=${o.main}`,
     '--mount',
     '--net',
