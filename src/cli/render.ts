@@ -174,6 +174,10 @@ export function describeEvent(r: JournalRecord): string {
       return `killed orphan pid ${r.pid}: ${r.why}`;
     case 'recovered':
       return `recovered: launcher pid ${r.launcherPid} had kept ${r.found} children; ${r.exited} exited meanwhile, ${r.killed} orphans killed`;
+    case 'signalled':
+      return `sent ${r.signal} to pid ${r.pid} (asked by ${r.by})`;
+    case 'reloaded':
+      return `${r.ok ? 'reloaded' : 'reload failed'} (${r.how}): ${r.result} (asked by ${r.by})`;
     case 'channel': {
       // `request cpu=0.5`, `→ grant cpu=0.7 memory=…`: the parent–child channel (docs/protocol.md).
       if ('suppressed' in r.message)
@@ -198,7 +202,8 @@ export function eventLine(r: JournalRecord, p: Palette = plain): string {
     r.type === 'start_failed' ||
     r.type === 'permanent_failure' ||
     r.type === 'escalated' ||
-    r.type === 'intensity_exceeded';
+    r.type === 'intensity_exceeded' ||
+    (r.type === 'reloaded' && !r.ok);
   const text = describeEvent(r);
   return `${p.dim(r.time)} ${p.cyan(r.path)} ${bad ? p.red(text) : text}`;
 }

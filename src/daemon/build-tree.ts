@@ -43,6 +43,7 @@ import type {
   ManifestTree,
   NodeSpec,
   ProcessSpec,
+  Reload,
   Requires,
 } from '../manifest/index.ts';
 import { CounterReader, type Counters } from '../runtime/cgroup/counters.ts';
@@ -60,9 +61,11 @@ import {
   type OrphanKill,
   type PathState,
   type Recovery,
+  streamKey,
 } from '../runtime/host-runtime.ts';
 import { formatRecord } from '../runtime/logs/index.ts';
 import { processDriver } from '../runtime/process-driver.ts';
+import { describeRun, runInChild } from '../runtime/run-in-child.ts';
 import { supervisorEnv } from './channel.ts';
 import { admitContracts, hostCapabilities, manifestNetworks, privilegesOf } from './contracts.ts';
 import { liveChildren } from './live-limits.ts';
@@ -553,6 +556,26 @@ class Tree implements RunningTree {
     const log = this.runtime.existingLog(path);
     if (!log) return () => {};
     return log.onRecord((r) => fn(formatRecord(r).trimEnd()));
+  }
+
+  reloadOf(path: string): Reload | null {
+    const spec = this.#specs.get(path);
+    return spec?.kind === 'process' ? (spec.reload ?? null) : null;
+  }
+
+  async runInChild(path: string, main: number, command: readonly string[], timeoutMs: number, note: string) {
+    this.runtime.existingLog(path)?.note(note);
+    const run = await runInChild({
+      launcher: this.runtime.launcher,
+      group: this.runtime.groupFor(path),
+      main,
+      command,
+      timeoutMs,
+      stdout: streamKey(path, 'out'),
+      stderr: streamKey(path, 'err'),
+    });
+    this.runtime.existingLog(path)?.note(`reload: ${describeRun(command, run, timeoutMs)}`);
+    return run;
   }
 
   async recover(): Promise<{ recovery: Recovery | null; kills: OrphanKill[] }> {

@@ -26,6 +26,7 @@ import { canAdmit, DynamicChildren } from './dynamic-children.ts';
 import { Journal, type JournalRecord, pathsOfPids } from './journal.ts';
 import { Metrics } from './metrics.ts';
 import { type ControlServer, createControlServer, type TcpOptions } from './server.ts';
+import { signalEndpoint } from './signal-endpoint.ts';
 import { acquireStateDir, DurableState, type StatePaths, statePaths } from './state.ts';
 import type { DaemonInfo, RecoveryReport, RunningTree, TreeBuilder } from './types.ts';
 
@@ -199,7 +200,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     ? admissionEndpoint(dynamic, (node, status, body) => metrics.admission(node, status, body))
     : undefined;
   const scopesOf = dynamic ? (token: string) => (dynamic as DynamicChildren).scopesOf(token) : undefined;
-  control = createControlServer({ tree, journal: j, info, down: stop, admission, scopesOf, metrics });
+  const signals = signalEndpoint(tree, journalled);
+  control = createControlServer({
+    tree,
+    journal: j,
+    info,
+    down: stop,
+    admission,
+    scopesOf,
+    metrics,
+    signals,
+  });
   let serving = `the control socket ${paths.socket}`;
   try {
     await control.listen(paths.socket);

@@ -4,9 +4,10 @@
  * plane can be exercised with an in-process tree of tasks, without processes or cgroups.
  */
 import type { HoldStore, Supervisor } from '../core/index.ts';
-import type { ManifestTree } from '../manifest/index.ts';
+import type { ManifestTree, Reload } from '../manifest/index.ts';
 import type { Counters } from '../runtime/cgroup/counters.ts';
 import type { LogTrouble } from '../runtime/logs/index.ts';
+import type { RunResult } from '../runtime/run-in-child.ts';
 import type { JournalHealth } from './journal.ts';
 
 export interface Resources {
@@ -38,6 +39,19 @@ export interface RunningTree {
   retainCounters?(paths: readonly string[]): void;
   logFiles(path: string): { dir: string; name: string } | null;
   onLog(path: string, fn: (line: string) => void): () => void;
+  /** A process child's declared `reload:` (null: none); absent: an in-process tree. */
+  reloadOf?(path: string): Reload | null;
+  /**
+   * Runs `command` in a process child's confinement (runtime/run-in-child.ts) with `main` the
+   * host pid of its main process; `note` goes to the child's log first. Absent: in-process tree.
+   */
+  runInChild?(
+    path: string,
+    main: number,
+    command: readonly string[],
+    timeoutMs: number,
+    note: string,
+  ): Promise<RunResult>;
   /**
    * Once the tree has started: what an earlier daemon left behind and the processes killed
    * because nothing supervises them. Absent: nothing to recover (an in-process tree).

@@ -35,6 +35,7 @@ import type {
   ProcessSpec,
   ProvidedService,
   Ready,
+  Reload,
   Requires,
   YamlPath,
 } from './types.ts';
@@ -621,6 +622,8 @@ class Checker {
       restart: input.restart,
       shutdown: input.shutdown,
       stopSignal: input.stopSignal,
+      // Only when declared: the spec of a child without one stays as it was before `reload:` existed.
+      ...(input.reload === undefined ? {} : { reload: reload(input.reload) }),
       significant: input.significant,
       backoff: input.backoff === false ? null : input.backoff,
       permanentExitCodes: input.permanentExitCodes,
@@ -717,6 +720,13 @@ function ready(input: ProcessInput['ready']): Ready | null {
   if (input.http !== undefined) return { type: 'http', url: input.http, timeout };
   if (input.exec !== undefined) return { type: 'exec', command: argv(input.exec), timeout };
   return { type: 'log', pattern: input.log ?? '', timeout };
+}
+
+function reload(input: NonNullable<ProcessInput['reload']>): Reload {
+  if (typeof input === 'string') return { type: 'signal', signal: input };
+  if (Array.isArray(input)) return { type: 'exec', command: input, timeout: 30_000 };
+  if (input.signal !== undefined) return { type: 'signal', signal: input.signal };
+  return { type: 'exec', command: argv(input.exec ?? []), timeout: input.timeout };
 }
 
 function liveness(input: ProcessInput['liveness']): Liveness | null {

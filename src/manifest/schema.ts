@@ -115,6 +115,44 @@ const command = () =>
     must(COMMAND_HELP),
   );
 
+const signalName = () =>
+  z
+    .string(must('a signal name like SIGHUP'))
+    .transform((signal) => (signal.toUpperCase().startsWith('SIG') ? signal : `SIG${signal}`).toUpperCase())
+    .pipe(enumOf(SIGNALS));
+
+const RELOAD_HELP =
+  'a signal like SIGHUP, a command list like [nginx, -s, reload], or { exec: COMMAND, timeout: 30s }';
+/** `captree reload`: a signal to the main process, or a command run in the child's confinement. */
+const reload = () =>
+  z
+    .union(
+      [
+        z
+          .string()
+          .regex(/^(SIG)?[A-Za-z0-9]+$/, must(RELOAD_HELP))
+          .pipe(signalName()),
+        z
+          .array(z.string(must('a string (quote numbers)')))
+          .min(1, { error: `must not be empty: ${RELOAD_HELP}` }),
+        z
+          .strictObject(
+            {
+              signal: signalName().optional(),
+              exec: command().optional(),
+              timeout: durationOf().prefault('30s'),
+            },
+            must(RELOAD_HELP),
+          )
+          .superRefine(exactlyOne(['signal', 'exec'], 'reload')),
+      ],
+      must(RELOAD_HELP),
+    )
+    .meta({
+      description:
+        "`captree reload`: a signal sent to the main process (SIGHUP), or a command run in the child's confinement (its namespaces, cgroup, user, no capabilities) that must exit 0 within timeout.",
+    });
+
 const unixSocket = () =>
   z.strictObject(
     { unix: z.string(must('a socket path')).min(1, must('a socket path')) },
@@ -540,6 +578,7 @@ function processFields() {
       description:
         'Who gives back first when a sibling asks for more: low before normal before high (docs/protocol.md).',
     }),
+    reload: reload().optional(),
   };
 }
 

@@ -118,6 +118,8 @@ export interface ProcessSpec extends ChildCommon {
   user: string | number | null;
   group: string | number | null;
   stopSignal: Signal;
+  /** What `captree reload` does; null or absent: nothing declared (reload is refused). */
+  reload?: Reload | null;
   /** null: restart at once (`backoff: false`). */
   backoff: Backoff | null;
   permanentExitCodes: number[];
@@ -132,6 +134,11 @@ export interface ProcessSpec extends ChildCommon {
   /** Who gives back first when a sibling asks for more: `low`, then `normal`, then `high`. */
   priority: Priority;
 }
+
+/** A signal to the child's main process, or a command run in its confinement (ms timeout). */
+export type Reload =
+  | { type: 'signal'; signal: Signal }
+  | { type: 'exec'; command: string[]; timeout: number };
 
 export type ChildSpec = NodeSpec | ProcessSpec;
 

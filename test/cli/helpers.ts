@@ -120,3 +120,27 @@ export function killAll(pids: (number | null | undefined)[]): void {
     }
   }
 }
+
+/** Polls `probe` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(
+  probe: () => T | undefined | Promise<T | undefined>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The captured log of a process child at `path`, read from the state dir (records as text). */
+export function logText(state: string, path: string): string {
+  try {
+    return readFileSync(join(state, 'logs', `${path.slice(1).replaceAll('/', '.')}.log`), 'utf8');
+  } catch {
+    return '';
+  }
+}
