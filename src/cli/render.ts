@@ -189,7 +189,7 @@ export function describeEvent(r: JournalRecord): string {
       return `${r.from === 'child' ? '←' : '→'} ${String(type ?? 'invalid')}${fields ? ` ${fields}` : ''}`;
     }
     case 'grant_changed':
-      return `grant ${r.cause === 'reclaim' ? 'reclaimed' : r.cause === 'release' ? 'released' : 'raised'} (by ${r.by}): cpu ${r.grant.cpu ?? 'shared'}, memory ${r.grant.memory === null ? 'shared' : formatBytes(r.grant.memory)}, pids ${r.grant.pids ?? 'shared'}`;
+      return `grant ${r.cause === 'reclaim' ? 'reclaimed' : r.cause === 'release' ? 'released' : r.cause === 'return' ? 'returned' : 'raised'} (by ${r.by}): cpu ${r.grant.cpu ?? 'shared'}, memory ${r.grant.memory === null ? 'shared' : formatBytes(r.grant.memory)}, pids ${r.grant.pids ?? 'shared'}`;
     default:
       return r.type;
   }

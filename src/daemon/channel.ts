@@ -189,7 +189,14 @@ export class Channels {
       await channels.close();
       throw err;
     }
+    const started = new Set<string>();
     channels.#unsubscribe = tree.supervisor.subscribe((e) => {
+      // A restart (any start after the first) starts from the declared grant: lent budget
+      // back, borrowed budget returned.
+      if (e.type === 'started') {
+        if (started.has(e.path)) void channels.renegotiator.restarted(e.path);
+        started.add(e.path);
+      }
       if (e.type !== 'stopping') return;
       const ep = channels.#endpoints.get(e.path);
       if (!ep?.socket) return;
