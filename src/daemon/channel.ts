@@ -22,9 +22,19 @@
  * removes it), and no other child can read that environment (PID namespaces).
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  lchownSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+} from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Grant } from '../caps/index.ts';
 import {
   type ChildMessage,
@@ -39,6 +49,7 @@ import {
 } from '../child/protocol.ts';
 import type { ProcessSpec } from '../manifest/index.ts';
 import { type HostRuntime, logName } from '../runtime/host-runtime.ts';
+import { launcherBinary } from '../runtime/launcher/build.ts';
 import { type RunningTree, resolveId } from './build-tree.ts';
 import { readPrivate, writeAtomic } from './private-fs.ts';
 import { type GrantChange, type RenegotiationResult, Renegotiator } from './renegotiate.ts';
@@ -99,6 +110,25 @@ function sameToken(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/** `<state>/bin`: the launcher binary supervisor children start, readable by any user. */
+export function childBinDir(stateDir: string): string {
+  return join(stateDir, 'bin');
+}
+
+/** Puts this daemon's launcher binary where supervisor children find it (`CAPTREE_CACHE_DIR`). */
+async function shareLauncher(stateDir: string): Promise<void> {
+  const bin = await launcherBinary();
+  const dir = childBinDir(stateDir);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  chmodSync(dir, 0o755);
+  const target = join(dir, basename(bin));
+  if (existsSync(target)) return;
+  const tmp = `${target}.tmp-${process.pid}`;
+  copyFileSync(bin, tmp);
+  chmodSync(tmp, 0o755);
+  renameSync(tmp, target);
+}
+
 /** Grant quantities as the child sees them: reserved amounts, null where it reserves none. */
 export function grantQuantities(grant: Grant | undefined): GrantQuantities {
   const r = (x: { reserved: number } | undefined) => (x && x.reserved > 0 ? x.reserved : null);
@@ -119,6 +149,9 @@ export function supervisorEnv(
     CAPTREE_CGROUP: runtime.groupFor(spec.path).dirs.join(':'),
     // Where its own children's logs go (created by the child library).
     CAPTREE_LOGS: join(runtime.logsDir, `${logName(spec.path)}.children`),
+    // The launcher its runtime starts, built by the daemon: a child running as another user
+    // cannot build one in (or even reach) the daemon's ~/.cache.
+    CAPTREE_CACHE_DIR: childBinDir(runtime.stateDir),
   };
 }
 
@@ -268,6 +301,7 @@ export class Channels {
   }
 
   async #listen(spec: ProcessSpec): Promise<void> {
+    await shareLauncher(this.#tree.runtime.stateDir);
     const file = channelPath(this.#tree.runtime.stateDir, spec.path);
     mkdirSync(join(this.#tree.runtime.stateDir, 'ch'), { recursive: true, mode: 0o711 });
     rmSync(file, { force: true });
@@ -301,7 +335,8 @@ export class Channels {
       delegate(this.#tree.runtime.groupFor(spec.path).dirs, uid, gid);
       const logs = join(this.#tree.runtime.logsDir, `${logName(spec.path)}.children`);
       mkdirSync(logs, { recursive: true, mode: 0o700 });
-      chownSync(logs, uid, gid);
+      // All of it: a state dir reused after adding `user:` holds root's files from before.
+      chownTree(logs, uid, gid);
     }
   }
 
@@ -508,6 +543,16 @@ export async function openChannels(
  * it can create groups below it and set their limits, but not its own group's limits (those files
  * stay root's). The kernel keeps whatever it creates inside its group.
  */
+/** `dir` and everything below it (never following a symlink) to `uid`:`gid`. */
+function chownTree(dir: string, uid: number, gid: number): void {
+  lchownSync(dir, uid, gid);
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) chownTree(p, uid, gid);
+    else lchownSync(p, uid, gid);
+  }
+}
+
 function delegate(dirs: readonly string[], uid: number, gid: number): void {
   for (const dir of dirs) {
     chownSync(dir, uid, gid);
