@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Daemon } from '../../src/daemon/index.ts';
+import { cgroupsNamed } from '../cli/helpers.ts';
 import { daemonOn } from '../support/daemon.ts';
 import { reachableNode } from '../support/reachable.ts';
 
@@ -50,7 +51,8 @@ describe('a supervisor child that is not root', () => {
     chmodSync(dir, 0o755);
     cpSync(join(repo, 'src'), join(dir, 'src'), { recursive: true });
     cpSync(join(repo, 'native'), join(dir, 'native'), { recursive: true });
-    cpSync(fixture, join(dir, 'sup.ts'));
+    mkdirSync(join(dir, 'test/runtime/fixtures/child'), { recursive: true });
+    cpSync(fixture, join(dir, 'test/runtime/fixtures/child/nonroot-sup.ts'));
     // A state dir reused from a run as root: root's files in the children's logs directory.
     mkdirSync(childLogs, { recursive: true, mode: 0o700 });
     writeFileSync(stale, 'from before\n', { mode: 0o600 });
@@ -61,7 +63,7 @@ describe('a supervisor child that is not root', () => {
 requires: { cpu: 1.0, memory: 512Mi, pids: 128 }
 children:
   - name: sup
-    command: [${reachableNode()}, sup.ts]
+    command: [${reachableNode()}, test/runtime/fixtures/child/nonroot-sup.ts]
     user: daemon
     supervisor: true
     ready: { log: sup-ready, timeout: 30s }
@@ -94,8 +96,9 @@ children:
     const m = /worker pid \d+ uid (\d+)/.exec(journal);
     assert.ok(m, journal.slice(-2000));
     assert.equal(Number(m[1]), daemonUid);
-    const supGroup = daemon.tree.runtime.groupFor(`/${name}/sup`).dirs.find((d) => d.includes('/pids/'));
-    assert.ok(supGroup);
+    const pidsRoot = cgroupsNamed(name).find((d) => d.startsWith('/sys/fs/cgroup/pids/'));
+    assert.ok(pidsRoot);
+    const supGroup = join(pidsRoot, 'sup');
     const below = (d: string): string[] =>
       readdirSync(d, { withFileTypes: true }).flatMap((e) =>
         e.isDirectory() ? [join(d, e.name), ...below(join(d, e.name))] : [],
