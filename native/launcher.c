@@ -24,11 +24,14 @@
  *   'S' spawn  arg=.. (1+) env=.. (0+, exactly the child's env) cwd= uid= gid= cgroup=<path of a
  *              cgroup.procs file> (0+) notifyfd=<N> sdnotify=1 stdout=<key> stderr=<key>
  *              listen=<handle>:<name> (0+, placed at fd 3,4,...) netns=1 netnspath=<file>
- *              nonewprivs=1
+ *              nonewprivs=1 tag=<the client's name for it> pidfile=<path> pidfilems=<n>
  *              mntns=1 hide=<dir> (0+) bind=<path> (0+) bindopt=<path> (0+) ro=<path> (0+)
  *              delegate=<cgroup dir> (0+) credsdir=<dir> cred=<NAME>:<hex of the value> (0+)
  *              view=1 rw=<path> (0+)
- *              -> ok pid=<pid> t=<CLOCK_MONOTONIC ns just before fork>
+ *              -> ok pid=<pid> [main=<pid of the program: pid itself, or below a confined
+ *                 child's outer process and init>] t=<CLOCK_MONOTONIC ns just before fork>
+ *              tag= is kept with the child and listed by 'l': who a child is, by our own record
+ *              (a child can rewrite its environment and title, not our memory).
  *              Mount confinement (any of hide/bind/ro/credsdir implies mntns=1), in the child,
  *              after the cgroup join and the network namespace, before chdir and setuid:
  *                unshare(CLONE_NEWNS), "/" made recursively private (nothing propagates back);
@@ -73,17 +76,27 @@
  *                (pid 1 inside) that mounts a fresh /proc and forks the program (pid 2, its own
  *                session; LISTEN_PID=2). SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT (every
  *                catchable signal but the synchronous faults and SIGCHLD) sent to the outer
- *                process (or its group) are forwarded to init, which sends them
- *                to the program's process group (to every process of the namespace once the
- *                program is gone). When the program exits 0, init waits for what it left running
- *                in the namespace; otherwise init exits at once (the kernel kills the rest). The
- *                outer process then exits exactly as the program did (code, or the same signal,
- *                without a second core dump). SIGKILL of the outer process kills init (parent
- *                death signal), so the whole namespace.
+ *                process (or its group) are forwarded to init, which sends them to the main
+ *                process's group (to every process of the namespace once it is gone); a signal
+ *                sent with a scope ('K' scope=) goes to every process of the namespace (all) or
+ *                to the main process only (main), and starts a stop.
+ *                The main process is the program until it exits 0 leaving processes behind (a
+ *                daemon forked into the background): then the pid in pidfile= (as the child sees
+ *                paths and pids, waited for up to pidfilems= ms, default 10000; the program
+ *                removes a stale one before exec, with its own credentials), else the oldest
+ *                process left; init reports it on a status pipe and the launcher sends 'm'.
+ *                When the main process ends, init ends the namespace (the kernel kills the rest)
+ *                and the outer process exits exactly as the main process did (code, or the same
+ *                signal, without a second core dump; 255 for a main process init could not reap)
+ *                -- except during a stop of scope all, when init waits for every process to be
+ *                gone first. SIGKILL of the outer process kills init (parent death signal), so
+ *                the whole namespace.
  *              The values of cred= never reach the environment or the host's filesystem.
  *              A failure before exec (cgroup write, chdir, setuid, exec...) is an err reply whose
  *              text names the step; the child then never ran the program.
- *   'K' kill   pid= sig= [group=1]               -> ok
+ *   'K' kill   pid= sig= [group=1 | scope=all|main] -> ok
+ *              scope= (a child of ours): all = every process of the child (its PID namespace
+ *              through init's kill(-1), or every pid of its first cgroup), main = its main process.
  *   'L' listen tcp=<host>:<port> | unix=<path> [backlog=]  -> ok handle=<n> [port=<bound port>]
  *   'N' netns  path=<file> [remove=1]            -> ok existed=0|1 (remove: ok)
  *              A named network: a network namespace held by a bind mount of its ns file at path=
@@ -94,7 +107,7 @@
  *              removes the file; a path that holds nothing is fine.
  *   'C' close-listen handle=                     -> ok
  *   'c' close-stream key=                        -> ok
- *   'l' list                                     -> ok child=<pid> (0+) stream=<key> (0+) handle=<n> (0+)
+ *   'l' list  -> ok child=<pid> (0+) tag=<pid>:<tag> (0+) main=<pid>:<main pid> (0+) stream=<key> (0+) handle=<n> (0+)
  *   'P' ping                                     -> ok pid=<launcher pid> children=<n> t=<ns>
  *   'Q' shutdown (SIGKILL every child's group, reply, exit)   -> ok
  * Events (launcher -> client):
@@ -102,6 +115,7 @@
  *   'x' exited   pid= (code=<n> | sig=<n>) t=<CLOCK_MONOTONIC ns of reap>
  *   'r' ready    pid=                           (a newline arrived on the child's notify fd)
  *   'n' notify   pid= text=<datagram text>      (one per sd_notify datagram)
+ *   'm' main     pid= main=<host pid> via=pidfile|oldest|oldest-no-pidfile  (a new main process)
  *   'o' output   key=<stream key> NUL <bytes>
  * Events for a child (ready, notify, its streams' output) are sent before its 'x' event.
  * While no client is attached, small events queue (bounded, 1 MiB) and stream pipes are not
