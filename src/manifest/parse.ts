@@ -620,8 +620,7 @@ class Checker {
       shutdown: input.shutdown,
       stopSignal: input.stopSignal,
       killMode: input.killMode,
-      pidFile:
-        input.pidFile === undefined ? null : resolve(this.source.dir, input.cwd ?? '.', input.pidFile),
+      pidFile: input.pidFile === undefined ? null : resolve(this.source.dir, input.cwd ?? '.', input.pidFile),
       significant: input.significant,
       backoff: input.backoff === false ? null : input.backoff,
       permanentExitCodes: input.permanentExitCodes,

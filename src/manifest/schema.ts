@@ -503,14 +503,10 @@ function processFields() {
       description:
         'Who gets stopSignal: control-group, every process of the child (then SIGKILL to what is left after shutdown); mixed, the main process only (the rest is SIGKILLed once it is gone). As systemd KillMode=.',
     }),
-    pidFile: z
-      .string(must('a file path'))
-      .min(1)
-      .optional()
-      .meta({
-        description:
-          "A daemon that forks into the background writes its main pid here (relative to cwd); its death is then the child's exit. As systemd PIDFile=.",
-      }),
+    pidFile: z.string(must('a file path')).min(1).optional().meta({
+      description:
+        "A daemon that forks into the background writes its main pid here (relative to cwd); its death is then the child's exit. As systemd PIDFile=.",
+    }),
     significant: significant(),
     backoff: backoff().prefault({}),
     permanentExitCodes: z
