@@ -57,7 +57,11 @@ children:
       sql("INSERT INTO kept VALUES ('before the re-adoption')");
     },
     intact: async () => {
-      assert.match(sql('SELECT v FROM kept'), /before the re-adoption/, 'its data and its connections still work');
+      assert.match(
+        sql('SELECT v FROM kept'),
+        /before the re-adoption/,
+        'its data and its connections still work',
+      );
       assert.equal(sql('SELECT current_user'), 'postgres');
     },
     cleanLine: /database system is shut down/,

@@ -153,6 +153,24 @@ export function groupPidsOf(pid: number, marker: string): number[] {
   return [...out];
 }
 
+/**
+ * The host pid of the process in `pid`'s child whose pid in its own PID namespace is `nspid`
+ * (what a confined program writes as `$$`); null if there is none.
+ */
+export function hostPidOf(pid: number, nspid: number, marker: string): number | null {
+  for (const p of groupPidsOf(pid, marker)) {
+    try {
+      const ids = (/^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? '')
+        .trim()
+        .split(/\s+/);
+      if (ids.length > 1 && Number(ids.at(-1)) === nspid) return p;
+    } catch {
+      // Gone.
+    }
+  }
+  return null;
+}
+
 /** Waits for a condition on something we cannot subscribe to (another process), with a deadline. */
 export async function until<T>(
   what: string,
@@ -372,4 +390,15 @@ export async function daemonLife(
     `its own clean-shutdown line, in:\n${logs.split('\n').slice(-15).join('\n')}`,
   );
   await td.down();
+}
+
+/** A service that says so when it starts and when SIGTERM stops it, and leaves its pid in `pidFile`. */
+export function serviceScript(pidFile: string): string {
+  return `#!/bin/sh
+exec 2>&1
+echo $$ > ${pidFile}
+trap 'echo service stopping cleanly; exit 0' TERM
+echo service up
+while :; do sleep 0.05; done
+`;
 }
