@@ -22,11 +22,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { isAlive, readPid, statePaths } from '../../src/daemon/index.ts';
-import { alive, captree, cgroupsNamed, type Entry, killAll } from '../cli/helpers.ts';
+import { alive, captree, cgroupsNamed, type Entry as PsEntry, killAll } from '../cli/helpers.ts';
 import { apiCall } from '../support/daemon.ts';
 import { isRoot, skipOrFail } from '../support/host.ts';
 
 export { freePort } from '../cli/helpers.ts';
+
+/** One entry of `ps --json` (GET /v1/tree). */
+export type Entry = PsEntry & { lastExit: string | null };
 
 /** True when every program exists (absolute paths) and we are root; else skips, or fails under CAPTREE_STRICT=1. */
 export function needPrograms(t: TestContext, programs: readonly string[]): boolean {
