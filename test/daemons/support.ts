@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { isAlive, readPid, statePaths } from '../../src/daemon/index.ts';
-import { alive, captree, cgroupsNamed, type Entry as PsEntry, killAll } from '../cli/helpers.ts';
+import { alive, captree, cgroupsNamed, killAll, type Entry as PsEntry } from '../cli/helpers.ts';
 import { apiCall } from '../support/daemon.ts';
 import { isRoot, skipOrFail } from '../support/host.ts';
 
