@@ -4,7 +4,7 @@
  * other trees on the host.
  */
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -117,6 +117,30 @@ export function killAll(pids: (number | null | undefined)[]): void {
       process.kill(pid, 'SIGKILL');
     } catch {
       // already gone
+    }
+  }
+}
+
+/** Removes the cgroups named after `name` (deepest first) that a failed test left behind. */
+export function removeCgroups(name: string): void {
+  for (const dir of cgroupsNamed(name).sort((a, b) => b.length - a.length)) {
+    const walk = (d: string): string[] => {
+      let subs: string[] = [];
+      try {
+        subs = readdirSync(d, { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .map((e) => join(d, e.name));
+      } catch {
+        return [];
+      }
+      return [...subs.flatMap(walk), d];
+    };
+    for (const d of walk(dir)) {
+      try {
+        rmdirSync(d);
+      } catch {
+        // Gone, or still busy.
+      }
     }
   }
 }

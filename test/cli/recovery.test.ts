@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -24,6 +24,7 @@ import {
   node,
   pidsOf,
   psJson,
+  removeCgroups,
 } from './helpers.ts';
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -228,28 +229,6 @@ function processesOfTree(name: string): number[] {
 }
 
 /** Removes cgroups a failed test left (deepest first); processes must be gone already. */
-function removeCgroups(name: string): void {
-  for (const dir of cgroupsNamed(name).sort((a, b) => b.length - a.length)) {
-    const walk = (d: string): string[] => {
-      let subs: string[] = [];
-      try {
-        subs = readdirSync(d, { withFileTypes: true })
-          .filter((e) => e.isDirectory())
-          .map((e) => join(d, e.name));
-      } catch {
-        return [];
-      }
-      return [...subs.flatMap(walk), d];
-    };
-    for (const d of walk(dir)) {
-      try {
-        rmdirSync(d);
-      } catch {
-        // Already gone, or still busy.
-      }
-    }
-  }
-}
 
 /** A test's hold on a tree: every pid it saw, for the last-resort cleanup. */
 class Seen {

@@ -11,10 +11,9 @@ import {
   accessSync,
   chmodSync,
   constants,
+  mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
-  rmdirSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -22,7 +21,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { isAlive, readPid, statePaths } from '../../src/daemon/index.ts';
-import { alive, captree, cgroupsNamed, killAll, type Entry as PsEntry } from '../cli/helpers.ts';
+import {
+  alive,
+  captree,
+  cgroupsNamed,
+  killAll,
+  type Entry as PsEntry,
+  removeCgroups,
+} from '../cli/helpers.ts';
 import { apiCall } from '../support/daemon.ts';
 import { isRoot, skipOrFail } from '../support/host.ts';
 
@@ -318,27 +324,12 @@ export function treeDir(
   return td;
 }
 
-function removeCgroups(name: string): void {
-  for (const dir of cgroupsNamed(name).sort((a, b) => b.length - a.length)) {
-    const walk = (d: string): string[] => {
-      let subs: string[] = [];
-      try {
-        subs = readdirSync(d, { withFileTypes: true })
-          .filter((e) => e.isDirectory())
-          .map((e) => join(d, e.name));
-      } catch {
-        return [];
-      }
-      return [...subs.flatMap(walk), d];
-    };
-    for (const d of walk(dir)) {
-      try {
-        rmdirSync(d);
-      } catch {
-        // Gone, or still busy.
-      }
-    }
-  }
+export interface LifeChecks {
+  budget: { cpu: number; memory: number; pids: number };
+  /** Called once ready (after each start); may store data that `intact` checks after the re-adoption. */
+  probe: () => Promise<void>;
+  intact: () => Promise<void>;
+  cleanLine: RegExp;
 }
 
 /**
@@ -347,18 +338,7 @@ function removeCgroups(name: string): void {
  * kill -9 of the daemon, `up` again → the same pid re-adopted and `probe` (its data) intact;
  * `stop` → its own clean-shutdown line (`cleanLine`) in its log; `down` → nothing left.
  */
-export async function daemonLife(
-  t: TestContext,
-  td: TreeDir,
-  child: string,
-  o: {
-    budget: { cpu: number; memory: number; pids: number };
-    /** Called once ready; may store data that `intact` checks after the re-adoption. */
-    probe: () => Promise<void>;
-    intact: () => Promise<void>;
-    cleanLine: RegExp;
-  },
-): Promise<void> {
+export async function daemonLife(t: TestContext, td: TreeDir, child: string, o: LifeChecks): Promise<void> {
   await td.up();
   const first = await td.ready(child);
   t.diagnostic(`${td.path(child)} ready, pid ${first.pid}`);
@@ -404,4 +384,45 @@ trap 'echo service stopping cleanly; exit 0' TERM
 echo service up
 while :; do sleep 0.05; done
 `;
+}
+
+/** Writes `serviceScript` as `<serviceDir>/run` (executable), its pid file beside `serviceDir`. */
+export function writeService(serviceDir: string): string {
+  mkdirSync(serviceDir, { recursive: true });
+  const pidFile = `${serviceDir}.pid`;
+  writeFileSync(join(serviceDir, 'run'), serviceScript(pidFile));
+  chmodSync(join(serviceDir, 'run'), 0o755);
+  return pidFile;
+}
+
+/**
+ * `probe` and `intact` for a supervisor of services (s6-svscan, runsvdir) whose service runs
+ * `serviceScript`: each instance has a live service of its own; after the re-adoption it is the
+ * same one, still running. The script writes its pid as its PID namespace has it; the host's is
+ * found in the child's cgroup.
+ */
+export function supervisedService(
+  td: TreeDir,
+  child: string,
+  pidFile: string,
+): Pick<LifeChecks, 'probe' | 'intact'> {
+  let service = 0;
+  const servicePid = () =>
+    until('the service’s pid file', async () => {
+      const main = (await td.entry(child)).pid;
+      const nspid = Number(readFileSync(pidFile, 'utf8'));
+      return main && nspid ? hostPidOf(main, nspid, `captree-${td.name}-`) : null;
+    });
+  return {
+    probe: async () => {
+      service = await until('the service of this instance', async () => {
+        const pid = await servicePid();
+        return isAlive(pid) && pid !== service ? pid : null;
+      });
+    },
+    intact: async () => {
+      assert.equal(await servicePid(), service);
+      assert.ok(isAlive(service), 'the supervised service survived the daemon’s kill -9');
+    },
+  };
 }

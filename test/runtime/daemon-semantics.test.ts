@@ -133,62 +133,44 @@ describe('stop reaches every process of the child (killMode)', () => {
   const script = (file: string) =>
     `setsid sh -c 'trap "echo term >> ${file}; sleep 0.3; echo clean >> ${file}; exit 0" TERM; echo up >> ${file}; while :; do sleep 0.05; done' & exec sleep infinity`;
 
-  test('control-group (default): the helper in another session gets SIGTERM and its grace; the stop is clean', async (t) => {
-    if (!needRoot(t)) return;
-    const run = await upTree(
-      `name: @NAME@
+  for (const { mode, what, helper } of [
+    {
+      mode: 'control-group',
+      what: 'control-group (default): the helper in another session gets SIGTERM and its grace; the stop is clean',
+      helper: 'up\nterm\nclean\n',
+    },
+    {
+      mode: 'mixed',
+      what: 'mixed: only the main process gets SIGTERM; the rest is SIGKILLed once it is gone',
+      helper: 'up\n',
+    },
+  ])
+    test(what, async (t) => {
+      if (!needRoot(t)) return;
+      const run = await upTree(
+        `name: @NAME@
 children:
   - name: svc
     shutdown: 5s
+    killMode: ${mode}
     command: ${cmd('sh', '-c', script('@DIR@/helper'))}
 `,
-      { cleanups, tmpPrefix: 'captree-kill-', name: 'killcg' },
-    );
-    await fileSays(`${run.dir}/helper`, (s) => s.includes('up'));
-    const group = run.tree.runtime.groupFor(`/${run.root}/svc`);
-    const pids = group.pids();
-    const stopped = nextEvent(
-      run.tree,
-      (e) => e.type === 'stopped' && e.path === `/${run.root}/svc`,
-      'svc stopped',
-    );
-    await run.tree.supervisor.stopChild('svc');
-    assert.deepEqual(exitOf(await stopped), { kind: 'shutdown' }, 'stopped, not killed at the deadline');
-    assert.equal(
-      readFileSync(`${run.dir}/helper`, 'utf8'),
-      'up\nterm\nclean\n',
-      'the helper shut down cleanly',
-    );
-    assert.ok(group.isEmpty());
-    for (const pid of pids) assert.ok(gone(pid), `pid ${pid} is gone`);
-  });
-
-  test('mixed: only the main process gets SIGTERM; the rest is SIGKILLed once it is gone', async (t) => {
-    if (!needRoot(t)) return;
-    const run = await upTree(
-      `name: @NAME@
-children:
-  - name: svc
-    shutdown: 5s
-    killMode: mixed
-    command: ${cmd('sh', '-c', script('@DIR@/helper'))}
-`,
-      { cleanups, tmpPrefix: 'captree-kill-', name: 'killmx' },
-    );
-    await fileSays(`${run.dir}/helper`, (s) => s.includes('up'));
-    const group = run.tree.runtime.groupFor(`/${run.root}/svc`);
-    const pids = group.pids();
-    const stopped = nextEvent(
-      run.tree,
-      (e) => e.type === 'stopped' && e.path === `/${run.root}/svc`,
-      'svc stopped',
-    );
-    await run.tree.supervisor.stopChild('svc');
-    assert.deepEqual(exitOf(await stopped), { kind: 'shutdown' });
-    assert.equal(readFileSync(`${run.dir}/helper`, 'utf8'), 'up\n', 'the helper never saw SIGTERM');
-    assert.ok(group.isEmpty());
-    for (const pid of pids) assert.ok(gone(pid), `pid ${pid} is gone`);
-  });
+        { cleanups, tmpPrefix: 'captree-kill-', name: `kill${mode.slice(0, 2)}` },
+      );
+      await fileSays(`${run.dir}/helper`, (s) => s.includes('up'));
+      const group = run.tree.runtime.groupFor(`/${run.root}/svc`);
+      const pids = group.pids();
+      const stopped = nextEvent(
+        run.tree,
+        (e) => e.type === 'stopped' && e.path === `/${run.root}/svc`,
+        'svc stopped',
+      );
+      await run.tree.supervisor.stopChild('svc');
+      assert.deepEqual(exitOf(await stopped), { kind: 'shutdown' }, 'stopped, not killed at the deadline');
+      assert.equal(readFileSync(`${run.dir}/helper`, 'utf8'), helper, 'what the helper saw');
+      assert.ok(group.isEmpty());
+      for (const pid of pids) assert.ok(gone(pid), `pid ${pid} is gone`);
+    });
 });
 
 describe('a daemon that forks into the background', () => {
