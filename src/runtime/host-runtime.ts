@@ -15,9 +15,10 @@
  * in the launcher's memory, which the child cannot touch: never its environment or its title,
  * which daemons like redis and nginx overwrite), becomes adoptable (the process driver takes it
  * instead of spawning, once: `adopt()`, which also requires it to be in that path's cgroup), and
- * the exits the launcher queued meanwhile are kept in `recovery`. Once the tree has started, `sweep()` kills whatever is
- * left that nothing supervises: launcher children nobody adopted, and processes in the tree's
- * cgroups outside a running child's group (held or removed children, strays in node groups).
+ * the exits the launcher queued meanwhile are kept in `recovery`. Once the tree has started,
+ * `sweep()` kills whatever is left that nothing supervises: launcher children nobody adopted, and
+ * processes in the tree's cgroups outside a running child's group (held or removed children,
+ * strays in node groups).
  *
  * Named networks (`network()`): one network namespace per name, with only `lo` (up), held by a
  * bind mount at `<state>/netns/<name>` (made by the launcher) and joined by the processes granted
