@@ -151,7 +151,7 @@ export function describeEvent(r: JournalRecord): string {
     case 'start_failed':
       return `failed to start: ${describeExit(r.reason)}`;
     case 'restarting':
-      return `restarting${r.delay > 0 ? ` in ${formatDuration(r.delay)}` : ''} (restart #${r.restarts})`;
+      return `restarting${r.delay > 0 ? ` in ${formatDuration(r.delay)}` : ''} (restart #${r.restarts}${r.because ? `, with ${r.because}` : ''})`;
     case 'permanent_failure':
       return `permanent failure: ${describeExit(r.reason)}`;
     case 'stopped':

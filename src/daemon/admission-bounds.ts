@@ -28,6 +28,8 @@ const FREE_FIELDS = new Set([
   'shutdown',
   'significant',
   'stopSignal',
+  'killMode',
+  'pidFile',
   'backoff',
   'permanentExitCodes',
   'ready',

@@ -379,6 +379,9 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
           ? primaryGroupOf(spec.user)
           : undefined,
     stopSignal: spec.stopSignal as NodeJS.Signals,
+    killMode: spec.killMode,
+    shutdown: spec.shutdown,
+    ...(spec.pidFile !== null ? { pidFile: spec.pidFile } : {}),
     permanentExitCodes: spec.permanentExitCodes,
     ready: spec.ready,
     liveness: spec.liveness,

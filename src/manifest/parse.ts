@@ -624,6 +624,8 @@ class Checker {
       stopSignal: input.stopSignal,
       // Only when declared: the spec of a child without one stays as it was before `reload:` existed.
       ...(input.reload === undefined ? {} : { reload: reload(input.reload) }),
+      killMode: input.killMode,
+      pidFile: input.pidFile === undefined ? null : resolve(this.source.dir, input.cwd ?? '.', input.pidFile),
       significant: input.significant,
       backoff: input.backoff === false ? null : input.backoff,
       permanentExitCodes: input.permanentExitCodes,

@@ -22,6 +22,7 @@ export const AUTO_SHUTDOWNS = ['never', 'any_significant', 'all_significant'] as
 export const PRIORITIES = ['high', 'normal', 'low'] as const;
 export const READY_KINDS = ['notify', 'sd_notify', 'tcp', 'http', 'exec', 'log'] as const;
 export const LIVENESS_KINDS = ['http', 'tcp', 'exec'] as const;
+export const KILL_MODES = ['control-group', 'mixed'] as const;
 export const SIGNALS = [
   'SIGTERM',
   'SIGINT',
@@ -550,6 +551,14 @@ function processFields() {
       .transform((signal) => (signal.startsWith('SIG') ? signal : `SIG${signal}`).toUpperCase())
       .pipe(enumOf(SIGNALS))
       .prefault('SIGTERM'),
+    killMode: enumOf(KILL_MODES).prefault('control-group').meta({
+      description:
+        'Who gets stopSignal: control-group, every process of the child (then SIGKILL to what is left after shutdown); mixed, the main process only (the rest is SIGKILLed once it is gone). As systemd KillMode=.',
+    }),
+    pidFile: z.string(must('a file path')).min(1).optional().meta({
+      description:
+        "A daemon that forks into the background writes its main pid here (relative to cwd); its death is then the child's exit. As systemd PIDFile=.",
+    }),
     significant: significant(),
     backoff: backoff().prefault({}),
     permanentExitCodes: z

@@ -3,12 +3,13 @@
  * milliseconds, sizes in bytes, cpu in cores) and every node and child carrying its absolute
  * path (`/shop/db`). Plain data, so layers above can compare, serialise and journal it.
  */
-import type { AUTO_SHUTDOWNS, PRIORITIES, RESTART_TYPES, SIGNALS, STRATEGIES } from './schema.ts';
+import type { AUTO_SHUTDOWNS, KILL_MODES, PRIORITIES, RESTART_TYPES, SIGNALS, STRATEGIES } from './schema.ts';
 
 export type Strategy = (typeof STRATEGIES)[number];
 export type RestartType = (typeof RESTART_TYPES)[number];
 export type AutoShutdown = (typeof AUTO_SHUTDOWNS)[number];
 export type Signal = (typeof SIGNALS)[number];
+export type KillMode = (typeof KILL_MODES)[number];
 export type Priority = (typeof PRIORITIES)[number];
 /** Milliseconds to wait after the stop signal, or kill at once, or wait forever. */
 export type Shutdown = number | 'brutal' | 'infinity';
@@ -120,6 +121,10 @@ export interface ProcessSpec extends ChildCommon {
   stopSignal: Signal;
   /** What `captree reload` does; null or absent: nothing declared (reload is refused). */
   reload?: Reload | null;
+  /** Who gets the stop signal: every process of the child, or its main process (systemd's KillMode=). */
+  killMode: KillMode;
+  /** Absolute: where a forking daemon writes its main pid (systemd's PIDFile=), or null. */
+  pidFile: string | null;
   /** null: restart at once (`backoff: false`). */
   backoff: Backoff | null;
   permanentExitCodes: number[];
