@@ -87,6 +87,8 @@ export class Renegotiator {
   #samples = new Map<string, { last: Sample; prev: Sample | null }>();
   #timer: NodeJS.Timeout | null = null;
   #returning = false;
+  /** Per lender, how much of each quantity siblings' requests took from it (internal units): what comes back. */
+  readonly #lent = new Map<string, Partial<Record<Quantity, number>>>();
   #queue: Promise<unknown> = Promise.resolve();
   #specs: Map<string, ProcessSpec>;
 
@@ -123,6 +125,7 @@ export class Renegotiator {
       }
       if (Object.keys(excess).length > 0) await this.#release(path, excess);
       await this.#giveBack(path, 'restart');
+      this.#lent.delete(path);
     });
   }
 
@@ -235,8 +238,18 @@ export class Renegotiator {
       ...[...donorGrants].map(([p, g]) => ({ path: p, grants: g, cause: 'reclaim' as const })),
       { path, grants: requesterGrant, cause: 'request' as const },
     ];
+    const before = new Map([...donorGrants.keys()].map((d) => [d, grantOf(caps, d)!]));
     const failed = this.#apply(steps);
     if (failed) return { ok: false, reasons: [failed] };
+    for (const [donor, grants] of donorGrants) {
+      const was = before.get(donor)!;
+      const lent = { ...this.#lent.get(donor) };
+      for (const q of QUANTITIES) {
+        const g = grants[q];
+        if (g !== undefined) lent[q] = (lent[q] ?? 0) + internal(q, was[q].reserved) - g;
+      }
+      this.#lent.set(donor, lent);
+    }
     const changes = steps.map((s) => ({
       path: s.path,
       grant: this.grantOf(s.path),
@@ -372,12 +385,15 @@ export class Renegotiator {
     const g = grantOf(this.#tree.caps, path);
     if (!g) return null;
     const out: Partial<Record<Quantity, number>> = {};
+    // Only what siblings took comes back by itself: what a child released on its own stays released.
+    const lent = this.#lent.get(path);
+    if (!lent) return null;
     const cpuOwn = internal('cpu', g.cpu.reserved);
     const rate = this.#cpuRate(path);
-    if (cpuOwn > 0 && cpuOwn < this.#declared(path, 'cpu') && rate !== null && rate * 1000 >= cpuOwn * BUSY)
+    if ((lent.cpu ?? 0) > 0 && cpuOwn > 0 && rate !== null && rate * 1000 >= cpuOwn * BUSY)
       out.cpu = Math.ceil(rate * 1000 * 1.25) + CPU_MARGIN_MILLI;
     const memOwn = g.memory.reserved;
-    if (memOwn > 0 && memOwn < this.#declared(path, 'memory')) {
+    if ((lent.memory ?? 0) > 0 && memOwn > 0) {
       let used: number | null = null;
       try {
         used = this.#tree.runtime.groupFor(path).usage().memoryBytes;
@@ -399,8 +415,11 @@ export class Renegotiator {
       const declared = this.#declared(path, q);
       const own = internal(q, grantOf(caps, path)?.[q].reserved ?? 0);
       if (declared === 0 || own === 0 || own >= declared) continue;
-      const demand = why === 'restart' ? declared : needs?.[q];
-      if (demand === undefined) continue;
+      const lent = this.#lent.get(path)?.[q] ?? 0;
+      // Busy: back up to what was lent (never above what it declared); restarted: all it declared.
+      const need = why === 'restart' ? declared : needs?.[q];
+      if (need === undefined) continue;
+      const demand = why === 'restart' ? need : Math.min(need, own + lent);
       const slack = internal(q, remainingOf(caps, parentPath)![q]);
       if (demand - own > slack) measured ??= await this.#measureSiblings(parentPath, path);
       const plan = planReturn({
@@ -414,6 +433,8 @@ export class Renegotiator {
         { path, grants: { [q]: plan.grant }, cause: 'return' as const },
       ];
       if (this.#apply(steps)) continue;
+      if (why === 'busy')
+        this.#lent.set(path, { ...this.#lent.get(path), [q]: Math.max(0, lent - (plan.grant - own)) });
       for (const st of steps)
         this.#options.onChange?.({ path: st.path, grant: this.grantOf(st.path), cause: st.cause, by: path });
     }
