@@ -57,6 +57,7 @@ import {
 } from '../runtime/confine/index.ts';
 import {
   HostRuntime,
+  type ListenFd,
   logName,
   type OrphanKill,
   type PathState,
@@ -351,14 +352,16 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
   }
   // Mounted back into a confined supervisor child's view of the state dir: it must exist first.
   if (supervised.CAPTREE_LOGS) mkdirSync(supervised.CAPTREE_LOGS, { recursive: true, mode: 0o700 });
-  const listenFds: { handle: number; name: string }[] = [];
+  const listenFds: ListenFd[] = [];
   for (const [name, endpoint] of Object.entries(spec.requires.listen)) {
-    const { handle } = await runtime.launcher.listen(
-      endpoint.type === 'tcp'
-        ? { tcp: { host: endpoint.host, port: endpoint.port } }
-        : { unix: endpoint.path },
+    listenFds.push(
+      await runtime.listen(
+        endpoint.type === 'tcp'
+          ? { tcp: { host: endpoint.host, port: endpoint.port } }
+          : { unix: endpoint.path },
+        name,
+      ),
     );
-    listenFds.push({ handle, name });
   }
   // Kept by reference: a renegotiated grant updates both in place (live-limits.ts).
   const env = { ...spec.env, ...plan.env, ...supervised };

@@ -138,6 +138,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
               droppedBytes: t.droppedBytes,
             },
       );
+  // A launcher lost (kill -9): its children are restarted on a new one, uncounted (host-runtime.ts).
+  if ('onLauncherTrouble' in tree.runtime)
+    tree.runtime.onLauncherTrouble = (t) =>
+      journalled(
+        t.state === 'lost'
+          ? { type: 'launcher_lost', path: sup.path, at: sup.clock.now(), pid: t.pid, error: t.error }
+          : {
+              type: 'launcher_restarted',
+              path: sup.path,
+              at: sup.clock.now(),
+              pid: t.pid,
+              ms: t.ms,
+              ...(t.error !== undefined ? { error: t.error } : {}),
+            },
+      );
   const metrics = new Metrics(tree);
   sup.subscribe((event) => {
     metrics.observe(event);

@@ -103,6 +103,26 @@ export type DaemonEvent =
       readonly result: string;
     }
   | {
+      /** The launcher died (`kill -9`, OOM): its children die with it and a new one is started. */
+      readonly type: 'launcher_lost';
+      readonly path: string;
+      readonly at: number;
+      readonly pid: number;
+      readonly error: string;
+    }
+  | {
+      /**
+       * A new launcher runs after a loss (`pid`), started `ms` after it; or (`pid` null) none could
+       * be started (`error`) and children that need one fail to start.
+       */
+      readonly type: 'launcher_restarted';
+      readonly path: string;
+      readonly at: number;
+      readonly pid: number | null;
+      readonly ms: number;
+      readonly error?: string;
+    }
+  | {
       /** A gone run-time child's cgroups could not be removed (they stay until `down`). */
       readonly type: 'cleanup_failed';
       readonly path: string;
@@ -127,6 +147,8 @@ const durable: ReadonlySet<JournalEvent['type']> = new Set<JournalEvent['type']>
   'recovered',
   'exited_offline',
   'orphan_killed',
+  'launcher_lost',
+  'launcher_restarted',
   'grant_changed',
   'admitted',
   'revoked',

@@ -6,6 +6,7 @@
 import type { HoldStore, Supervisor } from '../core/index.ts';
 import type { ManifestTree, Reload } from '../manifest/index.ts';
 import type { Counters } from '../runtime/cgroup/counters.ts';
+import type { LauncherTrouble } from '../runtime/host-runtime.ts';
 import type { LogTrouble } from '../runtime/logs/index.ts';
 import type { RunResult } from '../runtime/run-in-child.ts';
 import type { JournalHealth } from './journal.ts';
@@ -24,6 +25,8 @@ export interface RunningTree {
     close(): Promise<void>;
     /** Hears that a child's log file cannot be written (records dropped), or can again. */
     onLogTrouble?: ((path: string, t: LogTrouble) => void) | undefined;
+    /** Hears that the launcher was lost, and replaced (or could not be). */
+    onLauncherTrouble?: ((t: LauncherTrouble) => void) | undefined;
   };
   locate(path: string): { supervisor: Supervisor; id: string } | null;
   resources(path: string): Resources;

@@ -272,6 +272,11 @@ export class Launcher extends EventEmitter<LauncherEvents> {
     return this.#pid;
   }
 
+  /** False once the connection to the launcher is gone (it died, or was closed). */
+  get connected(): boolean {
+    return this.#gone === undefined;
+  }
+
   /** True when this client re-attached to a launcher that was already running (it may hold children). */
   get reattached(): boolean {
     return this.#reattached;
