@@ -409,6 +409,11 @@ export class Supervisor {
     return rec ? this.#info(rec) : undefined;
   }
 
+  /** True when child `id` is held stopped by an operator (`stopChild`), so nothing restarts it. */
+  isHeld(id: string): boolean {
+    return this.#byId.get(id)?.held ?? false;
+  }
+
   /** The nested supervisor running as child `id`, if any. */
   nested(id: string): Supervisor | undefined {
     return this.#byId.get(id)?.handle?.node;

@@ -596,7 +596,11 @@ class Tree implements RunningTree {
     if (!spec) return 'absent';
     if (spec.kind === 'node') return 'node';
     const at = this.supervisor.locate(path);
-    const state = at?.supervisor.child(at.id)?.state;
-    return state === undefined || state === 'stopped' || state === 'failed' ? 'stopped' : 'running';
+    const child = at?.supervisor.child(at.id);
+    if (!at || !child || child.state === 'failed') return 'stopped';
+    // Between an exit and its restart a child is `stopped` for a moment (a restart storm): its
+    // group is its driver's to clean, and sweeping it could kill the instance starting now.
+    if (child.state === 'stopped' && at.supervisor.isHeld(at.id)) return 'stopped';
+    return child.state === 'stopped' && at.supervisor.state !== 'ready' ? 'stopped' : 'running';
   }
 }

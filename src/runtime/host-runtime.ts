@@ -470,6 +470,8 @@ export class HostRuntime {
    */
   async sweep(stateOf: (path: string) => PathState): Promise<OrphanKill[]> {
     const kills: OrphanKill[] = this.#leftovers.splice(0);
+    // Adoption ends here: a restart from now on spawns, never takes a process the sweep may kill.
+    this.#adoptable.clear();
     const why = (path: string | null): string => {
       if (path === null || !this.#inTree(path)) return 'not a child of this tree';
       switch (stateOf(path)) {
@@ -484,12 +486,14 @@ export class HostRuntime {
       }
     };
     try {
-      const { children, tags } = await this.launcher.list();
+      const { children, tags, mains, watched } = await this.launcher.list();
       for (const pid of children) {
-        if (this.launcher.watching(pid)) continue;
+        // Decided at the reply: one of ours that exited since is gone, not an orphan.
+        if (watched.has(pid)) continue;
         const path = tags.get(pid) ?? null;
         await this.launcher.killGroup(pid, 'SIGKILL').catch(() => {});
-        kills.push({ pid, path: path ?? this.rootPath, why: why(path) });
+        // Named by its program (what `ps` showed), not a confined child's outer process.
+        kills.push({ pid: mains.get(pid) || pid, path: path ?? this.rootPath, why: why(path) });
       }
       const dirs = this.root.dirs;
       if (dirs.length > 0) await this.#sweepGroup('', dirs, stateOf, kills, why);
