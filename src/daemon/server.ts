@@ -125,6 +125,20 @@ function sendError(res: http.ServerResponse, err: unknown): void {
   sendJson(res, failure.status, { error: { code: failure.code, message: failure.message } });
 }
 
+/** The last `n` of `records` (all of them when `n` is undefined). */
+function lastOf<T>(records: T[], n: number | undefined): T[] {
+  return n === undefined ? records : n === 0 ? [] : records.slice(-n);
+}
+
+/** `limit=N`: only the last N records. */
+function limitParam(url: URL): number | undefined {
+  const raw = url.searchParams.get('limit');
+  if (raw === null) return undefined;
+  if (!/^\d+$/.test(raw))
+    throw new ApiFailure(400, 'bad_limit', `limit=${raw}: expected a number of records`);
+  return Number(raw);
+}
+
 function sinceParam(url: URL): number | undefined {
   const raw = url.searchParams.get('since');
   if (raw === null || raw === '') return undefined;
@@ -213,7 +227,13 @@ export function createControlServer(options: ControlOptions): ControlServer {
     const visible = (r: JournalRecord) => scope === null || scope.some((n) => within(r.path, n));
     const live = (req.headers.accept ?? '').includes('text/event-stream');
     if (!live) {
-      sendJson(res, 200, (await readJournal(journal.file, filter)).filter(visible));
+      const limit = limitParam(url);
+      // With a limit, the last `limit` this caller may see: filtered while reading, not after.
+      const records =
+        scope === null
+          ? await readJournal(journal.file, filter, limit)
+          : lastOf((await readJournal(journal.file, filter)).filter(visible), limit);
+      sendJson(res, 200, records);
       return;
     }
     res.writeHead(200, {
@@ -233,8 +253,14 @@ export function createControlServer(options: ControlOptions): ControlServer {
     });
     res.on('close', unsubscribe);
     stream(res);
+    const last = limitParam(url);
     const history =
-      filter.since === undefined ? [] : (await readJournal(journal.file, filter)).filter(visible);
+      filter.since === undefined && last === undefined
+        ? []
+        : lastOf(
+            (await readJournal(journal.file, filter, scope === null ? last : undefined)).filter(visible),
+            last,
+          );
     const seen = new Set(history.map((r) => `${r.ts}:${r.seq}:${r.type}:${r.path}`));
     for (const r of history) send(r);
     for (const r of pending) if (!seen.has(`${r.ts}:${r.seq}:${r.type}:${r.path}`)) send(r);
