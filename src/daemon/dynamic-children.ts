@@ -551,7 +551,14 @@ export class DynamicChildren {
     const answer = (async (): Promise<Answer> => {
       const at = this.#tree.locate(path);
       if (at) {
-        await at.supervisor.stopChild(at.id).catch(() => {});
+        try {
+          await at.supervisor.stopChild(at.id);
+        } catch (err) {
+          // Still running (its stop could not be recorded: a full disk): nothing is returned, and
+          // the caller is told so rather than acknowledged.
+          if (at.supervisor.child(at.id)?.state !== 'stopped' && this.#admitted.has(path))
+            return failure(503, 'not_stopped', `${path} could not be stopped: ${(err as Error).message}`);
+        }
         if (at.supervisor.child(at.id)) await at.supervisor.deleteChild(at.id).catch(() => {});
       }
       const returned = this.#admitted.has(path) ? this.#end(path, 'revoked') : { cpu: 0, memory: 0, pids: 0 };
@@ -599,7 +606,7 @@ export class DynamicChildren {
         if (this.#cleanups.get(path) === cleanup) this.#cleanups.delete(path);
       });
     this.#cleanups.set(path, cleanup);
-    this.#save();
+    this.#saveSoon();
     this.#record({
       type: 'revoked',
       path,
@@ -619,6 +626,39 @@ export class DynamicChildren {
       admitted: this.list(),
       requests: [...this.#requests.values()].slice(-PERSISTED_REQUESTS),
     });
+    this.#retry?.cancel();
+    this.#retry = null;
+  }
+
+  #retry: { cancel(): void } | null = null;
+
+  /**
+   * `#save()` where nothing waits for it (an admission ended): a write that fails (a full disk)
+   * must not fail the caller, an engine listener (one that throws is detached, and admissions
+   * would go unrecorded from then on). It is tried again each second until one succeeds or the
+   * tree stops; a daemon killed meanwhile finds the ended child still in state.json.
+   */
+  #saveSoon(): void {
+    try {
+      this.#save();
+    } catch {
+      if (this.#retry !== null) return;
+      const timer = setInterval(() => {
+        const state = this.#tree.supervisor.state;
+        if (state === 'stopping' || state === 'stopped') {
+          this.#retry?.cancel();
+          this.#retry = null;
+          return;
+        }
+        try {
+          this.#save();
+        } catch {
+          // Still no space: next second.
+        }
+      }, 1000);
+      timer.unref();
+      this.#retry = { cancel: () => clearInterval(timer) };
+    }
   }
 
   /** Re-admits what an earlier daemon acknowledged, before the tree starts. */
@@ -644,7 +684,7 @@ export class DynamicChildren {
         returned: { cpu: 0, memory: 0, pids: 0 },
       });
     }
-    if (dropped) this.#save();
+    if (dropped) this.#saveSoon();
   }
 
   /** Null when re-admitted; else why not. */

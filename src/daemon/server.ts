@@ -125,6 +125,22 @@ function sendError(res: http.ServerResponse, err: unknown): void {
   sendJson(res, failure.status, { error: { code: failure.code, message: failure.message } });
 }
 
+/**
+ * File records and those the journal kept in memory only (it could not write them: a full disk),
+ * in `seq` order: what happened is told even when it could not be written down.
+ */
+function withUnwritten(
+  records: JournalRecord[],
+  journal: Journal,
+  filter: JournalFilter,
+  visible: (r: JournalRecord) => boolean,
+): JournalRecord[] {
+  const unwritten = journal.unwrittenRecords().filter((r) => matches(filter, r) && visible(r));
+  if (unwritten.length === 0) return records;
+  const seqs = new Set(records.map((r) => r.seq));
+  return [...records, ...unwritten.filter((r) => !seqs.has(r.seq))].sort((a, b) => a.seq - b.seq);
+}
+
 /** The last `n` of `records` (all of them when `n` is undefined). */
 function lastOf<T>(records: T[], n: number | undefined): T[] {
   return n === undefined ? records : n === 0 ? [] : records.slice(-n);
@@ -229,11 +245,11 @@ export function createControlServer(options: ControlOptions): ControlServer {
     if (!live) {
       const limit = limitParam(url);
       // With a limit, the last `limit` this caller may see: filtered while reading, not after.
-      const records =
+      const fromFile =
         scope === null
           ? await readJournal(journal.file, filter, limit)
           : lastOf((await readJournal(journal.file, filter)).filter(visible), limit);
-      sendJson(res, 200, records);
+      sendJson(res, 200, lastOf(withUnwritten(fromFile, journal, filter, visible), limit));
       return;
     }
     res.writeHead(200, {
