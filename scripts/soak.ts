@@ -57,6 +57,15 @@ function random(): number {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
 }
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
+/** One of the names, with a chance proportional to its weight. */
+function weighted(choices: readonly [string, number][]): string {
+  let roll = random() * choices.reduce((s, [, w]) => s + w, 0);
+  for (const [choice, w] of choices) {
+    roll -= w;
+    if (roll < 0) return choice;
+  }
+  return choices[0]![0];
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Result {
@@ -170,15 +179,17 @@ function alive(pid: number): boolean {
   }
 }
 
-/** The daemon's child named captree-launche(r). */
-function launcherOf(daemon: number): number | undefined {
+/**
+ * The tree's launcher: the process listening at `<state>/launcher.sock` (by its command line: a
+ * re-attached one is no longer the current daemon's child).
+ */
+function launcher(): number | undefined {
+  const socket = join(state, 'launcher.sock');
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'latin1');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === daemon && comm.startsWith('captree-launche')) return Number(p);
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'latin1').split('\0');
+      if (argv[0]?.includes('captree-launcher') && argv.includes(socket)) return Number(p);
     } catch {
       // gone
     }
@@ -260,7 +271,6 @@ async function settled(): Promise<Entry[]> {
 
 async function check(entries: Entry[], probeBudget: boolean): Promise<void> {
   checks++;
-  const byPath = new Map(entries.map((e) => [e.path, e]));
   // Admissions: exactly the acknowledged ones (a temporary one may have ended), never another.
   const jobs = entries
     .filter((e) => e.path.startsWith(`/${name}/jobs/`))
@@ -428,10 +438,9 @@ async function killChild(entries: Entry[]): Promise<void> {
 }
 
 async function killLauncher(): Promise<void> {
-  const daemon = daemonPid();
-  const launcher = daemon === null ? undefined : launcherOf(daemon);
-  if (launcher === undefined) violated('no launcher found');
-  process.kill(launcher, 'SIGKILL');
+  const pid = launcher();
+  if (pid === undefined) violated('no launcher found');
+  process.kill(pid, 'SIGKILL');
 }
 
 function toggleDisk(): void {
@@ -468,8 +477,7 @@ try {
       ['revoke', 14],
       ['disk', tmpfs ? 4 : 0],
     ];
-    let roll = random() * actions.reduce((s, [, w]) => s + w, 0);
-    const action = (actions.find(([, w]) => (roll -= w) < 0) ?? actions[0]!)[0];
+    const action = weighted(actions);
     counts[action] = (counts[action] ?? 0) + 1;
     switch (action) {
       case 'kill_child':

@@ -255,10 +255,12 @@ export class Journal {
       try {
         // After a failed write the file may end mid-line: the torn line is ended first, so
         // this record stays readable on a line of its own.
-        this.#size += fs.writeSync(
-          this.#fd,
-          `${this.#health.degraded ? '\n' : ''}${JSON.stringify(record)}\n`,
-        );
+        const line = Buffer.from(`${this.#health.degraded ? '\n' : ''}${JSON.stringify(record)}\n`);
+        const written = fs.writeSync(this.#fd, line);
+        this.#size += written;
+        // A nearly full disk takes part of a line without an error: a torn line, ended by the next.
+        if (written < line.length)
+          throw new Error(`ENOSPC: no space left on device (wrote ${written} of ${line.length} bytes)`);
         if (this.#health.degraded) this.#health = { ...this.#health, degraded: false };
         if (this.#size >= this.#maxBytes) this.#rotate();
         else if (durable.has(event.type)) this.#sync();
