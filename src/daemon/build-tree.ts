@@ -584,6 +584,10 @@ class Tree implements RunningTree {
     return run;
   }
 
+  adoptable(path: string): boolean {
+    return this.runtime.adoptable(path);
+  }
+
   async recover(): Promise<{ recovery: Recovery | null; kills: OrphanKill[] }> {
     const recovery = this.runtime.recovery;
     if (recovery === null) return { recovery, kills: [] };

@@ -717,6 +717,12 @@ export class DynamicChildren {
       const spec = this.#specs.get(r.path);
       const grant = grantOfPath(this.#tree.caps, r.path);
       if (!spec || !grant) continue;
+      // Acknowledged only once it ran, and no launcher runs it now: it ended (or died with its
+      // launcher) while no daemon ran. A temporary child never runs twice.
+      if (spec.restart === 'temporary' && this.#tree.adoptable?.(r.path) === false) {
+        this.#end(r.path, 'ended while no daemon ran (temporary: not run again)');
+        continue;
+      }
       const p = (async () => {
         try {
           await sup.addChild(await this.#tree.dynamicChild(spec, grant));

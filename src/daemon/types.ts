@@ -29,6 +29,11 @@ export interface RunningTree {
     onLauncherTrouble?: ((t: LauncherTrouble) => void) | undefined;
   };
   locate(path: string): { supervisor: Supervisor; id: string } | null;
+  /**
+   * After a daemon restart: whether the launcher still runs `path`'s instance (it will be adopted).
+   * Absent: an in-process tree, where nothing outlives the daemon.
+   */
+  adoptable?(path: string): boolean;
   resources(path: string): Resources;
   /** The grant alone, without reading usage (metrics read the counters themselves). */
   grant?(path: string): Resources['grant'];

@@ -415,6 +415,11 @@ export class HostRuntime {
     }
   }
 
+  /** True while the launcher still runs an instance of `path` left by an earlier daemon, not yet adopted. */
+  adoptable(path: string): boolean {
+    return this.#adoptable.has(path);
+  }
+
   #inTree(path: string): boolean {
     return path === this.rootPath || path.startsWith(`${this.rootPath}/`);
   }
