@@ -30,7 +30,7 @@ function captree(args: string[], cwd: string): Promise<string> {
 }
 
 /** The daemon's child named captree-launche(r). */
-export function launcherOf(daemon: number): number | undefined {
+function launcherOf(daemon: number): number | undefined {
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {

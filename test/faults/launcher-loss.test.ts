@@ -32,7 +32,7 @@ after(() => {
 });
 
 /** The launcher a daemon started: its child process named `captree-launche(r)`. */
-export function launcherOf(daemon: number): number | undefined {
+function launcherOf(daemon: number): number | undefined {
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
