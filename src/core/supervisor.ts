@@ -325,11 +325,12 @@ export class Supervisor {
   /**
    * Adds a child at run time and starts it (OTP `start_child`); a child that fails to start is
    * discarded. `index`: its place in start order (default: last), so a reconciled manifest's new
-   * child starts, stops and scopes rest_for_one where the manifest puts it.
+   * child starts, stops and scopes rest_for_one where the manifest puts it. `start: false` only
+   * inserts it (stopped; `startChild` starts it, and a failed start then keeps it, stopped).
    */
   addChild(
     input: ChildSpec | (Partial<ChildSpec> & { id?: string }),
-    options: { index?: number } = {},
+    options: { index?: number; start?: boolean } = {},
   ): Promise<ChildInfo> {
     const spec = this.#fromTemplate(input);
     const problems = checkChildSpec(spec, this.#spec);
@@ -344,7 +345,7 @@ export class Supervisor {
       }
       const rec = this.#insert(spec, options.index);
       this.#emit({ type: 'child_added', path: rec.path, at: this.clock.now() });
-      if (this.#state === 'ready') {
+      if (this.#state === 'ready' && options.start !== false) {
         const outcome = await this.#launch(rec);
         if (outcome !== null) {
           this.#remove(rec);
@@ -423,7 +424,9 @@ export class Supervisor {
    * upgrade): the strategy (not to or from `dynamic`), intensity and period (restarts already
    * in the window stay counted), autoShutdown, maxChildren. Nothing is restarted.
    */
-  revise(flags: Pick<SupervisorSpec, 'strategy' | 'intensity' | 'period' | 'autoShutdown' | 'maxChildren'>): void {
+  revise(
+    flags: Pick<SupervisorSpec, 'strategy' | 'intensity' | 'period' | 'autoShutdown' | 'maxChildren'>,
+  ): void {
     const next: SupervisorSpec = { ...this.#spec, ...flags, children: [] };
     const problems = checkSupervisorSpec(next);
     if ((this.#strategy === 'dynamic') !== ((next.strategy ?? 'one_for_one') === 'dynamic'))

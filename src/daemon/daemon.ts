@@ -25,6 +25,8 @@ import { type Channels, openChannels } from './channel.ts';
 import { canAdmit, DynamicChildren } from './dynamic-children.ts';
 import { Journal, type JournalRecord, pathsOfPids } from './journal.ts';
 import { Metrics } from './metrics.ts';
+import { appliedFile, canReconcile, Reconciler, recoveredManifest } from './reconcile.ts';
+import { reconcileEndpoint } from './reconcile-endpoint.ts';
 import { type ControlServer, createControlServer, type TcpOptions } from './server.ts';
 import { acquireStateDir, DurableState, type StatePaths, statePaths } from './state.ts';
 import type { DaemonInfo, RecoveryReport, RunningTree, TreeBuilder } from './types.ts';
@@ -110,7 +112,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     journal = new Journal(paths.journal);
     durable = DurableState.load(paths.state);
     const build = options.build ?? (await defaultBuilder());
-    tree = await build(options.manifest, { stateDir: paths.dir, holds: durable });
+    // After a crash, the tree last applied runs again (an apply cut short included), not the file.
+    const manifest = recoveredManifest(paths, durable) ?? options.manifest;
+    tree = await build(manifest, { stateDir: paths.dir, holds: durable });
   } catch (err) {
     journal?.close();
     release();
@@ -198,8 +202,27 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const admission = dynamic
     ? admissionEndpoint(dynamic, (node, status, body) => metrics.admission(node, status, body))
     : undefined;
+  const reconciler = canReconcile(tree)
+    ? new Reconciler({
+        tree,
+        durable,
+        paths,
+        dynamic,
+        record: journalled,
+        changed: () => channels?.renegotiator.refresh(),
+      })
+    : undefined;
   const scopesOf = dynamic ? (token: string) => (dynamic as DynamicChildren).scopesOf(token) : undefined;
-  control = createControlServer({ tree, journal: j, info, down: stop, admission, scopesOf, metrics });
+  control = createControlServer({
+    tree,
+    journal: j,
+    info,
+    down: stop,
+    admission,
+    scopesOf,
+    metrics,
+    ...(reconciler ? { reconcile: reconcileEndpoint(reconciler) } : {}),
+  });
   let serving = `the control socket ${paths.socket}`;
   try {
     await control.listen(paths.socket);
@@ -263,7 +286,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const started = sup
     .start()
     .then(() => dynamic?.settled())
-    .then(recover);
+    .then(recover)
+    .then(() => reconciler?.resume())
+    .then(() => undefined);
   // A failed start is reported through `started`; `finished` still resolves (with exit code 1).
   started.catch(() => {});
   const finished = treeGone.then(async (reason) => {
@@ -275,6 +300,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
     // Stopped in order: the next `up` starts from the manifest alone.
     durable.remove();
+    await import('node:fs/promises').then((fs) => fs.rm(appliedFile(paths), { force: true }));
     j.close();
     release();
     return exitCode(reason);

@@ -11,6 +11,7 @@
  * must restart even when its own spec did not change.
  */
 import {
+  type CapTree,
   checkTree,
   type Grant,
   grantOf,
@@ -26,6 +27,8 @@ import type { Actual, BudgetLine, CapabilityDelta, PlanReason, Reserved } from '
 
 export interface Admitted {
   ok: boolean;
+  /** The admitted capability tree (what the daemon installs once a plan is applied). */
+  caps: CapTree | null;
   reasons: PlanReason[];
   grants: ReadonlyMap<string, Grant>;
   /** Node path → children's names in contract (start) order. */
@@ -42,11 +45,7 @@ export function hostFor(tree: ManifestTree, host: HostCapabilities): HostCapabil
 }
 
 /** `tree` admitted against the host, with live reservations and admitted children (see above). */
-export function admitTree(
-  tree: ManifestTree,
-  actual: Actual,
-  running: ReadonlyMap<string, Spec>,
-): Admitted {
+export function admitTree(tree: ManifestTree, actual: Actual, running: ReadonlyMap<string, Spec>): Admitted {
   const admittedUnder = new Map<string, TreeSpec[]>();
   const dynamic = new Set<string>();
   for (const a of actual.admitted) {
@@ -60,6 +59,7 @@ export function admitTree(
   if (!checked.ok) {
     return {
       ok: false,
+      caps: null,
       reasons: checked.reasons.map((r) => reasonOf(r, dynamic)),
       grants: new Map(),
       startOrder: new Map(),
@@ -69,6 +69,7 @@ export function admitTree(
   const caps = checked.tree;
   return {
     ok: true,
+    caps,
     reasons: [],
     grants: checked.grants,
     startOrder: checked.startOrder,
@@ -180,7 +181,11 @@ function qualities(g: Grant): Record<CapabilityDelta['kind'], string[]> {
 }
 
 /** The qualities of `before` and `after` that differ (`after` absent: the child is gone). */
-export function capabilityDeltas(path: string, before: Grant | undefined, after: Grant | undefined): CapabilityDelta[] {
+export function capabilityDeltas(
+  path: string,
+  before: Grant | undefined,
+  after: Grant | undefined,
+): CapabilityDelta[] {
   const empty = { net: [], listen: [], services: [], paths: [], secrets: [], env: [] };
   const a = before ? qualities(before) : empty;
   const b = after ? qualities(after) : empty;

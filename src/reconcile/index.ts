@@ -5,6 +5,8 @@
  */
 export { canonicalJson, digestText, specDigest } from './canonical.ts';
 export { contractOf, contractsOf } from './contracts.ts';
-export { changedFields, classify, type FieldChange, type FieldClass } from './fields.ts';
+export { type AssessOptions, assess } from './drift.ts';
+export { changedFields, classify, type FieldChange, type FieldClass, type Spec } from './fields.ts';
+export { type Admitted, admitTree, hostFor } from './fit.ts';
 export { hasChanges, indexTree, plan } from './plan.ts';
 export * from './types.ts';

@@ -27,8 +27,8 @@ import type { Grant } from '../caps/index.ts';
 import { childrenToStart } from '../core/restart.ts';
 import type { ManifestTree, NodeSpec } from '../manifest/index.ts';
 import { specDigest } from './canonical.ts';
-import { type FieldChange, changedFields, isNodeFlag, isQuantityField, type Spec } from './fields.ts';
-import { type Admitted, admitTree, budgetLines, capabilityDeltas } from './fit.ts';
+import { changedFields, type FieldChange, isNodeFlag, isQuantityField, type Spec } from './fields.ts';
+import { admitTree, budgetLines, capabilityDeltas } from './fit.ts';
 import type { Action, Actual, LimitChange, Plan, PlanReason, Step, Via } from './types.ts';
 
 const RUNNING = new Set(['starting', 'running', 'ready', 'restarting', 'stopping']);
@@ -82,7 +82,9 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
       ...actual.admitted.filter((a) => a.node === node).map((a) => nameOf(a.path)),
     ];
   const desiredOrder = (node: string): string[] =>
-    fits ? [...(admittedDesired.startOrder.get(node) ?? childNames(after.get(node)))] : childNames(after.get(node));
+    fits
+      ? [...(admittedDesired.startOrder.get(node) ?? childNames(after.get(node)))]
+      : childNames(after.get(node));
 
   // ---- 2. changes per path ------------------------------------------------------------------
   const changes = new Map<string, Change>();
@@ -93,9 +95,16 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     const grant: string[] = [];
     const providers: string[] = [];
     if (fits && spec.kind === 'process' && old.kind === 'process') {
-      for (const d of capabilityDeltas(path, admittedActual.grants.get(path), admittedDesired.grants.get(path))) {
+      for (const d of capabilityDeltas(
+        path,
+        admittedActual.grants.get(path),
+        admittedDesired.grants.get(path),
+      )) {
         grant.push(`grant.${d.kind}`);
-        if (d.kind === 'services') providers.push(...changedProviders(admittedActual.grants.get(path), admittedDesired.grants.get(path)));
+        if (d.kind === 'services')
+          providers.push(
+            ...changedProviders(admittedActual.grants.get(path), admittedDesired.grants.get(path)),
+          );
       }
     }
     changes.set(path, { fields, grant, providers: [...new Set(providers)].sort() });
@@ -117,7 +126,7 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     if (via && !r.via && !r.own) r.via = via;
     restarted.set(path, r);
   };
-  for (const [path, spec] of after) {
+  for (const [path, _spec] of after) {
     if (path === desired.root.path || !before.has(path) || !needsRestart(path)) continue;
     if (!active(path) && !replaced(path)) continue;
     mark(path, true);
@@ -136,10 +145,12 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
       mark(sibling, false, path, scopeStrategy === 'one_for_all' ? 'one_for_all' : 'rest_for_one');
     }
   }
-  for (const [path] of restarted) if (after.get(path)?.kind === 'node' || before.get(path)?.kind === 'node') wholeNodes.add(path);
+  for (const [path] of restarted)
+    if (after.get(path)?.kind === 'node' || before.get(path)?.kind === 'node') wholeNodes.add(path);
   // A restarted node restarts everything below it (the outermost one carries it out).
   const insideRestarted = (path: string): string | null => {
-    for (let p = parentOf(path); p !== '' && p !== desired.root.path; p = parentOf(p)) if (wholeNodes.has(p) && restarted.has(p)) return p;
+    for (let p = parentOf(path); p !== '' && p !== desired.root.path; p = parentOf(p))
+      if (wholeNodes.has(p) && restarted.has(p)) return p;
     return null;
   };
   const descendants = (path: string): string[] => {
@@ -202,7 +213,15 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
           via: r?.via ?? 'node',
           admitted: true,
         });
-      } else actions.push({ path, action: 'noop', because: [], restarts: [], detail: ['admitted at run time: kept'], admitted: true });
+      } else
+        actions.push({
+          path,
+          action: 'noop',
+          because: [],
+          restarts: [],
+          detail: ['admitted at run time: kept'],
+          admitted: true,
+        });
       continue;
     }
     if (!old) {
@@ -218,14 +237,18 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     }
     const change = changes.get(path) as Change;
     const own = [...change.fields.map((f) => f.field), ...change.grant];
-    const detail = [...change.fields.map((f) => f.detail), ...change.grant.map((g) => `${g} changes after re-admission`)];
+    const detail = [
+      ...change.fields.map((f) => f.detail),
+      ...change.grant.map((g) => `${g} changes after re-admission`),
+    ];
     const r = restarted.get(path);
     const inside = insideRestarted(path);
     if (r || inside) {
       const scope = new Set<string>([path, ...(wholeNodes.has(path) ? descendants(path) : [])]);
       if (r?.own)
         for (const [p, why] of restarted)
-          if (why.by.includes(path)) for (const q of [p, ...(wholeNodes.has(p) ? descendants(p) : [])]) scope.add(q);
+          if (why.by.includes(path))
+            for (const q of [p, ...(wholeNodes.has(p) ? descendants(p) : [])]) scope.add(q);
       const dragged = r && !r.own ? r.by.flatMap((b) => causeFields(b, changes)) : [];
       const viaNode = !r && inside ? causeFields(inside, changes) : [];
       const because = [...own, ...dragged, ...viaNode, ...change.providers.map((p) => `${p}.provides`)];
@@ -235,7 +258,10 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
         action: 'restart',
         because: [...new Set(because)],
         restarts: sortPaths([...scope], after),
-        detail: detail.length > 0 ? detail : [via === 'node' ? `restarted with ${inside}` : `restarted with ${r?.by.join(', ')} (${via})`],
+        detail:
+          detail.length > 0
+            ? detail
+            : [via === 'node' ? `restarted with ${inside}` : `restarted with ${r?.by.join(', ')} (${via})`],
         ...(via ? { via } : {}),
       });
       continue;
@@ -269,8 +295,14 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     const depth = (p: string) => p.split('/').length;
     const actualRank = rankOf(actual.tree.root.path, actualOrder);
     const desiredRank = rankOf(desired.root.path, desiredOrder);
-    lowers.sort((a, b) => depth(b.path) - depth(a.path) || (actualRank.get(a.path) ?? 0) - (actualRank.get(b.path) ?? 0));
-    raises.sort((a, b) => depth(a.path) - depth(b.path) || (desiredRank.get(a.path) ?? 0) - (desiredRank.get(b.path) ?? 0));
+    lowers.sort(
+      (a, b) =>
+        depth(b.path) - depth(a.path) || (actualRank.get(a.path) ?? 0) - (actualRank.get(b.path) ?? 0),
+    );
+    raises.sort(
+      (a, b) =>
+        depth(a.path) - depth(b.path) || (desiredRank.get(a.path) ?? 0) - (desiredRank.get(b.path) ?? 0),
+    );
     steps.push(...lowers);
 
     const restartTop = [...restarted.keys()].filter((p) => insideRestarted(p) === null);
@@ -280,7 +312,9 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     for (const path of stopping) steps.push({ op: 'stop', path });
     const removing = [...removedTop].sort((a, b) => (actualRank.get(b) ?? 0) - (actualRank.get(a) ?? 0));
     for (const path of removing) steps.push({ op: 'remove', path });
-    for (const path of [...after.keys()].sort((a, b) => (desiredRank.get(a) ?? 0) - (desiredRank.get(b) ?? 0))) {
+    for (const path of [...after.keys()].sort(
+      (a, b) => (desiredRank.get(a) ?? 0) - (desiredRank.get(b) ?? 0),
+    )) {
       const c = changes.get(path);
       if (!c || path === desired.root.path || insideRestarted(path) !== null) continue;
       if (replaced(path)) {
@@ -314,7 +348,11 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
         .filter((p) => after.has(p))
         .flatMap((p) => capabilityDeltas(p, admittedActual.grants.get(p), admittedDesired.grants.get(p)))
     : [];
-  const budget = fits ? [...after.values()].filter((s) => s.kind === 'node').flatMap((s) => budgetLines(s.path, admittedActual, admittedDesired)) : [];
+  const budget = fits
+    ? [...after.values()]
+        .filter((s) => s.kind === 'node')
+        .flatMap((s) => budgetLines(s.path, admittedActual, admittedDesired))
+    : [];
   const restartedPaths = new Set(actions.flatMap((a) => a.restarts));
   const count = (k: Action['action']) => actions.filter((a) => a.action === k).length;
   return {
@@ -412,7 +450,8 @@ function unionOrder(
     const isNode = after.get(path)?.kind === 'node' || before.get(path)?.kind === 'node';
     if (!isNode) return;
     const names = [...(after.get(path)?.kind === 'node' ? desiredOrder(path) : [])];
-    if (before.get(path)?.kind === 'node') for (const n of actualOrder(path)) if (!names.includes(n)) names.push(n);
+    if (before.get(path)?.kind === 'node')
+      for (const n of actualOrder(path)) if (!names.includes(n)) names.push(n);
     for (const n of names) walk(`${path}/${n}`);
   };
   walk(desired.root.path);

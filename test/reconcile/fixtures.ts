@@ -24,7 +24,11 @@ export function manifest(text: string, file = 'captree.yaml'): ManifestTree {
 }
 
 /** The running tree of `tree`: every child running (pid = its depth-first index + 100), or as told. */
-export function running(tree: ManifestTree, overrides: Partial<Actual> = {}, states: Record<string, string> = {}): Actual {
+export function running(
+  tree: ManifestTree,
+  overrides: Partial<Actual> = {},
+  states: Record<string, string> = {},
+): Actual {
   const children: Actual['children'] = {};
   let pid = 100;
   for (const [path, spec] of indexTree(tree)) {
