@@ -9,8 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { freePort } from '../cli/helpers.ts';
 import { isAlive } from '../../src/daemon/index.ts';
+import { freePort } from '../cli/helpers.ts';
 import { changedPids, journalOf, type LiveTree, liveTree } from './support.ts';
 
 let port = 0;
@@ -95,7 +95,12 @@ describe('plan and apply on a running tree', () => {
     assert.equal(plan.code, 2, plan.stderr);
     const actions = JSON.parse(plan.stdout).actions.filter((a: { action: string }) => a.action !== 'noop');
     assert.deepEqual(
-      actions.map((a: { path: string; action: string; because: string[]; restarts: string[] }) => [a.path, a.action, a.because, a.restarts]),
+      actions.map((a: { path: string; action: string; because: string[]; restarts: string[] }) => [
+        a.path,
+        a.action,
+        a.because,
+        a.restarts,
+      ]),
       [
         [`${root}/cache`, 'update', ['requires.memory'], []],
         [`${root}/api`, 'update', ['requires.cpu'], []],
@@ -105,12 +110,18 @@ describe('plan and apply on a running tree', () => {
     assert.equal(apply.code, 0, apply.stderr + apply.stdout);
     assert.match(apply.stdout, /restarted nothing/);
     assert.deepEqual(changedPids(pids, await t.pids()), []);
-    assert.equal(t.cgroupFile(`${root}/cache`, 'memory.limit_in_bytes') ?? t.cgroupFile(`${root}/cache`, 'memory.max'), String(192 * 2 ** 20));
+    assert.equal(
+      t.cgroupFile(`${root}/cache`, 'memory.limit_in_bytes') ?? t.cgroupFile(`${root}/cache`, 'memory.max'),
+      String(192 * 2 ** 20),
+    );
     const quota = t.cgroupFile(`${root}/api`, 'cpu.cfs_quota_us');
     const period = t.cgroupFile(`${root}/api`, 'cpu.cfs_period_us');
     if (quota !== null) assert.equal(Number(quota) / Number(period), 0.15);
     else assert.equal(t.cgroupFile(`${root}/api`, 'cpu.max'), '15000 100000');
-    const ps = JSON.parse((await t.run(['ps', '--json'])).stdout) as { path: string; grant: { cpu: number; memory: number } }[];
+    const ps = JSON.parse((await t.run(['ps', '--json'])).stdout) as {
+      path: string;
+      grant: { cpu: number; memory: number };
+    }[];
     assert.equal(ps.find((e) => e.path === `${root}/api`)?.grant.cpu, 0.15);
     assert.equal((await t.run(['plan'])).code, 0, 'applied: nothing left to plan');
   });
@@ -147,7 +158,15 @@ describe('plan and apply on a running tree', () => {
 
   it('a strategy changes in place; under the new one_for_all a changed worker restarts everyone', async () => {
     const pids = await t.pids();
-    t.write(manifest({ cacheMemory: '192Mi', apiCpu: 0.15, mode: 'b', strategy: 'one_for_all', workerCommand: '1003' }));
+    t.write(
+      manifest({
+        cacheMemory: '192Mi',
+        apiCpu: 0.15,
+        mode: 'b',
+        strategy: 'one_for_all',
+        workerCommand: '1003',
+      }),
+    );
     const plan = JSON.parse((await t.run(['plan', '--json'])).stdout);
     assert.deepEqual(plan.actions.find((a: { path: string }) => a.path === root).because, ['strategy']);
     const apply = await t.run(['apply', '--yes', '--json']);
@@ -155,11 +174,28 @@ describe('plan and apply on a running tree', () => {
     assert.deepEqual(changedPids(pids, await t.pids()), [`${root}/api`, `${root}/cache`, `${root}/worker`]);
   });
 
-  it("a changed provides restarts the provider and its consumer, and (one_for_one) nothing else", async () => {
-    t.write(manifest({ cacheMemory: '192Mi', apiCpu: 0.15, mode: 'b', strategy: 'one_for_one', workerCommand: '1003' }));
+  it('a changed provides restarts the provider and its consumer, and (one_for_one) nothing else', async () => {
+    t.write(
+      manifest({
+        cacheMemory: '192Mi',
+        apiCpu: 0.15,
+        mode: 'b',
+        strategy: 'one_for_one',
+        workerCommand: '1003',
+      }),
+    );
     assert.equal((await t.run(['apply', '--yes'])).code, 0);
     const pids = await t.pids();
-    t.write(manifest({ cacheMemory: '192Mi', apiCpu: 0.15, mode: 'b', strategy: 'one_for_one', workerCommand: '1003', cachePort: port2 }));
+    t.write(
+      manifest({
+        cacheMemory: '192Mi',
+        apiCpu: 0.15,
+        mode: 'b',
+        strategy: 'one_for_one',
+        workerCommand: '1003',
+        cachePort: port2,
+      }),
+    );
     const plan = JSON.parse((await t.run(['plan', '--json'])).stdout);
     const api = plan.actions.find((a: { path: string }) => a.path === `${root}/api`);
     assert.equal(api.action, 'restart');
@@ -171,7 +207,14 @@ describe('plan and apply on a running tree', () => {
 
   it('children are added and removed in contract order; the removed one is gone', async () => {
     const pids = await t.pids();
-    const opts = { cacheMemory: '192Mi', apiCpu: 0.15, mode: 'b', strategy: 'one_for_one', workerCommand: '1003', cachePort: port2 };
+    const opts = {
+      cacheMemory: '192Mi',
+      apiCpu: 0.15,
+      mode: 'b',
+      strategy: 'one_for_one',
+      workerCommand: '1003',
+      cachePort: port2,
+    };
     t.write(manifest({ ...opts, worker: false, extra: true }));
     const apply = await t.run(['apply', '--yes', '--json']);
     assert.equal(apply.code, 0, apply.stderr + apply.stdout);
@@ -183,7 +226,15 @@ describe('plan and apply on a running tree', () => {
   });
 
   it('a saved plan is refused (nothing done) once the tree moved to another generation', async () => {
-    const opts = { cacheMemory: '192Mi', apiCpu: 0.15, strategy: 'one_for_one', workerCommand: '1003', cachePort: port2, worker: false, extra: true };
+    const opts = {
+      cacheMemory: '192Mi',
+      apiCpu: 0.15,
+      strategy: 'one_for_one',
+      workerCommand: '1003',
+      cachePort: port2,
+      worker: false,
+      extra: true,
+    };
     t.write(manifest({ ...opts, mode: 'c' }));
     const saved = await t.run(['plan', '--json']);
     assert.equal(saved.code, 2);
@@ -195,7 +246,10 @@ describe('plan and apply on a running tree', () => {
     t.write(manifest({ ...opts, mode: 'c' }));
     const stale = await t.run(['apply', '--plan', 'plan.json', '--yes']);
     assert.equal(stale.code, 1);
-    assert.match(stale.stderr, /refused, nothing was changed: the plan was made at generation \d+; the tree is at generation \d+ now/);
+    assert.match(
+      stale.stderr,
+      /refused, nothing was changed: the plan was made at generation \d+; the tree is at generation \d+ now/,
+    );
     t.write(manifest({ ...opts, mode: 'd' }));
     const other = await t.run(['apply', '--plan', 'plan.json', '--yes']);
     assert.equal(other.code, 1);
@@ -206,7 +260,17 @@ describe('plan and apply on a running tree', () => {
 
   it('a manifest that does not fit is refused with every reason (exit 1), nothing changes', async () => {
     const pids = await t.pids();
-    t.write(manifest({ cacheMemory: '2Gi', apiCpu: 3, mode: 'z', strategy: 'one_for_one', cachePort: port2, worker: false, extra: true }));
+    t.write(
+      manifest({
+        cacheMemory: '2Gi',
+        apiCpu: 3,
+        mode: 'z',
+        strategy: 'one_for_one',
+        cachePort: port2,
+        worker: false,
+        extra: true,
+      }),
+    );
     const plan = await t.run(['plan', '--json']);
     assert.equal(plan.code, 1);
     const p = JSON.parse(plan.stdout);

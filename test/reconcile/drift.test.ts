@@ -12,7 +12,14 @@ import { manifest, running, shop } from './fixtures.ts';
 const tree = manifest(shop);
 
 function snapshotOf(states: Record<string, string> = {}, observed: Snapshot['observed'] = {}): Snapshot {
-  return { version: 1, generation: 3, base: 'x', actual: running(tree, {}, states), observed, applying: null };
+  return {
+    version: 1,
+    generation: 3,
+    base: 'x',
+    actual: running(tree, {}, states),
+    observed,
+    applying: null,
+  };
 }
 
 const none = { restarts: 0, lastExit: null, oomKills: 0, livenessFailures: 0 };
@@ -27,9 +34,13 @@ describe('drift', () => {
   });
 
   it('missing: a child that should run is stopped → restart it (captree start)', () => {
-    const r = assess(snapshotOf({ '/shop/api': 'stopped' }, { '/shop/api': { ...none, lastExit: 'exit code 1' } }));
+    const r = assess(
+      snapshotOf({ '/shop/api': 'stopped' }, { '/shop/api': { ...none, lastExit: 'exit code 1' } }),
+    );
     assert.equal(r.summary, 'degraded');
-    assert.deepEqual(r.drift, [{ path: '/shop/api', kind: 'missing', message: 'should run, is stopped (exit code 1)' }]);
+    assert.deepEqual(r.drift, [
+      { path: '/shop/api', kind: 'missing', message: 'should run, is stopped (exit code 1)' },
+    ]);
     assert.deepEqual(
       r.recommendations.map((x) => [x.type, x.action, x.command, x.blastRadius]),
       [['reconcile_required', 'restart', 'captree start /shop/api', ['/shop/api']]],
@@ -41,10 +52,17 @@ describe('drift', () => {
   });
 
   it('failed: restart once; after repeated failures, blocked: diagnostics', () => {
-    const once = assess(snapshotOf({ '/shop/db': 'failed' }, { '/shop/db': { ...none, restarts: 1, lastExit: 'permanent failure' } }));
+    const once = assess(
+      snapshotOf(
+        { '/shop/db': 'failed' },
+        { '/shop/db': { ...none, restarts: 1, lastExit: 'permanent failure' } },
+      ),
+    );
     assert.equal(once.summary, 'unstable');
     assert.equal(once.recommendations[0]?.type, 'reconcile_required');
-    const often = assess(snapshotOf({ '/shop/db': 'failed' }, { '/shop/db': { ...none, restarts: 4, lastExit: 'x' } }));
+    const often = assess(
+      snapshotOf({ '/shop/db': 'failed' }, { '/shop/db': { ...none, restarts: 4, lastExit: 'x' } }),
+    );
     assert.deepEqual(
       often.recommendations.map((x) => [x.type, x.action, x.command]),
       [['reconcile_blocked', 'diagnostics', 'captree logs /shop/db']],
@@ -61,7 +79,15 @@ describe('drift', () => {
 
   it('limit drift: rewrite the limit (apply), nothing restarts', () => {
     const r = assess(
-      snapshotOf({}, { '/shop/db': { ...none, limitDrift: [{ quantity: 'memory', granted: 512 * 2 ** 20, found: 2 ** 30 }] } }),
+      snapshotOf(
+        {},
+        {
+          '/shop/db': {
+            ...none,
+            limitDrift: [{ quantity: 'memory', granted: 512 * 2 ** 20, found: 2 ** 30 }],
+          },
+        },
+      ),
     );
     assert.deepEqual(
       r.recommendations.map((x) => [x.type, x.action, x.command, x.blastRadius]),
@@ -71,7 +97,13 @@ describe('drift', () => {
 
   it('incidents: repeated OOM kills → raise memory; restarts inside the window → diagnostics', () => {
     const r = assess(
-      snapshotOf({}, { '/shop/db': { ...none, oomKills: 2 }, '/shop': { ...none, window: { restarts: 1, intensity: 3, period: 5000 } } }),
+      snapshotOf(
+        {},
+        {
+          '/shop/db': { ...none, oomKills: 2 },
+          '/shop': { ...none, window: { restarts: 1, intensity: 3, period: 5000 } },
+        },
+      ),
     );
     assert.deepEqual(
       r.recommendations.map((x) => [x.path, x.type, x.action]),
@@ -143,7 +175,10 @@ children:
         livenessFailures: fc.nat(2),
       }),
     );
-    const statesArb = fc.dictionary(fc.constantFrom(...paths.slice(1)), fc.constantFrom('running', 'stopped', 'failed', 'held', 'starting'));
+    const statesArb = fc.dictionary(
+      fc.constantFrom(...paths.slice(1)),
+      fc.constantFrom('running', 'stopped', 'failed', 'held', 'starting'),
+    );
     fc.assert(
       fc.property(statesArb, observedArb, (states, observed) => {
         const snap = snapshotOf(states, observed);

@@ -25,7 +25,10 @@ describe('plan: action kinds', () => {
   });
 
   it('cpu, memory and pids are updated live: no restart, limits steps only', () => {
-    const p = plan(manifest(shop.replace('cpu: 0.5, memory: 256Mi', 'cpu: 0.7, memory: 192Mi, pids: 64')), running(base));
+    const p = plan(
+      manifest(shop.replace('cpu: 0.5, memory: 256Mi', 'cpu: 0.7, memory: 192Mi, pids: 64')),
+      running(base),
+    );
     assert.deepEqual(changed(p), { '/shop/api': 'update' });
     const api = p.actions.find((a) => a.path === '/shop/api');
     assert.deepEqual(api?.because, ['requires.cpu', 'requires.memory', 'requires.pids']);
@@ -60,7 +63,10 @@ describe('plan: action kinds', () => {
     );
     assert.deepEqual(restartSet(one), ['/shop/api']);
     const all = manifest(shop.replace('rest_for_one', 'one_for_all'));
-    const p = plan(manifest(shop.replace('rest_for_one', 'one_for_all').replace('[node, worker.js]', '[node, w.js]')), running(all));
+    const p = plan(
+      manifest(shop.replace('rest_for_one', 'one_for_all').replace('[node, worker.js]', '[node, w.js]')),
+      running(all),
+    );
     assert.deepEqual(restartSet(p), ['/shop/api', '/shop/db', '/shop/worker']);
     assert.equal(p.actions.find((a) => a.path === '/shop/db')?.via, 'one_for_all');
   });
@@ -94,16 +100,26 @@ describe('plan: action kinds', () => {
   });
 
   it('a child that is not running is only given its new spec; a held sibling is not dragged', () => {
-    const p = plan(manifest(shop.replace('[postgres]', '[postgres, -x]')), running(base, {}, { '/shop/api': 'held' }));
+    const p = plan(
+      manifest(shop.replace('[postgres]', '[postgres, -x]')),
+      running(base, {}, { '/shop/api': 'held' }),
+    );
     assert.deepEqual(restartSet(p), ['/shop/db', '/shop/worker']);
-    const stopped = plan(manifest(shop.replace('[postgres]', '[postgres, -x]')), running(base, {}, { '/shop/db': 'stopped' }));
+    const stopped = plan(
+      manifest(shop.replace('[postgres]', '[postgres, -x]')),
+      running(base, {}, { '/shop/db': 'stopped' }),
+    );
     assert.deepEqual(changed(stopped), { '/shop/db': 'update' });
-    assert.ok(stopped.actions.find((a) => a.path === '/shop/db')?.detail.some((d) => d.includes('next starts')));
+    assert.ok(
+      stopped.actions.find((a) => a.path === '/shop/db')?.detail.some((d) => d.includes('next starts')),
+    );
   });
 
   it('adds start in contract order (a provider before its consumer), removes stop consumers first', () => {
     const text = `${shop}  - name: cache\n    command: [redis-server]\n    provides: { cache: { tcp: 127.0.0.1:6379 } }\n`;
-    const desired = text.replace('services: [db.sql]', 'services: [db.sql, cache]').replace('rest_for_one', 'one_for_one');
+    const desired = text
+      .replace('services: [db.sql]', 'services: [db.sql, cache]')
+      .replace('rest_for_one', 'one_for_one');
     const p = plan(manifest(desired), running(manifest(shop.replace('rest_for_one', 'one_for_one'))));
     assert.deepEqual(changed(p), { '/shop/cache': 'add', '/shop/api': 'restart' });
     const ops = p.steps.map((s) => `${s.op} ${s.path}`);
@@ -114,7 +130,9 @@ describe('plan: action kinds', () => {
       removed.steps.map((s) => `${s.op} ${s.path}`),
       ['stop /shop/worker', 'remove /shop/worker'],
     );
-    assert.deepEqual(removed.actions.find((a) => a.path === '/shop/worker')?.because, ['/shop.children.worker']);
+    assert.deepEqual(removed.actions.find((a) => a.path === '/shop/worker')?.because, [
+      '/shop.children.worker',
+    ]);
   });
 
   it('a nested node restarts only its own children; a child of it drags its own siblings', () => {
@@ -130,7 +148,10 @@ children:
       - { name: q, command: [redis-server] }
       - { name: w, command: [worker] }
 `;
-    const p = plan(manifest(nested.replace('[redis-server]', '[redis-server, --port, "1"]')), running(manifest(nested)));
+    const p = plan(
+      manifest(nested.replace('[redis-server]', '[redis-server, --port, "1"]')),
+      running(manifest(nested)),
+    );
     assert.deepEqual(restartSet(p), ['/site/jobs/q', '/site/jobs/w']);
   });
 
@@ -144,7 +165,10 @@ children:
     children:
       - { name: q, command: [redis-server] }
 `;
-    const p = plan(manifest(nested.replace('  - name: jobs\n', '  - name: jobs\n    strategy: dynamic\n')), running(manifest(nested)));
+    const p = plan(
+      manifest(nested.replace('  - name: jobs\n', '  - name: jobs\n    strategy: dynamic\n')),
+      running(manifest(nested)),
+    );
     assert.deepEqual(restartSet(p), ['/site/jobs', '/site/jobs/q']);
     assert.deepEqual(
       p.steps.map((s) => `${s.op} ${s.path}`),
@@ -175,11 +199,18 @@ describe('plan: re-admission', () => {
     assert.match(p.reasons[0]?.message ?? '', /api holds 1\.2/);
     // The manifest changing api's cpu replaces the renegotiated value.
     const q = plan(
-      manifest(shop.replace('cpu: 0.5, memory: 256Mi', 'cpu: 0.6, memory: 256Mi').replace('cpu: 0.2, memory: 128Mi', 'cpu: 0.7, memory: 128Mi')),
+      manifest(
+        shop
+          .replace('cpu: 0.5, memory: 256Mi', 'cpu: 0.6, memory: 256Mi')
+          .replace('cpu: 0.2, memory: 128Mi', 'cpu: 0.7, memory: 128Mi'),
+      ),
       live,
     );
     assert.equal(q.fits, true);
-    assert.deepEqual(q.steps, [{ op: 'limits', path: '/shop/api', limits: { cpu: 0.6 } }, { op: 'limits', path: '/shop/worker', limits: { cpu: 0.7 } }]);
+    assert.deepEqual(q.steps, [
+      { op: 'limits', path: '/shop/api', limits: { cpu: 0.6 } },
+      { op: 'limits', path: '/shop/worker', limits: { cpu: 0.7 } },
+    ]);
   });
 
   it('a node shrunk below what its admitted children hold: "would squeeze admitted child"', () => {
@@ -193,7 +224,9 @@ children:
     requires: { cpu: 1, memory: 512Mi }
     children: []
 `;
-    const admitted = [{ path: '/lab/dev/alice', node: '/lab/dev', contract: { name: 'alice', requires: { cpu: 0.8 } } }];
+    const admitted = [
+      { path: '/lab/dev/alice', node: '/lab/dev', contract: { name: 'alice', requires: { cpu: 0.8 } } },
+    ];
     const live = running(manifest(dev), { admitted });
     live.children['/lab/dev/alice'] = { kind: 'process', state: 'running', pid: 900, held: false };
     const p = plan(manifest(dev.replace('cpu: 1, memory: 512Mi', 'cpu: 0.5, memory: 512Mi')), live);
@@ -269,7 +302,13 @@ function manifestOf(shape: Shape, edits: Map<string, Edit>): string {
     };
   };
   const children: unknown[] = shape.leaves.map(leaf);
-  if (shape.nested) children.push({ name: 'sub', strategy: shape.nested.strategy, requires: { cpu: 1 }, children: shape.nested.leaves.map(leaf) });
+  if (shape.nested)
+    children.push({
+      name: 'sub',
+      strategy: shape.nested.strategy,
+      requires: { cpu: 1 },
+      children: shape.nested.leaves.map(leaf),
+    });
   return JSON.stringify({ name: 'prop', strategy: shape.strategy, requires: { cpu: 4 }, children });
 }
 
@@ -281,17 +320,30 @@ async function engineRestarts(shape: Shape, causes: string[]): Promise<string[]>
     start: (_ctx, events) => {
       starts.set(path, (starts.get(path) ?? 0) + 1);
       queueMicrotask(() => events.ready(true));
-      return { pid: null, stop: () => queueMicrotask(() => events.exited({ kind: 'shutdown' })), kill: () => events.exited({ kind: 'killed' }) };
+      return {
+        pid: null,
+        stop: () => queueMicrotask(() => events.exited({ kind: 'shutdown' })),
+        kill: () => events.exited({ kind: 'killed' }),
+      };
     },
   });
-  const leafSpec = (prefix: string) => (l: Leaf): ChildSpec => ({ id: l.name, restart: l.restart, driver: task(`${prefix}/${l.name}`) });
+  const leafSpec =
+    (prefix: string) =>
+    (l: Leaf): ChildSpec => ({ id: l.name, restart: l.restart, driver: task(`${prefix}/${l.name}`) });
   const children: ChildSpec[] = shape.leaves.map(leafSpec('/prop'));
   if (shape.nested)
     children.push({
       id: 'sub',
-      driver: node({ name: 'sub', strategy: shape.nested.strategy, children: shape.nested.leaves.map(leafSpec('/prop/sub')) }),
+      driver: node({
+        name: 'sub',
+        strategy: shape.nested.strategy,
+        children: shape.nested.leaves.map(leafSpec('/prop/sub')),
+      }),
     });
-  const sup = new Supervisor({ name: 'prop', strategy: shape.strategy, intensity: 100, children }, { clock: new VirtualClock() });
+  const sup = new Supervisor(
+    { name: 'prop', strategy: shape.strategy, intensity: 100, children },
+    { clock: new VirtualClock() },
+  );
   await sup.start();
   const before = new Map(starts);
   for (const path of causes) {
@@ -301,7 +353,10 @@ async function engineRestarts(shape: Shape, causes: string[]): Promise<string[]>
     await flushMicrotasks();
   }
   await sup.stop();
-  return [...starts].filter(([p, n]) => n > (before.get(p) ?? 0)).map(([p]) => p).sort();
+  return [...starts]
+    .filter(([p, n]) => n > (before.get(p) ?? 0))
+    .map(([p]) => p)
+    .sort();
 }
 
 describe('plan: property', () => {
@@ -309,7 +364,10 @@ describe('plan: property', () => {
     await fc.assert(
       fc.asyncProperty(
         shapeArb,
-        fc.array(fc.record({ command: fc.boolean(), cpu: fc.boolean(), restart: fc.boolean() }), { minLength: 8, maxLength: 8 }),
+        fc.array(fc.record({ command: fc.boolean(), cpu: fc.boolean(), restart: fc.boolean() }), {
+          minLength: 8,
+          maxLength: 8,
+        }),
         async (shape, editList) => {
           const names = [...shape.leaves, ...(shape.nested?.leaves ?? [])].map((l) => l.name);
           const edits = new Map(names.map((n, i) => [n, editList[i % editList.length] as Edit]));

@@ -3,7 +3,7 @@
  * with `captree up --detach` through the bin, edited and applied as a user would; pids read with
  * `ps --json`, cgroup limits read from the cgroup files. Torn down with `down` (then by pid).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readPid, statePaths } from '../../src/daemon/index.ts';
@@ -20,15 +20,22 @@ export interface LiveTree {
   pids(): Promise<Record<string, number | null>>;
   /** A cgroup file of a path's group, e.g. ('/x/cache', 'memory.limit_in_bytes'); null if none. */
   cgroupFile(path: string, file: string): string | null;
+  /** Where that file is; null if none. */
+  cgroupPath(path: string, file: string): string | null;
   daemonPid(): number | null;
   down(): Promise<void>;
 }
 
-export async function liveTree(prefix: string, yaml: string): Promise<LiveTree> {
+export async function liveTree(
+  prefix: string,
+  yaml: string,
+  prepare?: (dir: string) => void,
+): Promise<LiveTree> {
   const dir = mkdtempSync(join(tmpdir(), `captree-${prefix}-`));
   const name = `ct${prefix}${process.pid}${Math.random().toString(36).slice(2, 6)}`;
   const write = (text: string) => writeFileSync(join(dir, 'captree.yaml'), text.replaceAll('@NAME@', name));
   write(yaml);
+  prepare?.(dir);
   const run = (args: string[]) => captree(args, dir);
   const daemonPid = () => readPid(statePaths(join(dir, '.captree')));
   const seen = new Set<number>();
@@ -54,14 +61,15 @@ export async function liveTree(prefix: string, yaml: string): Promise<LiveTree> 
     pids,
     daemonPid,
     cgroupFile(path, file) {
+      const at = this.cgroupPath(path, file);
+      return at === null ? null : readFileSync(at, 'utf8').trim();
+    },
+    cgroupPath(path, file) {
       // The tree's root group in every hierarchy; the file exists in the one of its controller.
       const rel = path.split('/').slice(2);
       for (const root of cgroupsNamed(`captree-${name}-`)) {
-        try {
-          return readFileSync(join(root, ...rel, file), 'utf8').trim();
-        } catch {
-          // not this hierarchy
-        }
+        const at = join(root, ...rel, file);
+        if (existsSync(at)) return at;
       }
       return null;
     },
@@ -97,7 +105,11 @@ export function changedPids(a: Record<string, number | null>, b: Record<string, 
 }
 
 /** Waits (polling `check` every 50 ms) until it returns a value, or fails after `ms`. */
-export async function until<T>(what: string, check: () => Promise<T | null | undefined | false>, ms = 30_000): Promise<T> {
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | null | undefined | false>,
+  ms = 30_000,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await check();
