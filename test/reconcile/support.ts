@@ -48,6 +48,15 @@ export async function liveTree(
     }
     return out;
   };
+  const cgroupPath = (path: string, file: string): string | null => {
+    // The tree's root group in every hierarchy; the file exists in the one of its controller.
+    const rel = path.split('/').slice(2);
+    for (const root of cgroupsNamed(`captree-${name}-`)) {
+      const at = join(root, ...rel, file);
+      if (existsSync(at)) return at;
+    }
+    return null;
+  };
   const up = await run(['up', '--detach']);
   if (up.code !== 0) {
     rmSync(dir, { recursive: true, force: true });
@@ -61,18 +70,10 @@ export async function liveTree(
     pids,
     daemonPid,
     cgroupFile(path, file) {
-      const at = this.cgroupPath(path, file);
+      const at = cgroupPath(path, file);
       return at === null ? null : readFileSync(at, 'utf8').trim();
     },
-    cgroupPath(path, file) {
-      // The tree's root group in every hierarchy; the file exists in the one of its controller.
-      const rel = path.split('/').slice(2);
-      for (const root of cgroupsNamed(`captree-${name}-`)) {
-        const at = join(root, ...rel, file);
-        if (existsSync(at)) return at;
-      }
-      return null;
-    },
+    cgroupPath,
     async down() {
       const daemon = daemonPid();
       await run(['down']).catch(() => {});
