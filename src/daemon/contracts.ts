@@ -13,10 +13,9 @@ import type { ManifestTree, YamlPath } from '../manifest/index.ts';
 import { contractsOf, type Spec } from '../reconcile/contracts.ts';
 import { type HostReport, probeHost } from '../runtime/host-probe.ts';
 
+export type { Spec } from '../reconcile/contracts.ts';
 // The mapping itself is pure (reconciliation plans with it); re-exported for the daemon's callers.
 export { contractOf, contractsOf } from '../reconcile/contracts.ts';
-
-export type { Spec } from '../reconcile/contracts.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Host

@@ -11,8 +11,8 @@
 import * as fs from 'node:fs';
 import type { SupervisorEvent } from '../core/index.ts';
 import type { ChannelEvent } from './channel.ts';
-import type { ReconcileEvent } from './reconcile.ts';
 import { openAppend, openRead } from './private-fs.ts';
+import type { ReconcileEvent } from './reconcile.ts';
 
 /**
  * What the daemon itself records about recovery after an earlier daemon died (the engine knows
