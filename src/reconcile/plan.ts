@@ -64,12 +64,14 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
   const before = indexTree(actual.tree);
   const after = indexTree(desired);
   const root = structuralReasons(actual.tree, desired);
-  const admittedDesired = admitTree(desired, actual, before);
-  const admittedActual = admitTree(actual.tree, actual, before);
-  const reasons = [...root, ...admittedDesired.reasons];
-  const fits = reasons.length === 0;
   const base = specDigest(actual.tree);
   const target = specDigest(desired);
+  // The running spec itself: nothing to change, nothing to admit again (it runs, so it fits).
+  if (base === target && root.length === 0) return unchanged(actual, base, after);
+  const admittedActual = admitTree(actual.tree, actual, before);
+  const admittedDesired = admitTree(desired, actual, before);
+  const reasons = [...root, ...admittedDesired.reasons];
+  const fits = reasons.length === 0;
 
   const dynamic = new Map(actual.admitted.map((a) => [a.path, a]));
   const active = (path: string) => {
@@ -88,6 +90,19 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
 
   // ---- 2. changes per path ------------------------------------------------------------------
   const changes = new Map<string, Change>();
+  /** Grant deltas per path, computed once (changes and the capability list both need them). */
+  const deltas = new Map<string, ReturnType<typeof capabilityDeltas>>();
+  const deltasOf = (path: string) => {
+    let d = deltas.get(path);
+    if (!d) {
+      // Identical grants (the common case) need no comparison field by field.
+      const a = admittedActual.grants.get(path);
+      const b = admittedDesired.grants.get(path);
+      d = a && b && JSON.stringify(a) === JSON.stringify(b) ? [] : capabilityDeltas(path, a, b);
+      deltas.set(path, d);
+    }
+    return d;
+  };
   for (const [path, spec] of after) {
     const old = before.get(path);
     if (!old) continue;
@@ -95,11 +110,7 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     const grant: string[] = [];
     const providers: string[] = [];
     if (fits && spec.kind === 'process' && old.kind === 'process') {
-      for (const d of capabilityDeltas(
-        path,
-        admittedActual.grants.get(path),
-        admittedDesired.grants.get(path),
-      )) {
+      for (const d of deltasOf(path)) {
         grant.push(`grant.${d.kind}`);
         if (d.kind === 'services')
           providers.push(
@@ -172,6 +183,7 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     return path;
   };
 
+  const afterRank = new Map([...after.keys()].map((p, i) => [p, i]));
   const actions: Action[] = [];
   for (const path of unionOrder(desired, actual, before, after, actualOrder, desiredOrder)) {
     const spec = after.get(path);
@@ -257,7 +269,7 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
         path,
         action: 'restart',
         because: [...new Set(because)],
-        restarts: sortPaths([...scope], after),
+        restarts: sortPaths([...scope], afterRank),
         detail:
           detail.length > 0
             ? detail
@@ -343,11 +355,7 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     steps.push(...starting);
   }
 
-  const capabilities = fits
-    ? [...new Set([...after.keys(), ...before.keys()])]
-        .filter((p) => after.has(p))
-        .flatMap((p) => capabilityDeltas(p, admittedActual.grants.get(p), admittedDesired.grants.get(p)))
-    : [];
+  const capabilities = fits ? [...after.keys()].flatMap((p) => deltasOf(p)) : [];
   const budget = fits
     ? [...after.values()]
         .filter((s) => s.kind === 'node')
@@ -373,6 +381,38 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
       noop: count('noop'),
       restarted: restartedPaths.size,
     },
+  };
+}
+
+/** The plan of the running spec against itself: every path a noop. */
+function unchanged(actual: Actual, digest: string, specs: ReadonlyMap<string, Spec>): Plan {
+  const actions: Action[] = [...specs.keys()].map((path) => ({
+    path,
+    action: 'noop',
+    because: [],
+    restarts: [],
+    detail: [],
+  }));
+  for (const a of actual.admitted)
+    actions.push({
+      path: a.path,
+      action: 'noop',
+      because: [],
+      restarts: [],
+      detail: ['admitted at run time: kept'],
+      admitted: true,
+    });
+  return {
+    generation: actual.generation,
+    base: digest,
+    target: digest,
+    fits: true,
+    reasons: [],
+    actions,
+    capabilities: [],
+    budget: [],
+    steps: [],
+    summary: { add: 0, remove: 0, update: 0, restart: 0, noop: actions.length, restarted: 0 },
   };
 }
 
@@ -480,7 +520,6 @@ function limitSteps(
 }
 
 /** Paths in depth-first desired order (unknown ones last, by name). */
-function sortPaths(paths: string[], after: ReadonlyMap<string, Spec>): string[] {
-  const rank = new Map([...after.keys()].map((p, i) => [p, i]));
+function sortPaths(paths: string[], rank: ReadonlyMap<string, number>): string[] {
   return paths.sort((a, b) => (rank.get(a) ?? 1e9) - (rank.get(b) ?? 1e9) || (a < b ? -1 : a > b ? 1 : 0));
 }
