@@ -287,7 +287,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     .start()
     .then(() => dynamic?.settled())
     .then(recover)
-    .then(() => reconciler?.resume())
+    .then(() =>
+      // An apply that cannot be finished is journalled as such; the tree runs on regardless.
+      reconciler?.resume().catch((err: unknown) => {
+        console.error(`captree: could not finish the apply: ${(err as Error).message}`);
+      }),
+    )
     .then(() => undefined);
   // A failed start is reported through `started`; `finished` still resolves (with exit code 1).
   started.catch(() => {});

@@ -296,6 +296,9 @@ export class Reconciler {
   ): Promise<ApplyResult> {
     if (this.#busy || this.#applying)
       throw new ReconcileError(409, 'apply_in_progress', 'another apply is under way');
+    const state = this.#o.tree.supervisor.state;
+    if (state !== 'ready')
+      throw new ReconcileError(409, 'not_ready', `the tree is ${state}: apply once it is up`);
     const actual = this.actual();
     const p = this.plan(desired, actual);
     if (expect.generation !== undefined && expect.generation !== actual.generation)
@@ -399,8 +402,23 @@ export class Reconciler {
       resumed,
     });
     const admitted = admitTree(desired, actual, indexTree(actual.tree));
-    if (!admitted.ok || !admitted.caps)
-      throw new ReconcileError(422, 'does_not_fit', 'the manifest no longer fits');
+    if (!admitted.ok || !admitted.caps) {
+      // Only when resuming (a fresh apply was admitted a moment ago): give up on this apply
+      // rather than block every later one; the journal says why, status shows the drift.
+      const why = `the manifest no longer fits: ${admitted.reasons.map((r) => r.message).join('; ')}`;
+      this.#persist(null);
+      this.#o.record({
+        type: 'reconcile_applied',
+        path: root,
+        at: now(),
+        generation: applying.generation,
+        restarted: [],
+        planned: applying.restarts,
+        differences: [why],
+        resumed,
+      });
+      throw new ReconcileError(422, 'does_not_fit', why);
+    }
     const readmitted = { caps: admitted.caps, grants: admitted.grants, startOrder: admitted.startOrder };
     const restarting = new Set(steps.filter((s) => s.op === 'stop').map((s) => s.path));
     const runner = new StepRunner({
@@ -470,6 +488,7 @@ export class Reconciler {
       differences,
       resumed,
     });
+    this.#schedule();
     return { generation: applying.generation, restarted, planned, differences, errors };
   }
 
@@ -575,8 +594,9 @@ export class Reconciler {
     const drift = new Map(report.drift.map((d) => [`${d.path} ${d.kind}`, d.message]));
     for (const r of fresh)
       this.#o.record({ ...r, at: now, message: drift.get(`${r.path} ${r.drift}`) ?? r.reason });
+    const gone = [...this.#journalled.keys()].some((k) => !next.has(k));
     this.#journalled = next;
-    if (fresh.length > 0 || next.size !== this.#journalled.size) this.#checkpoint(report);
+    if (fresh.length > 0 || gone) this.#checkpoint(report);
     return fresh;
   }
 

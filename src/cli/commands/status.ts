@@ -2,7 +2,6 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { planAgainst } from '../../daemon/reconcile-plan.ts';
-import type { DaemonInfo } from '../../daemon/types.ts';
 import { loadManifest } from '../../manifest/index.ts';
 import { assess, type Plan, type Snapshot } from '../../reconcile/index.ts';
 import { type Command, jsonOption, normalizePath, palette, stateOption } from '../cli.ts';
@@ -39,9 +38,9 @@ Example:
   async run({ values, positionals }, io) {
     const under = positionals[0] === undefined ? undefined : normalizePath(positionals[0]);
     const given = typeof values.file === 'string' ? values.file : undefined;
-    const { client, info } = await connectFor(values, io, given);
+    const { client } = await connectFor(values, io, given);
     const snapshot = await client.json<Snapshot>('/v1/reconcile');
-    const file = given ?? manifestOf(info, io);
+    const file = given ?? manifestOf(snapshot, io);
     let plan: Plan | undefined;
     if (file && existsSync(path.resolve(io.cwd, file))) {
       const parsed = await loadManifest(path.resolve(io.cwd, file));
@@ -63,11 +62,13 @@ Example:
   },
 };
 
-/** The manifest the daemon runs, as the user would name it from here. */
-function manifestOf(info: DaemonInfo | null, io: Io): string | undefined {
-  if (!info?.manifest) return undefined;
-  const rel = path.relative(io.cwd, path.resolve(io.cwd, info.manifest));
-  return rel.startsWith('..') ? info.manifest : rel;
+/** The manifest the tree was started or last applied from, as the user would name it from here. */
+function manifestOf(snapshot: Snapshot, io: Io): string | undefined {
+  const tree = snapshot.actual.tree;
+  if (!tree.file) return undefined;
+  const file = path.join(tree.dir, path.basename(tree.file));
+  const rel = path.relative(io.cwd, file);
+  return rel.startsWith('..') ? file : rel;
 }
 
 type Io = Parameters<Command['run']>[1];
