@@ -137,11 +137,10 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     if (via && !r.via && !r.own) r.via = via;
     restarted.set(path, r);
   };
-  for (const [path, _spec] of after) {
+  for (const path of after.keys()) {
     if (path === desired.root.path || !before.has(path) || !needsRestart(path)) continue;
     if (!active(path) && !replaced(path)) continue;
     mark(path, true);
-    if (path === desired.root.path) continue;
     const node = parentOf(path);
     const strategy = (after.get(node) as NodeSpec).strategy;
     const order = actualOrder(node);
@@ -203,10 +202,11 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     }
     if (isDynamic) {
       if (!after.has(parentOf(path))) {
+        const top = topOf(parentOf(path), removedTop);
         actions.push({
           path,
           action: 'remove',
-          because: [`${parentOf(path)}.removed`],
+          because: [`${parentOf(top)}.children.${nameOf(top)}`],
           restarts: [],
           detail: [`admitted at run time; its node ${parentOf(path)} leaves the tree`],
           admitted: true,
