@@ -22,6 +22,7 @@ import type { ChildSpec as EngineChild, Supervisor, SupervisorSpec } from '../co
 import type { ChildSpec, ManifestTree, NodeSpec } from '../manifest/index.ts';
 import { indexTree, type LimitChange, type Spec, type Step } from '../reconcile/index.ts';
 import type { Readmitted, RunningTree } from './build-tree.ts';
+import { grantQuantities } from './channel.ts';
 import type { DynamicChildren } from './dynamic-children.ts';
 import { liveChildren } from './live-limits.ts';
 import { clampCpuQuotas } from './renegotiate.ts';
@@ -114,7 +115,12 @@ export class StepRunner {
     if (limits.cpu != null) clampCpuQuotas(group.dirs, limits.cpu);
     group.setLimits(limits);
     const live = liveChildren(runtime).get(path);
-    if (live) Object.assign(live.limits, limits);
+    if (!live) return;
+    Object.assign(live.limits, limits);
+    // A supervisor child reads its grant from its environment at its next start, as after a
+    // renegotiation.
+    if (live.env.CAPTREE_GRANT !== undefined)
+      live.env.CAPTREE_GRANT = JSON.stringify(grantQuantities(this.#ctx.admitted.grants.get(path)));
   }
 
   async #stop(path: string): Promise<void> {
