@@ -29,6 +29,8 @@ const loaders = new Map<string, () => Promise<Command>>([
   ['apply', async () => (await import('./commands/apply.ts')).apply],
   ['status', async () => (await import('./commands/status.ts')).status],
   ['reconcile', async () => (await import('./commands/reconcile.ts')).reconcile],
+  ['hold', async () => (await import('./commands/hold.ts')).hold],
+  ['release', async () => (await import('./commands/hold.ts')).release],
   ['check', async () => (await import('./commands/check.ts')).check],
   ['doctor', async () => (await import('./commands/doctor.ts')).doctor],
   ['admit', async () => (await import('./commands/admit.ts')).admit],

@@ -192,6 +192,10 @@ export function describeEvent(r: JournalRecord): string {
       return `apply step ${r.step + 1}: ${r.op}${r.error ? ` failed: ${r.error}` : ''}`;
     case 'reconcile_applied':
       return `applied generation ${r.generation}: restarted ${r.restarted.length > 0 ? r.restarted.join(', ') : 'nothing'}${r.differences.length > 0 ? `; differs from the plan: ${r.differences.join('; ')}` : ', as planned'}`;
+    case 'reconcile_hold':
+      return `held from reconciliation by ${r.by}${r.reason ? `: ${r.reason}` : ''}`;
+    case 'reconcile_release':
+      return `released for reconciliation by ${r.by}`;
     case 'reconcile_required':
     case 'reconcile_recommended':
     case 'reconcile_blocked':

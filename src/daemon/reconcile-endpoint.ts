@@ -4,6 +4,8 @@
  *
  * - `GET /v1/reconcile` → `200` the snapshot (`captree status --json` is it, assessed).
  * - `POST /v1/reconcile/plan` with `{ tree }` (a parsed manifest) → `200` the plan.
+ * - `POST /v1/reconcile/hold` with `{ path, reason?, by? }` → `200 { held }`; `POST
+ *   /v1/reconcile/release` with `{ path, by? }` → `200 { released }` or `404 not_held`.
  * - `POST /v1/reconcile/apply` with `{ tree, generation?, base?, target? }` → `200`
  *   `application/x-ndjson`: one `{ step, op, path, error }` line per step as it is done, then
  *   `{ result }`. Refused before anything is done: `409 stale_plan | plan_mismatch |
@@ -72,16 +74,32 @@ export function reconcileEndpoint(reconciler: Reconciler): ReconcileEndpoint {
     async handle(req, res, rest, method) {
       const route = rest.join('/');
       if (route === '' && method === 'GET') return sendJson(res, 200, reconciler.snapshot());
-      if ((route !== 'plan' && route !== 'apply') || method !== 'POST') {
+      if (!['plan', 'apply', 'hold', 'release'].includes(route) || method !== 'POST') {
         return fail(
           res,
           404,
           'unknown_route',
-          `${method} /v1/reconcile/${route}: expected GET /v1/reconcile or POST /v1/reconcile/(plan|apply)`,
+          `${method} /v1/reconcile/${route}: expected GET /v1/reconcile or POST /v1/reconcile/(plan|apply|hold|release)`,
         );
       }
       const b = await body(req);
       if (typeof b === 'string') return fail(res, 400, 'bad_request', b);
+      if (route === 'hold' || route === 'release') {
+        const path = optionalString(b.path);
+        if (!path?.startsWith('/'))
+          return fail(res, 400, 'bad_request', 'path must be a tree path (/shop/db)');
+        const by = optionalString(b.by) ?? 'unknown';
+        try {
+          if (route === 'hold')
+            return sendJson(res, 200, { held: reconciler.hold(path, by, optionalString(b.reason) ?? '') });
+          return reconciler.release(path, by)
+            ? sendJson(res, 200, { released: path })
+            : fail(res, 404, 'not_held', `${path} is not held (see: captree status)`);
+        } catch (err) {
+          if (err instanceof ReconcileError) return fail(res, err.status, err.code, err.message);
+          throw err;
+        }
+      }
       const tree = treeOf(b.tree);
       if (typeof tree === 'string') return fail(res, 400, 'bad_request', tree);
       if (route === 'plan') return sendJson(res, 200, reconciler.plan(tree));

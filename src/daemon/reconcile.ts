@@ -30,6 +30,7 @@ import {
   admitTree,
   assess,
   contractOf,
+  type Hold,
   hasChanges,
   indexTree,
   type Observed,
@@ -83,6 +84,14 @@ export type ReconcileEvent =
       readonly differences: readonly string[];
       readonly resumed: boolean;
     }
+  | {
+      /** An operator held a subtree from reconciliation (`captree hold`), or released it. */
+      readonly type: 'reconcile_hold' | 'reconcile_release';
+      readonly path: string;
+      readonly at: number;
+      readonly by: string;
+      readonly reason: string;
+    }
   /** A drift seen in the events, with what to do about it (src/reconcile/drift.ts). */
   | (Recommendation & { readonly at: number; readonly message: string });
 
@@ -123,6 +132,8 @@ interface Applying {
 
 interface Section {
   generation: number;
+  /** Subtrees held from reconciliation (`captree hold`). */
+  holds?: Hold[];
   /** `applied.json` holds the tree this daemon runs (an apply happened since the last clean up). */
   applied?: boolean;
   applying?: Applying;
@@ -174,6 +185,7 @@ export class Reconciler {
   readonly #o: ReconcilerOptions;
   #generation: number;
   #applying: Applying | null = null;
+  #holds: Hold[];
   #busy = false;
   readonly #oom = new Map<string, number>();
   readonly #liveness = new Map<string, number>();
@@ -187,6 +199,7 @@ export class Reconciler {
     const s = sectionOf(options.durable);
     this.#generation = s?.generation ?? 1;
     this.#applying = s?.applying ?? null;
+    this.#holds = s?.holds ?? [];
     options.tree.supervisor.subscribe((e) => this.#observe(e));
   }
 
@@ -241,7 +254,42 @@ export class Reconciler {
       reserved,
       admitted,
       children,
+      holds: this.#holds.map((h) => ({ ...h })),
     };
+  }
+
+  /**
+   * Holds `path`'s subtree from reconciliation: no apply may change anything in it until it is
+   * released (Flux's `suspend`). Durable, journalled with who asked.
+   */
+  hold(path: string, by: string, reason: string): Hold {
+    if (!this.#o.tree.supervisor.tree().some((e) => e.path === path))
+      throw new ReconcileError(404, 'not_found', `no node or child ${path} in this tree (see: captree ps)`);
+    const known = this.#holds.find((h) => h.path === path);
+    if (known) return known;
+    const hold: Hold = { path, by, reason, at: Date.now() };
+    this.#holds = [...this.#holds, hold].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    this.#persist(this.#applying);
+    this.#o.record({ type: 'reconcile_hold', path, at: this.#o.tree.supervisor.clock.now(), by, reason });
+    this.#schedule();
+    return hold;
+  }
+
+  /** Releases a hold; false when `path` was not held. */
+  release(path: string, by: string): boolean {
+    const known = this.#holds.find((h) => h.path === path);
+    if (!known) return false;
+    this.#holds = this.#holds.filter((h) => h !== known);
+    this.#persist(this.#applying);
+    this.#o.record({
+      type: 'reconcile_release',
+      path,
+      at: this.#o.tree.supervisor.clock.now(),
+      by,
+      reason: known.reason,
+    });
+    this.#schedule();
+    return true;
   }
 
   /** The plan for `desired` against the tree now (clashing unix listen paths are reasons too). */
@@ -512,7 +560,9 @@ export class Reconciler {
 
   #persist(applying: Applying | null): void {
     this.#applying = applying;
-    const section: Section = { generation: this.#generation, applied: true };
+    const section: Section = { generation: this.#generation };
+    if (this.#generation > 1 || applying) section.applied = true;
+    if (this.#holds.length > 0) section.holds = this.#holds;
     if (applying) section.applying = applying;
     this.#o.durable.setSection(SECTION, section);
   }

@@ -14,7 +14,9 @@
  * | incident | repeated OOM kills; restarts inside a node's intensity window | recommended: raise memory / diagnostics |
  * | blocked | a node gave up (intensity exceeded); the manifest does not fit; a child waits for a stopped provider | blocked: diagnostics / recommended: wait for the dependency |
  *
- * A child held by an operator (`captree stop`) is where the operator wants it: no drift.
+ * A child held by an operator (`captree stop`) is where the operator wants it: no drift. A
+ * subtree held from reconciliation (`captree hold`) turns what would act in it into
+ * `reconcile_blocked` (wait for release).
  * Status per node, rolled up the tree: `reconciling` while an apply changes something below it,
  * else `unstable` (blocked or failed), `degraded` (any other drift), `nominal`.
  */
@@ -171,6 +173,22 @@ export function assess(snapshot: Snapshot, options: AssessOptions = {}): StatusR
       blastRadius: [...new Set(plan.actions.flatMap((a) => a.restarts))].sort(),
       reason: `${changed.length} change(s) not applied (see: captree plan ${file})`,
     });
+  }
+  // An operator's hold blocks whatever would act inside it (the pending apply included).
+  const holds = actual.holds ?? [];
+  for (const [i, r] of recs.entries()) {
+    const h = holds.find(
+      (x) => r.path === x.path || r.path.startsWith(`${x.path}/`) || x.path.startsWith(`${r.path}/`),
+    );
+    if (!h || r.type === 'reconcile_blocked') continue;
+    recs[i] = {
+      ...r,
+      type: 'reconcile_blocked',
+      action: 'wait for release',
+      command: `captree release ${h.path}`,
+      blastRadius: [],
+      reason: `${h.path} is held by ${h.by} (${h.reason}); then: ${r.command}`,
+    };
   }
   const inScope = (p: string) =>
     options.under === undefined || p === options.under || p.startsWith(`${options.under}/`);

@@ -29,7 +29,7 @@ import type { ManifestTree, NodeSpec } from '../manifest/index.ts';
 import { specDigest } from './canonical.ts';
 import { changedFields, type FieldChange, isNodeFlag, isQuantityField, type Spec } from './fields.ts';
 import { admitTree, budgetLines, capabilityDeltas } from './fit.ts';
-import type { Action, Actual, LimitChange, Plan, PlanReason, Step, Via } from './types.ts';
+import type { Action, Actual, Hold, LimitChange, Plan, PlanReason, Step, Via } from './types.ts';
 
 const RUNNING = new Set(['starting', 'running', 'ready', 'restarting', 'stopping']);
 
@@ -286,9 +286,13 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     actions.push({ path, action: 'update', because: own, restarts: [], detail });
   }
 
+  // A hold refuses the whole plan when it would change anything inside the held subtree.
+  const held = heldReasons(actions, actual.holds ?? []);
+  reasons.push(...held);
+
   // ---- 4. steps --------------------------------------------------------------------------------
   const steps: Step[] = [];
-  if (fits && actions.some((a) => a.action !== 'noop')) {
+  if (fits && held.length === 0 && actions.some((a) => a.action !== 'noop')) {
     const liveBefore = (path: string) => actual.reserved[path];
     const lowers: Step[] = [];
     const raises: Step[] = [];
@@ -367,7 +371,7 @@ export function plan(desired: ManifestTree, actual: Actual): Plan {
     generation: actual.generation,
     base,
     target,
-    fits,
+    fits: fits && held.length === 0,
     reasons,
     actions,
     capabilities,
@@ -419,6 +423,24 @@ function unchanged(actual: Actual, digest: string, specs: ReadonlyMap<string, Sp
 /** True when the plan changes anything (exit 2 of `captree plan`). */
 export function hasChanges(p: Plan): boolean {
   return p.actions.some((a) => a.action !== 'noop');
+}
+
+/** One reason per changed path inside a held subtree (a restart that reaches into one too). */
+function heldReasons(actions: readonly Action[], holds: readonly Hold[]): PlanReason[] {
+  if (holds.length === 0) return [];
+  const holdOf = (path: string) => holds.find((h) => path === h.path || path.startsWith(`${h.path}/`));
+  const out: PlanReason[] = [];
+  for (const a of actions) {
+    if (a.action === 'noop') continue;
+    const h = holdOf(a.path) ?? a.restarts.map(holdOf).find((x) => x !== undefined);
+    if (!h) continue;
+    out.push({
+      path: a.path,
+      field: '',
+      message: `${a.path} would ${a.action}, and ${h.path} is held by ${h.by} (${h.reason}); release it with: captree release ${h.path}`,
+    });
+  }
+  return out;
 }
 
 /** What cannot change on a running tree at all. */

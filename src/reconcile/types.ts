@@ -146,6 +146,18 @@ export interface Actual {
   admitted: { path: string; node: string; contract: TreeSpec }[];
   /** Path → its engine state, for every node and child. */
   children: Record<string, ActualChild>;
+  /** Subtrees an operator holds (`captree hold`): no plan may change anything in them. */
+  holds?: Hold[];
+}
+
+/** An operator's hold on a subtree (`captree hold PATH`), journalled with who asked. */
+export interface Hold {
+  path: string;
+  /** Who asked, as the client said (`$USER` over the control socket). */
+  by: string;
+  reason: string;
+  /** ms epoch. */
+  at: number;
 }
 
 /** What events told about one path since the tree (or its last restart) started. */

@@ -157,6 +157,20 @@ children:
     assert.equal(applying.summary, 'reconciling');
   });
 
+  it('inside a held subtree a recommendation is blocked: wait for release', () => {
+    const snap = snapshotOf(
+      { '/shop/api': 'stopped' },
+      { '/shop/api': { ...none, lastExit: 'exit code 1' } },
+    );
+    snap.actual.holds = [{ path: '/shop/api', by: 'ada', reason: 'debugging', at: 0 }];
+    const r = assess(snap);
+    assert.deepEqual(
+      r.recommendations.map((x) => [x.type, x.action, x.command]),
+      [['reconcile_blocked', 'wait for release', 'captree release /shop/api']],
+    );
+    assert.equal(r.summary, 'unstable');
+  });
+
   it('a manifest that does not fit is blocked', () => {
     const snap = snapshotOf();
     const r = assess(snap, { plan: plan(manifest(shop.replace('cpu: 0.2,', 'cpu: 9,')), snap.actual) });

@@ -246,6 +246,27 @@ children:
     assert.match(p.reasons[0]?.message ?? '', /another name is another tree/);
   });
 
+  it('an operator hold refuses a plan that changes anything in the held subtree', () => {
+    const holds = [{ path: '/shop/worker', by: 'ada', reason: 'load test', at: 0 }];
+    const p = plan(manifest(shop.replace('[node, api.js]', '[node, api2.js]')), running(base, { holds }));
+    assert.equal(p.fits, false);
+    assert.deepEqual(p.steps, []);
+    assert.deepEqual(
+      p.reasons.map((r) => r.path),
+      ['/shop/api', '/shop/worker'],
+      'api restarts worker (rest_for_one): both reach into the hold',
+    );
+    assert.match(
+      p.reasons[0]?.message ?? '',
+      /held by ada \(load test\); release it with: captree release \/shop\/worker/,
+    );
+    const elsewhere = plan(
+      manifest(shop.replace('[postgres]', '[postgres, -x]').replace('rest_for_one', 'one_for_one')),
+      running(manifest(shop.replace('rest_for_one', 'one_for_one')), { holds }),
+    );
+    assert.equal(elsewhere.fits, true);
+  });
+
   it('a newly reached network is listed as a capability delta', () => {
     const lan = `
 name: net

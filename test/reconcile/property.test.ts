@@ -55,7 +55,7 @@ describe('apply restarts what plan announced (property, real processes)', () => 
   it('with or without a kill -9 of the daemon mid-apply', { timeout: 600_000 }, async () => {
     await fc.assert(
       fc.asyncProperty(caseArb, async ({ strategy, before, edits, kill }) => {
-        const after = before.map((c, i) => edits[i] as Child);
+        const after = before.map((_, i) => edits[i] as Child);
         const t = await liveTree('prop', manifest(strategy, before));
         try {
           const root = `/${t.name}`;
@@ -82,6 +82,7 @@ describe('apply restarts what plan announced (property, real processes)', () => 
               'the apply to begin',
               async () => done || journalOf(t.dir, 'reconcile_apply').length > 0,
             );
+            // The kill lands at a random moment of the apply: a delay is the point here.
             await new Promise((r) => setTimeout(r, kill));
             process.kill(daemon, 'SIGKILL');
             await until('the daemon to die', async () => !isAlive(daemon));
