@@ -140,7 +140,21 @@ const narrowed = async (): Promise<void> => {
 
 const results: Result[] = [];
 results.push(await timed('(a) launcher, small client heap', viaLauncher));
+// The default child as the daemon spawns it since privileges (issue 9): also the host's
+// filesystem read-only but for its cwd and the scratch directories (mount_setattr + open_tree).
+const protectedChild = async (): Promise<void> => {
+  await (
+    await launcher.spawn({
+      argv: ['/bin/true'],
+      env,
+      noNewPrivs: true,
+      mounts: { hide: [hidden] },
+      writableOnly: ['/tmp', '/var/tmp', '/dev/shm', process.cwd()],
+    })
+  ).exited;
+};
 results.push(await timed('(h) launcher, default child (mnt+pid ns)', defaultChild));
+results.push(await timed('(i) default child + read-only host fs (not granted root)', protectedChild));
 results.push(await timed('(f) launcher, confined (net+mnt+pid ns)', confined));
 results.push(await timed('(g) launcher, confined + narrowed paths', narrowed));
 results.push(await timed('(b) child_process.spawn, small heap', nodeSpawnOnce));

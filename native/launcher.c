@@ -24,11 +24,15 @@
  *   'S' spawn  arg=.. (1+) env=.. (0+, exactly the child's env) cwd= uid= gid= cgroup=<path of a
  *              cgroup.procs file> (0+) notifyfd=<N> sdnotify=1 stdout=<key> stderr=<key>
  *              listen=<handle>:<name> (0+, placed at fd 3,4,...) netns=1 netnspath=<file>
- *              nonewprivs=1
+ *              nonewprivs=1 tag=<the client's name for it> pidfile=<path> pidfilems=<n>
  *              mntns=1 hide=<dir> (0+) bind=<path> (0+) bindopt=<path> (0+) ro=<path> (0+)
  *              delegate=<cgroup dir> (0+) credsdir=<dir> cred=<NAME>:<hex of the value> (0+)
  *              view=1 rw=<path> (0+)
- *              -> ok pid=<pid> t=<CLOCK_MONOTONIC ns just before fork>
+ *              caps=<mask> protect=1 wr=<path> (0+)
+ *              -> ok pid=<pid> [main=<pid of the program: pid itself, or below a confined
+ *                 child's outer process and init>] t=<CLOCK_MONOTONIC ns just before fork>
+ *              tag= is kept with the child and listed by 'l': who a child is, by our own record
+ *              (a child can rewrite its environment and title, not our memory).
  *              Mount confinement (any of hide/bind/ro/credsdir implies mntns=1), in the child,
  *              after the cgroup join and the network namespace, before chdir and setuid:
  *                unshare(CLONE_NEWNS), "/" made recursively private (nothing propagates back);
@@ -63,6 +67,14 @@
  *                so what is hidden below a granted path stays hidden. The root is assembled on a
  *                tmpfs over /tmp (in this namespace only), made read-only, entered with
  *                pivot_root(".", ".") and the old root detached. cwd= must exist in the new view.
+ *              Privileges: caps=<decimal mask of CAP_* bits> are the only capabilities kept (bounding,
+ *                inheritable, permitted and ambient sets), across a uid switch too; without it
+ *                none (with nonewprivs=1). protect=1 (with mntns): right after "/" is made
+ *                private, every mount of the child's namespace becomes read-only
+ *                (mount_setattr AT_RECURSIVE), except each wr= directory (existing ones only),
+ *                cloned writable beforehand (open_tree) and moved back onto itself; what is
+ *                mounted back under a hidden dir is made writable again. A uid 0 child that was
+ *                not granted `root` so owns root's files without being able to change them.
  *              Network: netns=1 unshares a fresh namespace with only lo (up); netnspath= joins the
  *                namespace held at that file ('N' below), setns(CLONE_NEWNET), right after the
  *                cgroup join; the two exclude each other.
@@ -73,17 +85,27 @@
  *                (pid 1 inside) that mounts a fresh /proc and forks the program (pid 2, its own
  *                session; LISTEN_PID=2). SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT (every
  *                catchable signal but the synchronous faults and SIGCHLD) sent to the outer
- *                process (or its group) are forwarded to init, which sends them
- *                to the program's process group (to every process of the namespace once the
- *                program is gone). When the program exits 0, init waits for what it left running
- *                in the namespace; otherwise init exits at once (the kernel kills the rest). The
- *                outer process then exits exactly as the program did (code, or the same signal,
- *                without a second core dump). SIGKILL of the outer process kills init (parent
- *                death signal), so the whole namespace.
+ *                process (or its group) are forwarded to init, which sends them to the main
+ *                process's group (to every process of the namespace once it is gone); a signal
+ *                sent with a scope ('K' scope=) goes to every process of the namespace (all) or
+ *                to the main process only (main), and starts a stop.
+ *                The main process is the program until it exits 0 leaving processes behind (a
+ *                daemon forked into the background): then the pid in pidfile= (as the child sees
+ *                paths and pids, waited for up to pidfilems= ms, default 10000; the program
+ *                removes a stale one before exec, with its own credentials), else the oldest
+ *                process left; init reports it on a status pipe and the launcher sends 'm'.
+ *                When the main process ends, init ends the namespace (the kernel kills the rest)
+ *                and the outer process exits exactly as the main process did (code, or the same
+ *                signal, without a second core dump; 255 for a main process init could not reap)
+ *                -- except during a stop of scope all, when init waits for every process to be
+ *                gone first. SIGKILL of the outer process kills init (parent death signal), so
+ *                the whole namespace.
  *              The values of cred= never reach the environment or the host's filesystem.
  *              A failure before exec (cgroup write, chdir, setuid, exec...) is an err reply whose
  *              text names the step; the child then never ran the program.
- *   'K' kill   pid= sig= [group=1]               -> ok
+ *   'K' kill   pid= sig= [group=1 | scope=all|main] -> ok
+ *              scope= (a child of ours): all = every process of the child (its PID namespace
+ *              through init's kill(-1), or every pid of its first cgroup), main = its main process.
  *   'L' listen tcp=<host>:<port> | unix=<path> [backlog=]  -> ok handle=<n> [port=<bound port>]
  *   'N' netns  path=<file> [remove=1]            -> ok existed=0|1 (remove: ok)
  *              A named network: a network namespace held by a bind mount of its ns file at path=
@@ -94,7 +116,7 @@
  *              removes the file; a path that holds nothing is fine.
  *   'C' close-listen handle=                     -> ok
  *   'c' close-stream key=                        -> ok
- *   'l' list                                     -> ok child=<pid> (0+) stream=<key> (0+) handle=<n> (0+)
+ *   'l' list  -> ok child=<pid> (0+) tag=<pid>:<tag> (0+) main=<pid>:<main pid> (0+) stream=<key> (0+) handle=<n> (0+)
  *   'P' ping                                     -> ok pid=<launcher pid> children=<n> t=<ns>
  *   'Q' shutdown (SIGKILL every child's group, reply, exit)   -> ok
  * Events (launcher -> client):
@@ -102,6 +124,7 @@
  *   'x' exited   pid= (code=<n> | sig=<n>) t=<CLOCK_MONOTONIC ns of reap>
  *   'r' ready    pid=                           (a newline arrived on the child's notify fd)
  *   'n' notify   pid= text=<datagram text>      (one per sd_notify datagram)
+ *   'm' main     pid= main=<host pid> via=pidfile|oldest|oldest-no-pidfile  (a new main process)
  *   'o' output   key=<stream key> NUL <bytes>
  * Events for a child (ready, notify, its streams' output) are sent before its 'x' event.
  * While no client is attached, small events queue (bounded, 1 MiB) and stream pipes are not
@@ -159,6 +182,11 @@ struct child {
   int notify_fd; /* read end of the s6-style notification pipe, or -1 */
   int sd_fd;     /* sd_notify datagram socket, or -1 */
   char *sd_path;
+  char *tag;     /* the client's name for it (a tree path): our record, not the child's memory */
+  int confined;  /* pid is the outer process of a PID namespace (see enter_pid_namespace) */
+  int status_fd; /* read end of the pipe its init reports the main process on, or -1 */
+  pid_t main;    /* host pid of its main process (the program, or the daemon it forked), or 0 */
+  char *cgroup;  /* its first cgroup.procs file, for signals to the whole group, or NULL */
   struct child *next;
 };
 
@@ -409,13 +437,109 @@ static void sd_pump(struct child *c) {
   }
 }
 
+/* The pid in its innermost PID namespace, from /proc/PID/status's NSpid line; 0 if unknown. */
+static pid_t innermost_pid(pid_t pid, int *levels) {
+  char path[64], data[4096];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, data, sizeof data - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  data[n] = '\0';
+  char *line = strstr(data, "\nNSpid:");
+  if (!line) return 0;
+  line += 7;
+  long last = 0;
+  int count = 0;
+  for (char *s = line, *end; *s && *s != '\n'; s = end) {
+    while (*s == ' ' || *s == '\t') s++;
+    if (*s == '\n' || !*s) break;
+    long v = strtol(s, &end, 10);
+    if (end == s) break;
+    last = v;
+    count++;
+  }
+  *levels = count;
+  return (pid_t)last;
+}
+
+/* The pid, as we see it, of the process below `root` whose pid in its own PID namespace is
+   `nspid` (a confined child's program or daemon, as its init names it); 0 if there is none. */
+static pid_t host_pid_below(pid_t root, pid_t nspid, int depth) {
+  char path[64], data[8192];
+  if (depth > 32) return 0;
+  snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)root, (int)root);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, data, sizeof data - 1);
+  close(fd);
+  data[n > 0 ? n : 0] = '\0';
+  pid_t kids[256];
+  int nk = 0;
+  for (char *s = data, *end; *s && nk < 256; s = end) {
+    long pid = strtol(s, &end, 10);
+    if (end == s) break;
+    kids[nk++] = (pid_t)pid;
+  }
+  int ours = 0;
+  innermost_pid(getpid(), &ours);
+  for (int i = 0; i < nk; i++) {
+    int levels = 0;
+    /* Deeper than our own namespace: the last NSpid field is the pid inside the child's. */
+    if (innermost_pid(kids[i], &levels) == nspid && levels > ours) return kids[i];
+  }
+  for (int i = 0; i < nk; i++) {
+    pid_t found = host_pid_below(kids[i], nspid, depth + 1);
+    if (found) return found;
+  }
+  return 0;
+}
+
+static void emit_main(struct child *c, const char *via) {
+  frame_begin('m');
+  fieldf("pid", "%d", (int)c->pid);
+  fieldf("main", "%d", (int)c->main);
+  field("via", via);
+  frame_end();
+}
+
+/* Lines "M <pid in the namespace> <how it was found>" from a confined child's init. */
+static void status_pump(struct child *c) {
+  char data[512];
+  for (;;) {
+    ssize_t n = read(c->status_fd, data, sizeof data - 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) {
+      close(c->status_fd);
+      c->status_fd = -1;
+      return;
+    }
+    data[n] = '\0';
+    for (char *line = data, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+      *nl = '\0';
+      long nspid;
+      char via[32];
+      if (sscanf(line, "M %ld %31s", &nspid, via) != 2) continue;
+      pid_t host = host_pid_below(c->pid, (pid_t)nspid, 0);
+      if (host <= 0) continue; /* already gone: its exit follows */
+      c->main = host;
+      emit_main(c, via);
+    }
+  }
+}
+
 static void child_free(struct child *c) {
   if (c->notify_fd >= 0) close(c->notify_fd);
   if (c->sd_fd >= 0) close(c->sd_fd);
+  if (c->status_fd >= 0) close(c->status_fd);
   if (c->sd_path) {
     unlink(c->sd_path);
     free(c->sd_path);
   }
+  free(c->tag);
+  free(c->cgroup);
   free(c);
 }
 
@@ -432,6 +556,7 @@ static void reap(void) {
     uint64_t t = now_ns();
     if (c->notify_fd >= 0) notify_pump(c);
     if (c->sd_fd >= 0) sd_pump(c);
+    if (c->status_fd >= 0) status_pump(c);
     for (struct stream *s = streams; s; s = s->next) stream_drain(s);
     frame_begin('x');
     fieldf("pid", "%d", (int)pid);
@@ -511,8 +636,10 @@ static int write_all(int fd, const char *s, size_t n) {
   return 0;
 }
 
-static void drop_privileges_bounding(int errpipe) {
+/* Every capability out of the bounding set but those kept (caps=): what exec can ever give back. */
+static void drop_privileges_bounding(int errpipe, uint64_t keep) {
   for (int cap = 0; cap <= 63; cap++) {
+    if (keep & (1ULL << cap)) continue;
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
       if (errno == EINVAL) break; /* past CAP_LAST_CAP */
       child_fail(errpipe, "drop capability bounding set");
@@ -523,8 +650,27 @@ static void drop_privileges_bounding(int errpipe) {
   struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2];
   if (syscall(SYS_capget, &hdr, data) < 0) child_fail(errpipe, "capget");
-  data[0].inheritable = data[1].inheritable = 0;
+  data[0].inheritable = (uint32_t)keep;
+  data[1].inheritable = (uint32_t)(keep >> 32);
   if (syscall(SYS_capset, &hdr, data) < 0) child_fail(errpipe, "capset");
+  /* Kept across setuid: the granted ones are raised as ambient after it. */
+  if (keep && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) child_fail(errpipe, "PR_SET_KEEPCAPS");
+}
+
+/* After the uid switch: exactly the kept capabilities, permitted, effective, inheritable and
+   ambient (so they survive exec as another user, as systemd's AmbientCapabilities= does). */
+static void raise_kept_capabilities(int errpipe, uint64_t keep) {
+  if (!keep) return;
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t)keep;
+  data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t)(keep >> 32);
+  if (syscall(SYS_capset, &hdr, data) < 0) child_fail(errpipe, "capset (granted capabilities)");
+  for (int cap = 0; cap <= 63; cap++)
+    if ((keep & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+      child_fail(errpipe, "raise an ambient capability");
+  prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
 }
 
 /* Brings lo up in the current network namespace; on failure, returns the step that failed. */
@@ -579,9 +725,17 @@ struct spawn_plan {
   char *bindopt; /* per bind: skip it if the path does not exist */
   const char *sd_path; /* this child's sd_notify socket, mounted back if under a hidden dir */
   int maxdst; /* highest fd placed for the program */
+  int status_wfd; /* confined: where init reports the main process (-1: nowhere) */
+  const char *pidfile; /* confined: the main process of a forking daemon is named here */
+  long pidfile_ms;     /* how long init waits for the pid file once the program exited 0 */
   const char *credsdir;
   struct cred *creds;
   int ncreds;
+  int hascaps;      /* caps= given */
+  uint64_t caps;    /* capabilities kept (CAP_* bits) */
+  int protect;      /* the host's filesystem read-only but for wrs */
+  char **wrs;
+  int nwrs;
 };
 
 /* mkdir -p; existing components are fine. */
@@ -967,10 +1121,43 @@ static void setup_view(struct spawn_plan *p, int errpipe) {
   if (chdir("/") < 0) child_fail(errpipe, "view: chdir /");
 }
 
+/* The host's filesystem read-only for this child (every mount of its namespace, recursively),
+   but the wr= directories: each is cloned writable first (open_tree) and moved back on top. */
+static void protect_filesystem(struct spawn_plan *p, int errpipe) {
+  char what[PATH_MAX + 64];
+  static int trees[MAX_MOUNTS];
+  for (int i = 0; i < p->nwrs; i++) {
+    trees[i] = (int)syscall(SYS_open_tree, AT_FDCWD, p->wrs[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (trees[i] < 0 && errno == ENOENT) continue;
+    snprintf(what, sizeof what, "protect: clone writable %s", p->wrs[i]);
+    if (trees[i] < 0) child_fail(errpipe, what);
+  }
+  struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+  if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof ro) < 0)
+    child_fail(errpipe, "protect: make the filesystem read-only (mount_setattr)");
+  for (int i = 0; i < p->nwrs; i++) {
+    if (trees[i] < 0) continue;
+    snprintf(what, sizeof what, "protect: mount writable %s", p->wrs[i]);
+    if (syscall(SYS_move_mount, trees[i], "", AT_FDCWD, p->wrs[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
+      child_fail(errpipe, what);
+    close(trees[i]);
+  }
+}
+
+/* A mounted-back path writable again under a protected (read-only) filesystem: a provider binds
+   its socket there, a relay or a supervisor's launcher writes there. */
+static void writable_again(const char *path, int errpipe) {
+  char what[PATH_MAX + 64];
+  struct mount_attr rw = {.attr_clr = MOUNT_ATTR_RDONLY};
+  snprintf(what, sizeof what, "protect: %s writable", path);
+  if (syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &rw, sizeof rw) < 0) child_fail(errpipe, what);
+}
+
 static void setup_mounts(struct spawn_plan *p, int errpipe) {
   char what[PATH_MAX + 64];
   if (unshare(CLONE_NEWNS) < 0) child_fail(errpipe, "unshare(CLONE_NEWNS)");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) child_fail(errpipe, "make / private (mount MS_REC|MS_PRIVATE)");
+  if (p->protect && !p->view) protect_filesystem(p, errpipe);
   /* The child's own sd_notify socket stays reachable when its directory is hidden. */
   if (p->sd_path)
     for (int i = 0; i < p->nhides; i++)
@@ -1005,6 +1192,7 @@ static void setup_mounts(struct spawn_plan *p, int errpipe) {
     snprintf(what, sizeof what, "bind %s: mount", p->binds[i]);
     if (mount(src, p->binds[i], NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(errpipe, what);
     close(keep[i]);
+    if (p->protect && !p->view) writable_again(p->binds[i], errpipe);
   }
   for (int i = 0; i < p->nros && !p->view; i++) {
     snprintf(what, sizeof what, "read-only %s: bind", p->ros[i]);
@@ -1087,6 +1275,12 @@ static void close_placed(int maxdst) {
   for (int fd = 0; fd <= maxdst; fd++) close(fd);
 }
 
+/* A signal's scope, carried as the value of a sigqueue()d signal from the launcher ('K' with
+   scope=) through the outer process to init: every process of the namespace (systemd's
+   KillMode=control-group), or the main process only (mixed). A plain kill() has no scope. */
+#define SCOPE_ALL 1
+#define SCOPE_MAIN 2
+
 /* Outer process (the pid the launcher tracks): forwards signals to init, ends as the program. */
 static void outer_wait(pid_t init, int link) {
   sigset_t set;
@@ -1105,7 +1299,12 @@ static void outer_wait(pid_t init, int link) {
       _exit(111);
     }
     if (si.ssi_signo != SIGCHLD) {
-      kill(init, (int)si.ssi_signo);
+      if (si.ssi_code == SI_QUEUE) {
+        union sigval v = {.sival_int = si.ssi_int};
+        sigqueue(init, (int)si.ssi_signo, v);
+      } else {
+        kill(init, (int)si.ssi_signo);
+      }
       continue;
     }
     int st;
@@ -1118,16 +1317,119 @@ static void outer_wait(pid_t init, int link) {
   }
 }
 
-/* Init, pid 1 of the namespace: reaps, forwards, reports the program's status, then exits. */
-static void init_wait(pid_t prog, int link) {
+/* The pid written in a pid file (as the daemon sees pids: this namespace's), if it names a live
+   process other than init; else 0. */
+static pid_t pid_from_file(const char *file) {
+  char data[32];
+  int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, data, sizeof data - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  data[n] = '\0';
+  char *end;
+  long pid = strtol(data, &end, 10);
+  if (end == data || pid <= 1 || pid > INT_MAX) return 0;
+  while (*end == ' ' || *end == '\n' || *end == '\t' || *end == '\r') end++;
+  if (*end) return 0;
+  if (kill((pid_t)pid, 0) < 0 && errno == ESRCH) return 0;
+  return (pid_t)pid;
+}
+
+/* Fields of /proc/PID/stat after the command: parent and start time; -1 when gone. */
+static int stat_of(pid_t pid, pid_t *ppid, unsigned long long *start) {
+  char path[64], data[2048];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, data, sizeof data - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  data[n] = '\0';
+  char *s = strrchr(data, ')');
+  if (!s) return -1;
+  /* ") S ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime
+     priority nice threads itrealvalue starttime" */
+  int field = 0;
+  for (char *t = s + 2; *t; t++) {
+    if (*t != ' ') continue;
+    field++;
+    if (field == 1) *ppid = (pid_t)strtol(t + 1, NULL, 10);
+    if (field == 19) {
+      *start = strtoull(t + 1, NULL, 10);
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* The oldest process left in the namespace besides init: the main process of a daemon that
+   forked and whose starter exited (systemd's GuessMainPID=); 0 if none. */
+static pid_t oldest_left(void) {
+  DIR *d = opendir("/proc");
+  if (!d) return 0;
+  pid_t best = 0;
+  unsigned long long best_start = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end || pid <= 1) continue;
+    pid_t ppid;
+    unsigned long long start;
+    if (stat_of((pid_t)pid, &ppid, &start) < 0) continue;
+    if (!best || start < best_start || (start == best_start && pid < best)) {
+      best = (pid_t)pid;
+      best_start = start;
+    }
+  }
+  closedir(d);
+  return best;
+}
+
+static long long mono_ms(void) { return (long long)(now_ns() / 1000000ull); }
+
+/* Init's report of a new main process to the launcher (status_pump reads it). */
+static void report_main(int report, pid_t main, const char *via) {
+  if (report < 0) return;
+  char line[64];
+  int len = snprintf(line, sizeof line, "M %d %s\n", (int)main, via);
+  ssize_t ignored = write(report, line, (size_t)len);
+  (void)ignored;
+}
+
+/* Tells the outer process how to end (the status it exits as), then ends the namespace. */
+static void init_finish(int link, int status) {
+  ssize_t ignored = send(link, &status, sizeof status, MSG_NOSIGNAL);
+  (void)ignored;
+  _exit(0);
+}
+
+/*
+ * Init, pid 1 of the namespace: reaps, forwards signals, follows the main process, reports how
+ * it ended, then exits (the kernel kills whatever is left).
+ *
+ * The main process is the program until it exits. If it exits 0 while others remain (a daemon
+ * that forked into the background), the main becomes the pid in `pidfile` (waited for up to
+ * `pidfile_ms`), else the oldest process left; its exit is then the child's exit, with its status
+ * when init reaps it (a process whose own parent is alive is followed through a pidfd: status 255).
+ * Anything else that ends the main process ends the namespace at once, except during a stop of
+ * scope "all": then init waits for every process to be gone (the engine's deadline SIGKILLs).
+ */
+static void init_wait(pid_t prog, int link, int report, const char *pidfile, long pidfile_ms) {
   sigset_t set;
   forward_mask(&set);
   int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) _exit(111);
-  int prog_status = 0, prog_done = 0;
+  pid_t main = prog;
+  int main_status = 0, main_done = 0, forked = 0;
+  int stopping = 0; /* SCOPE_ALL or SCOPE_MAIN once a scoped stop signal came */
+  int pidfd = -1;
+  long long pidfile_until = 0; /* while > 0, the pid file is awaited */
   for (;;) {
-    struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = link, .events = POLLIN}};
-    if (poll(pf, 2, -1) < 0) {
+    struct pollfd pf[3] = {{.fd = sfd, .events = POLLIN}, {.fd = link, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
+    int r = poll(pf, pidfd >= 0 ? 3 : 2, pidfile_until > 0 ? 20 : -1);
+    if (r < 0) {
       if (errno == EINTR) continue;
       _exit(111);
     }
@@ -1135,30 +1437,93 @@ static void init_wait(pid_t prog, int link) {
     struct signalfd_siginfo si;
     int reap = 0;
     while (read(sfd, &si, sizeof si) == sizeof si) {
-      if (si.ssi_signo == SIGCHLD) reap = 1;
-      else if (!prog_done) kill(-prog, (int)si.ssi_signo);
-      else kill(-1, (int)si.ssi_signo);
-    }
-    if (!reap) continue;
-    int st, left = 1;
-    for (;;) {
-      pid_t w = waitpid(-1, &st, WNOHANG);
-      if (w > 0) {
-        if (w == prog) {
-          prog_status = st;
-          prog_done = 1;
-        }
+      int sig = (int)si.ssi_signo;
+      if (sig == SIGCHLD) {
+        reap = 1;
         continue;
       }
-      if (w < 0 && errno == ECHILD) left = 0;
-      break;
+      int scope = si.ssi_code == SI_QUEUE ? si.ssi_int : 0;
+      if (scope == SCOPE_ALL) {
+        stopping = SCOPE_ALL;
+        kill(-1, sig);
+      } else if (scope == SCOPE_MAIN) {
+        if (stopping != SCOPE_ALL) stopping = SCOPE_MAIN;
+        if (!main_done) kill(main, sig);
+      } else if (!main_done) {
+        /* The main's process group (a daemon leads its own session), else the process itself. */
+        if (kill(-main, sig) < 0) kill(main, sig);
+      } else {
+        kill(-1, sig);
+      }
     }
-    /* A program that failed takes the rest with it; one that exited 0 leaves its daemons running. */
-    if (prog_done && (!left || !WIFEXITED(prog_status) || WEXITSTATUS(prog_status) != 0)) {
-      ssize_t ignored = send(link, &prog_status, sizeof prog_status, MSG_NOSIGNAL);
-      (void)ignored;
-      _exit(0);
+    int left = 1;
+    if (reap) {
+      for (;;) {
+        int st;
+        pid_t w = waitpid(-1, &st, WNOHANG);
+        if (w > 0) {
+          if (w == main && !main_done) {
+            main_status = st;
+            main_done = 1;
+          }
+          continue;
+        }
+        if (w < 0 && errno == ECHILD) left = 0;
+        break;
+      }
     }
+    if (pidfd >= 0 && pf[2].revents && !main_done) {
+      /* Not ours to reap: its status went to its own parent. */
+      main_status = 255 << 8;
+      main_done = 1;
+    }
+    if (!main_done) {
+      if (!left) init_finish(link, 0); /* gone before it could be followed: nothing failed */
+      if (pidfile_until > 0) {
+        pid_t found = pid_from_file(pidfile);
+        if (found) {
+          pidfile_until = 0;
+          main = found;
+          report_main(report, main, "pidfile");
+        } else if (mono_ms() >= pidfile_until) {
+          pidfile_until = 0;
+          main = oldest_left();
+          if (!main) init_finish(link, 0);
+          report_main(report, main, "oldest-no-pidfile");
+        } else {
+          continue;
+        }
+        pid_t ppid;
+        unsigned long long start;
+        if (stat_of(main, &ppid, &start) == 0 && ppid != 1) pidfd = (int)syscall(SYS_pidfd_open, main, 0);
+      }
+      continue;
+    }
+    if (!left) init_finish(link, main_status);
+    if (stopping == SCOPE_ALL) continue; /* the rest had the stop signal too: let them finish */
+    int ok = WIFEXITED(main_status) && WEXITSTATUS(main_status) == 0;
+    if (forked || stopping || !ok) init_finish(link, main_status);
+    /* The program exited 0 and left processes running: it forked a daemon; follow its main. */
+    forked = 1;
+    main_done = 0;
+    main_status = 0;
+    if (pidfile) {
+      pid_t found = pid_from_file(pidfile);
+      if (found) {
+        main = found;
+        report_main(report, main, "pidfile");
+      } else {
+        pidfile_until = mono_ms() + pidfile_ms;
+        continue;
+      }
+    } else {
+      main = oldest_left();
+      if (!main) init_finish(link, 0);
+      report_main(report, main, "oldest");
+    }
+    pid_t ppid;
+    unsigned long long start;
+    if (stat_of(main, &ppid, &start) == 0 && ppid != 1) pidfd = (int)syscall(SYS_pidfd_open, main, 0);
   }
 }
 
@@ -1178,6 +1543,7 @@ static int enter_pid_namespace(struct spawn_plan *p, int errpipe) {
   if (init > 0) {
     close(link[1]);
     close(errpipe);
+    if (p->status_wfd >= 0) close(p->status_wfd);
     close_placed(p->maxdst);
     outer_wait(init, link[0]);
   }
@@ -1191,9 +1557,10 @@ static int enter_pid_namespace(struct spawn_plan *p, int errpipe) {
   if (prog > 0) {
     close(errpipe);
     close_placed(p->maxdst);
-    init_wait(prog, link[1]);
+    init_wait(prog, link[1], p->status_wfd, p->pidfile, p->pidfile_ms);
   }
   close(link[1]);
+  if (p->status_wfd >= 0) close(p->status_wfd);
   if (setsid() < 0) child_fail(errpipe, "setsid");
   sigprocmask(SIG_SETMASK, &none, NULL);
   return errpipe;
@@ -1249,6 +1616,11 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
     if (hi < 0) child_fail(errpipe, "dup fd");
     errpipe = hi;
   }
+  if (p->status_wfd >= 0 && p->status_wfd <= maxdst) {
+    int hi = fcntl(p->status_wfd, F_DUPFD_CLOEXEC, maxdst + 1);
+    if (hi < 0) child_fail(errpipe, "dup fd");
+    p->status_wfd = hi;
+  }
   for (int i = 0; i < p->nfds; i++)
     if (dup2(p->src[i], p->dst[i]) < 0) child_fail(errpipe, "dup2");
   if (confined) {
@@ -1259,8 +1631,15 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
       for (int i = 0; i < p->nfds && !placed; i++) placed = p->dst[i] == fd;
       if (!placed) close(fd);
     }
+    /* Init's report pipe goes just above the error pipe; everything else of ours is closed. */
+    if (p->status_wfd >= 0) {
+      int hi = fcntl(p->status_wfd, F_DUPFD_CLOEXEC, errpipe + 1);
+      if (hi < 0) child_fail(errpipe, "dup fd");
+      p->status_wfd = hi;
+    }
     if (errpipe > maxdst + 1) syscall(SYS_close_range, maxdst + 1, errpipe - 1, 0);
-    syscall(SYS_close_range, errpipe + 1, ~0U, 0);
+    if (p->status_wfd > errpipe + 1) syscall(SYS_close_range, errpipe + 1, p->status_wfd - 1, 0);
+    syscall(SYS_close_range, (p->status_wfd >= 0 ? p->status_wfd : errpipe) + 1, ~0U, 0);
     p->maxdst = maxdst;
     errpipe = enter_pid_namespace(p, errpipe);
   } else {
@@ -1272,7 +1651,7 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
     snprintf(what, sizeof what, p->view ? "chdir %s (not in the child's filesystem view)" : "chdir %s", p->cwd);
     child_fail(errpipe, what);
   }
-  if (p->nonewprivs) drop_privileges_bounding(errpipe);
+  if (p->nonewprivs || p->hascaps) drop_privileges_bounding(errpipe, p->hascaps ? p->caps : 0);
   if (p->gid >= 0) {
     gid_t g = (gid_t)p->gid;
     if (setgroups(1, &g) < 0) child_fail(errpipe, "setgroups");
@@ -1281,8 +1660,14 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
     if (setgroups(0, NULL) < 0) child_fail(errpipe, "setgroups");
   }
   if (p->uid >= 0 && setuid((uid_t)p->uid) < 0) child_fail(errpipe, "setuid");
+  if (p->hascaps) raise_kept_capabilities(errpipe, p->caps);
   if (p->nonewprivs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     child_fail(errpipe, "PR_SET_NO_NEW_PRIVS");
+
+  /* A pid file left by an earlier instance (killed before it could remove it) must not name a
+     process of this one: the daemon writes a fresh one. Removed with the program's own
+     credentials, never root's: the path is the manifest's, in the child's view. */
+  if (p->pidfile) unlink(p->pidfile);
 
   if (p->listen_pid) snprintf(p->listen_pid, 32, "LISTEN_PID=%d", (int)getpid());
 
@@ -1323,6 +1708,10 @@ static void do_spawn(struct req *r, const char *id) {
   char fdnames[8192], listen_fds[32], notify_env[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
   memset(&p, 0, sizeof p);
   p.uid = p.gid = -1;
+  p.status_wfd = -1;
+  p.pidfile_ms = 10000;
+  const char *tag = NULL;
+  int status_pipe[2] = {-1, -1};
   p.argv = argv;
   p.envp = envp;
   int argc = 0, envc = 0, nlisten = 0;
@@ -1332,6 +1721,7 @@ static void do_spawn(struct req *r, const char *id) {
   const char *out_key = NULL, *err_key = NULL;
   static char *cgroups[MAX_FIELDS];
   static char *hides[MAX_MOUNTS], *binds[MAX_MOUNTS + 1], *ros[MAX_MOUNTS], *rws[MAX_MOUNTS], *delegates[MAX_MOUNTS];
+  static char *wrs[MAX_MOUNTS];
   static char bindopt[MAX_MOUNTS + 1];
   static struct cred creds[MAX_MOUNTS];
   static char creds_env[PATH_MAX + 32];
@@ -1341,6 +1731,7 @@ static void do_spawn(struct req *r, const char *id) {
   p.ros = ros;
   p.rws = rws;
   p.delegates = delegates;
+  p.wrs = wrs;
   p.bindopt = bindopt;
   p.creds = creds;
   fdnames[0] = '\0';
@@ -1373,6 +1764,28 @@ static void do_spawn(struct req *r, const char *id) {
       p.netnspath = v;
     }
     else if (!strcmp(k, "nonewprivs")) p.nonewprivs = !strcmp(v, "1");
+    else if (!strcmp(k, "caps")) {
+      char *end;
+      errno = 0;
+      unsigned long long m = strtoull(v, &end, 10);
+      if (errno || *end || !*v) { err = EINVAL; ctx = "caps must be a decimal mask"; continue; }
+      p.caps = (uint64_t)m;
+      p.hascaps = 1;
+    } else if (!strcmp(k, "protect")) {
+      p.protect = !strcmp(v, "1");
+      if (p.protect) p.mntns = 1;
+    } else if (!strcmp(k, "wr")) {
+      if (v[0] != '/') { err = EINVAL; ctx = "wr paths must be absolute"; continue; }
+      if (p.nwrs >= MAX_MOUNTS) { err = E2BIG; ctx = "too many mounts"; continue; }
+      wrs[p.nwrs++] = v;
+    }
+    else if (!strcmp(k, "tag")) tag = v;
+    else if (!strcmp(k, "pidfile")) {
+      if (v[0] != '/') { err = EINVAL; ctx = "pidfile must be absolute"; continue; }
+      p.pidfile = v;
+    } else if (!strcmp(k, "pidfilems")) {
+      if (parse_int(v, &p.pidfile_ms) < 0 || p.pidfile_ms < 0) { err = EINVAL; ctx = "pidfilems"; }
+    }
     else if (!strcmp(k, "mntns")) p.mntns = !strcmp(v, "1");
     else if (!strcmp(k, "view")) {
       p.view = !strcmp(v, "1");
@@ -1497,6 +1910,16 @@ static void do_spawn(struct req *r, const char *id) {
   }
   envp[envc] = NULL;
 
+  int confined = p.netns || p.netnspath || p.nonewprivs || p.mntns;
+  if (!err && p.pidfile && !confined) { err = EINVAL; ctx = "pidfile needs a confined child (its own PID namespace)"; }
+  if (!err && confined) {
+    if (pipe2(status_pipe, O_CLOEXEC) < 0) { err = errno; ctx = "status pipe"; }
+    else {
+      fcntl(status_pipe[0], F_SETFL, O_NONBLOCK);
+      p.status_wfd = status_pipe[1];
+    }
+  }
+
   int errpipe[2] = {-1, -1};
   if (!err && pipe2(errpipe, O_CLOEXEC) < 0) { err = errno; ctx = "pipe"; }
 
@@ -1513,6 +1936,7 @@ static void do_spawn(struct req *r, const char *id) {
   }
   if (errpipe[1] >= 0) close(errpipe[1]);
   if (notify_pipe[1] >= 0) close(notify_pipe[1]);
+  if (status_pipe[1] >= 0) close(status_pipe[1]);
   if (devnull >= 0) close(devnull);
   char ctxbuf[300];
   if (pid > 0) {
@@ -1533,6 +1957,7 @@ static void do_spawn(struct req *r, const char *id) {
   if (errpipe[0] >= 0) close(errpipe[0]);
   if (err) {
     if (notify_pipe[0] >= 0) close(notify_pipe[0]);
+    if (status_pipe[0] >= 0) close(status_pipe[0]);
     if (sd_fd >= 0) close(sd_fd);
     if (sd_path) {
       unlink(sd_path);
@@ -1546,12 +1971,19 @@ static void do_spawn(struct req *r, const char *id) {
   c->notify_fd = notify_pipe[0];
   c->sd_fd = sd_fd;
   c->sd_path = sd_path;
+  c->status_fd = status_pipe[0];
+  c->confined = confined;
+  c->tag = tag ? strdup(tag) : NULL;
+  c->cgroup = p.ncgroups > 0 ? strdup(p.cgroups[0]) : NULL;
+  /* The program has exec'd (the error pipe closed): a confined one is pid 2 of its namespace. */
+  c->main = confined ? host_pid_below(pid, 2, 0) : pid;
   c->next = children;
   children = c;
   frame_begin('R');
   field("id", id);
   field("ok", "1");
   fieldf("pid", "%d", (int)pid);
+  if (c->main > 0) fieldf("main", "%d", (int)c->main);
   fieldf("t", "%llu", (unsigned long long)t);
   frame_end();
 }
@@ -1688,6 +2120,33 @@ static void do_netns(struct req *r, const char *id) {
   frame_end();
 }
 
+/* 'K' with scope=: "all" signals every process of the child (its PID namespace through init, or
+   every pid in its cgroup), "main" its main process only. Returns 0 or an errno. */
+static int signal_scoped(pid_t pid, int sig, const char *scope) {
+  int all = !strcmp(scope, "all");
+  if (!all && strcmp(scope, "main")) return EINVAL;
+  struct child *c = children;
+  while (c && c->pid != pid) c = c->next;
+  if (!c) return ESRCH;
+  if (c->confined) {
+    union sigval v = {.sival_int = all ? SCOPE_ALL : SCOPE_MAIN};
+    return sigqueue(pid, sig, v) < 0 ? errno : 0;
+  }
+  if (!all) return kill(c->main > 0 ? c->main : pid, sig) < 0 ? errno : 0;
+  int fd = c->cgroup ? open(c->cgroup, O_RDONLY | O_CLOEXEC) : -1;
+  if (fd < 0) return kill(-pid, sig) < 0 ? errno : 0;
+  char data[65536];
+  ssize_t n = read(fd, data, sizeof data - 1);
+  close(fd);
+  data[n > 0 ? n : 0] = '\0';
+  for (char *s = data, *end; *s; s = end) {
+    long p = strtol(s, &end, 10);
+    if (end == s) break;
+    if (p > 0) kill((pid_t)p, sig);
+  }
+  return 0;
+}
+
 static void dispatch(struct req *r) {
   const char *id = get(r, "id");
   if (!id) id = "0";
@@ -1699,7 +2158,13 @@ static void dispatch(struct req *r) {
   case 'K': {
     if (parse_int(get(r, "pid"), &n) < 0 || n <= 0 || parse_int(get(r, "sig"), &sig) < 0)
       { reply_err(id, EINVAL, "kill needs pid= and sig="); return; }
-    const char *g = get(r, "group");
+    const char *g = get(r, "group"), *scope = get(r, "scope");
+    if (scope) {
+      int e = signal_scoped((pid_t)n, (int)sig, scope);
+      if (e) { reply_err(id, e, "kill"); return; }
+      reply_ok(id);
+      return;
+    }
     if (kill(g && !strcmp(g, "1") ? -(pid_t)n : (pid_t)n, (int)sig) < 0) { reply_err(id, errno, "kill"); return; }
     { reply_ok(id); return; }
   }
@@ -1738,7 +2203,19 @@ static void dispatch(struct req *r) {
     frame_begin('R');
     field("id", id);
     field("ok", "1");
-    for (struct child *c = children; c; c = c->next) fieldf("child", "%d", (int)c->pid);
+    for (struct child *c = children; c; c = c->next) {
+      fieldf("child", "%d", (int)c->pid);
+      if (c->tag) {
+        char tagged[PATH_MAX + 32];
+        snprintf(tagged, sizeof tagged, "%d:%s", (int)c->pid, c->tag);
+        field("tag", tagged);
+      }
+      if (c->main > 0) {
+        char pair[64];
+        snprintf(pair, sizeof pair, "%d:%d", (int)c->pid, (int)c->main);
+        field("main", pair);
+      }
+    }
     for (struct stream *s = streams; s; s = s->next) field("stream", s->key);
     for (struct handle *h = handles; h; h = h->next) fieldf("handle", "%d", h->id);
     frame_end();
@@ -1873,7 +2350,7 @@ int main(int argc, char **argv) {
   size_t cap = 0;
   for (;;) {
     size_t n = 0, need = 3;
-    for (struct child *c = children; c; c = c->next) need += 2;
+    for (struct child *c = children; c; c = c->next) need += 3;
     for (struct stream *s = streams; s; s = s->next) need++;
     if (need > cap) {
       cap = need * 2;
@@ -1889,6 +2366,7 @@ int main(int argc, char **argv) {
     for (struct child *c = children; c; c = c->next) {
       if (c->notify_fd >= 0) ADD(c->notify_fd, POLLIN, 'r', c);
       if (c->sd_fd >= 0) ADD(c->sd_fd, POLLIN, 'n', c);
+      if (c->status_fd >= 0) ADD(c->status_fd, POLLIN, 'm', c);
     }
     if (cfd >= 0) ADD(cfd, POLLIN | (outbuf.len ? POLLOUT : 0), 'c', NULL);
     if (lfd >= 0) ADD(lfd, POLLIN, 'a', NULL);
@@ -1904,6 +2382,7 @@ int main(int argc, char **argv) {
       if (kind[i] == 's') stream_pump(owner[i], 65536, 0);
       else if (kind[i] == 'r') notify_pump(owner[i]);
       else if (kind[i] == 'n') sd_pump(owner[i]);
+      else if (kind[i] == 'm') status_pump(owner[i]);
     }
     for (size_t i = 0; i < n; i++) {
       if (!pfd[i].revents) continue;

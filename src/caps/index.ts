@@ -4,6 +4,13 @@
  */
 export { type Checked, checkTree } from './check.ts';
 export { type ChildOrder, type OrderOptions, orderChildren, type ParentOffer } from './order.ts';
+export {
+  allPrivileges,
+  capabilityOf,
+  holdsPrivilege,
+  linuxCapabilities,
+  parsePrivilege,
+} from './privileges.ts';
 export { coresToMilli, formatBytes, formatCores, type Quantity, quantities } from './quantity.ts';
 export {
   type AdmitOptions,

@@ -44,6 +44,7 @@
  * are map lookups; policy is checked against the ancestors only (depth, not breadth).
  */
 
+import { holdsPrivilege, parsePrivilege } from './privileges.ts';
 import { coresToMilli, formatQuantity, type Quantity, quantities, toUser } from './quantity.ts';
 import { Registry } from './registry.ts';
 import {
@@ -80,9 +81,10 @@ export const requirementKinds = [
   'paths',
   'secrets',
   'env',
+  'privileges',
 ] as const;
 const requirementKindSet: ReadonlySet<string> = new Set(requirementKinds);
-export const labelKinds = ['secret', 'net', 'service', 'env', 'listen'] as const;
+export const labelKinds = ['secret', 'net', 'service', 'env', 'listen', 'privilege'] as const;
 const labelKindSet: ReadonlySet<string> = new Set(labelKinds);
 const policyKeys: ReadonlySet<string> = new Set(['never', 'maxDepth', 'allowAdvisory']);
 const namePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -114,6 +116,7 @@ interface Node {
   paths: ReadonlyMap<string, PathMode>;
   secrets: ReadonlySet<string>;
   env: ReadonlySet<string>;
+  privileges: ReadonlySet<string>;
   advisory: readonly Enforcement[];
   // The maps below start as shared empty sentinels and are allocated on first write (see
   // `own`): most nodes are leaves, and fewer live objects per node is what keeps admission
@@ -179,6 +182,7 @@ interface Plan {
   paths: ReadonlyMap<string, PathMode>;
   secrets: ReadonlySet<string>;
   env: ReadonlySet<string>;
+  privileges: ReadonlySet<string>;
   advisory: readonly Enforcement[];
 }
 
@@ -749,6 +753,26 @@ function evaluate(
     }
   }
 
+  // Privileges: named (a node naming none inherits its parent's), each held by the parent.
+  const parentPrivileges = parent ? parent.privileges : new Set(host.privileges ?? []);
+  const privileges =
+    req.privileges === undefined
+      ? parent
+        ? parent.privileges
+        : new Set(host.privileges ?? [])
+      : privilegeSet(req.privileges, path, reasons);
+  if (req.privileges !== undefined) {
+    for (const p of privileges) {
+      if (!holdsPrivilege(parentPrivileges, p)) {
+        reasons.push({
+          code: 'privilege-not-held',
+          path,
+          message: `${path} requires privilege ${p}, ${parentName} does not hold it${p === 'root' ? ' (uid 0)' : ''}`,
+        });
+      }
+    }
+  }
+
   // Provides and policy (fixed at admission; renegotiate changes requires only).
   if (!existing) {
     validateProvides(contract.provides, parent, contract.name, path, reasons);
@@ -756,7 +780,8 @@ function evaluate(
   }
 
   // Children must stay within the new holdings.
-  if (existing) checkChildrenFit(existing, net, listen, pathView, secrets, env, services, reasons);
+  if (existing)
+    checkChildrenFit(existing, net, listen, pathView, secrets, env, services, privileges, reasons);
 
   let labels: ReadonlySet<string> | undefined;
 
@@ -772,7 +797,7 @@ function evaluate(
       });
     }
     for (const set of pol.never ?? []) {
-      labels ??= labelsOf(host, net, listen, services, secrets, env);
+      labels ??= labelsOf(host, net, listen, services, secrets, env, privileges);
       const held = labels;
       if (set.length > 0 && set.every((l) => hasLabel(held, l))) {
         const hint =
@@ -835,6 +860,7 @@ function evaluate(
     paths: pathView,
     secrets,
     env,
+    privileges,
     advisory: advisory ?? noEnforcements,
   };
 }
@@ -1144,6 +1170,7 @@ function checkChildrenFit(
   secrets: ReadonlySet<string>,
   env: ReadonlySet<string>,
   services: readonly ServiceGrant[],
+  privileges: ReadonlySet<string>,
   reasons: Reason[],
 ): void {
   const held = new Set(listen.values());
@@ -1164,6 +1191,7 @@ function checkChildrenFit(
     }
     for (const s of c.secrets) if (!secrets.has(s)) fail(c, `secret ${s}`);
     for (const e of c.env) if (!env.has(e)) fail(c, `env ${e}`);
+    for (const p of c.privileges) if (!holdsPrivilege(privileges, p)) fail(c, `privilege ${p}`);
     for (const s of c.services) {
       const fromChild =
         s.from.startsWith(`${node.path}/`) && node.children.has(s.from.slice(node.path.length + 1));
@@ -1215,6 +1243,7 @@ function makeNode(
     paths: plan.paths,
     secrets: plan.secrets,
     env: plan.env,
+    privileges: plan.privileges,
     advisory: plan.advisory,
     children: noChildren as Registry<Node>,
     nextSeq: 0,
@@ -1238,6 +1267,7 @@ function assignPlan(node: Node, plan: Plan): void {
   node.paths = plan.paths;
   node.secrets = plan.secrets;
   node.env = plan.env;
+  node.privileges = plan.privileges;
   node.advisory = plan.advisory;
 }
 
@@ -1338,6 +1368,7 @@ function grantOfNode(n: Node): Grant {
     paths: pathRecord(n.paths),
     secrets: n.secrets.size === 0 ? noStrings : [...n.secrets],
     env: n.env.size === 0 ? noStrings : [...n.env],
+    privileges: n.privileges.size === 0 ? noStrings : [...n.privileges],
     advisory: n.advisory,
   };
 }
@@ -1453,8 +1484,10 @@ function labelsOf(
   services: readonly ServiceGrant[],
   secrets: ReadonlySet<string>,
   env: ReadonlySet<string>,
+  privileges: ReadonlySet<string>,
 ): Set<string> {
   const out = new Set<string>();
+  for (const p of privileges) out.add(`privilege:${p}`);
   for (const n of net) {
     out.add(`net:${n}`);
     if (n === 'host' || host.networks?.[n]?.internet === true) out.add('net:internet');
@@ -1474,6 +1507,20 @@ function hasLabel(labels: ReadonlySet<string>, pattern: string): boolean {
   const prefix = pattern.slice(0, -1);
   for (const l of labels) if (l.startsWith(prefix)) return true;
   return false;
+}
+
+function privilegeSet(raw: unknown, path: string, reasons: Reason[]): Set<string> {
+  const out = new Set<string>();
+  if (!Array.isArray(raw)) {
+    reasons.push({ code: 'invalid-value', path, message: `${path}: privileges must be a list` });
+    return out;
+  }
+  for (const x of raw) {
+    const parsed = parsePrivilege(x);
+    if (parsed.ok) out.add(parsed.privilege);
+    else reasons.push({ code: 'invalid-value', path, message: `${path}: ${parsed.message}` });
+  }
+  return out;
 }
 
 function namedSet(raw: unknown, what: string, path: string, reasons: Reason[]): Set<string> {

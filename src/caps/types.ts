@@ -49,6 +49,11 @@ export interface Requires {
   readonly secrets?: readonly string[];
   /** Names of environment variables the parent holds and passes on. */
   readonly env?: readonly string[];
+  /**
+   * `root` (run as uid 0), Linux capabilities (`net_bind_service`), `user:NAME`, `group:NAME`
+   * (`user:*`, `group:*`: any). Omitted: the parent's (see privileges.ts).
+   */
+  readonly privileges?: readonly string[];
 }
 
 /** How a provided service is reached. Opaque to admission except `kind`. */
@@ -108,6 +113,8 @@ export interface HostCapabilities {
   readonly networks?: Readonly<Record<string, { readonly internet?: boolean }>>;
   readonly secrets?: readonly string[];
   readonly env?: readonly string[];
+  /** What a daemon running as this user may hand out (privileges.ts); default none. */
+  readonly privileges?: readonly string[];
   /** The root's filesystem view; default `{ '/': 'rw' }`. */
   readonly paths?: Readonly<Record<string, PathMode>>;
 }
@@ -140,6 +147,8 @@ export interface Grant {
   readonly paths: Readonly<Record<string, PathMode>>;
   readonly secrets: readonly string[];
   readonly env: readonly string[];
+  /** Privileges held, canonical (privileges.ts). */
+  readonly privileges: readonly string[];
   /** Requirements admitted although the host cannot enforce them. */
   readonly advisory: readonly Enforcement[];
 }
@@ -155,6 +164,7 @@ export type ReasonCode =
   | 'path-not-held'
   | 'secret-not-held'
   | 'env-not-held'
+  | 'privilege-not-held'
   | 'children-hold-quality'
   | 'invariant-never'
   | 'max-depth'

@@ -70,7 +70,7 @@ export class ParentChannel extends EventEmitter<ChannelEvents> {
   #pending = new Map<string, { resolve: (g: GrantQuantities) => void; reject: (e: Error) => void }>();
   #reclaiming = false;
 
-  constructor(socketPath: string, grant: GrantQuantities) {
+  constructor(socketPath: string, grant: GrantQuantities, token?: string) {
     super();
     this.grant = grant;
     this.#socket = connect(socketPath);
@@ -97,7 +97,7 @@ export class ParentChannel extends EventEmitter<ChannelEvents> {
       this.#pending.clear();
       this.emit('close');
     });
-    this.#send({ v: 1, type: 'hello', pid: process.pid });
+    this.#send({ v: 1, type: 'hello', pid: process.pid, ...(token ? { token } : {}) });
   }
 
   /** Asks for more (cores, bytes, count to add); resolves with the new grant or rejects with `DeniedError`. */
@@ -225,7 +225,9 @@ export function fromEnvironment(env: NodeJS.ProcessEnv = process.env): ChildCont
     throw new Error(`CAPTREE_GRANT is not JSON: ${env.CAPTREE_GRANT}`);
   }
   const dirs = env.CAPTREE_CGROUP!.split(':').filter((d) => d !== '');
-  const channel = new ParentChannel(env.CAPTREE_CHANNEL!, grant);
+  const channel = new ParentChannel(env.CAPTREE_CHANNEL!, grant, env.CAPTREE_CHANNEL_TOKEN);
+  // Proof of being this child: no process this one starts inherits it.
+  delete env.CAPTREE_CHANNEL_TOKEN;
   let runtime: Promise<ChildRuntime> | undefined;
   return {
     path,

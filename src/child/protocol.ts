@@ -27,7 +27,7 @@ export interface Delta {
 }
 
 export type ChildMessage =
-  | { v: 1; type: 'hello'; pid?: number }
+  | { v: 1; type: 'hello'; pid?: number; token?: string }
   | { v: 1; type: 'ready' }
   | { v: 1; type: 'status'; text: string }
   | ({ v: 1; type: 'request'; id?: string } & Delta)
@@ -64,6 +64,7 @@ export function parseChildMessage(line: string): ChildMessage | string {
   switch (m.type) {
     case 'hello':
       if (m.pid !== undefined && !Number.isSafeInteger(m.pid)) return 'hello: pid must be an integer';
+      if (m.token !== undefined && typeof m.token !== 'string') return 'hello: token must be a string';
       return m as ChildMessage;
     case 'ready':
       return m as ChildMessage;

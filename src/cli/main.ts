@@ -23,6 +23,8 @@ const loaders = new Map<string, () => Promise<Command>>([
   ['start', async () => (await import('./commands/start.ts')).start],
   ['stop', async () => (await import('./commands/stop.ts')).stop],
   ['restart', async () => (await import('./commands/restart.ts')).restart],
+  ['signal', async () => (await import('./commands/signal.ts')).signal],
+  ['reload', async () => (await import('./commands/reload.ts')).reload],
   ['events', async () => (await import('./commands/events.ts')).events],
   ['top', async () => (await import('./commands/top.ts')).top],
   ['plan', async () => (await import('./commands/plan.ts')).plan],
@@ -37,6 +39,7 @@ const loaders = new Map<string, () => Promise<Command>>([
   ['revoke', async () => (await import('./commands/revoke.ts')).revoke],
   ['shell', async () => (await import('./commands/shell.ts')).shell],
   ['init', async () => (await import('./commands/init.ts')).init],
+  ['unit', async () => (await import('./commands/unit.ts')).unit],
   [
     'completion',
     async () => {

@@ -151,7 +151,7 @@ export function describeEvent(r: JournalRecord): string {
     case 'start_failed':
       return `failed to start: ${describeExit(r.reason)}`;
     case 'restarting':
-      return `restarting${r.delay > 0 ? ` in ${formatDuration(r.delay)}` : ''} (restart #${r.restarts})`;
+      return `restarting${r.delay > 0 ? ` in ${formatDuration(r.delay)}` : ''} (restart #${r.restarts}${r.because ? `, with ${r.because}` : ''})`;
     case 'permanent_failure':
       return `permanent failure: ${describeExit(r.reason)}`;
     case 'stopped':
@@ -174,6 +174,10 @@ export function describeEvent(r: JournalRecord): string {
       return `killed orphan pid ${r.pid}: ${r.why}`;
     case 'recovered':
       return `recovered: launcher pid ${r.launcherPid} had kept ${r.found} children; ${r.exited} exited meanwhile, ${r.killed} orphans killed`;
+    case 'signalled':
+      return `sent ${r.signal} to pid ${r.pid} (asked by ${r.by})`;
+    case 'reloaded':
+      return `${r.ok ? 'reloaded' : 'reload failed'} (${r.how}): ${r.result} (asked by ${r.by})`;
     case 'channel': {
       // `request cpu=0.5`, `→ grant cpu=0.7 memory=…`: the parent–child channel (docs/protocol.md).
       if ('suppressed' in r.message)
@@ -185,7 +189,7 @@ export function describeEvent(r: JournalRecord): string {
       return `${r.from === 'child' ? '←' : '→'} ${String(type ?? 'invalid')}${fields ? ` ${fields}` : ''}`;
     }
     case 'grant_changed':
-      return `grant ${r.cause === 'reclaim' ? 'reclaimed' : r.cause === 'release' ? 'released' : 'raised'} (by ${r.by}): cpu ${r.grant.cpu ?? 'shared'}, memory ${r.grant.memory === null ? 'shared' : formatBytes(r.grant.memory)}, pids ${r.grant.pids ?? 'shared'}`;
+      return `grant ${r.cause === 'reclaim' ? 'reclaimed' : r.cause === 'release' ? 'released' : r.cause === 'return' ? 'returned' : 'raised'} (by ${r.by}): cpu ${r.grant.cpu ?? 'shared'}, memory ${r.grant.memory === null ? 'shared' : formatBytes(r.grant.memory)}, pids ${r.grant.pids ?? 'shared'}`;
     case 'reconcile_apply':
       return `${r.resumed ? 'resuming' : 'applying'} generation ${r.generation}: ${r.steps} steps, restarting ${r.restarts.length > 0 ? r.restarts.join(', ') : 'nothing'}`;
     case 'reconcile_step':
@@ -212,7 +216,8 @@ export function eventLine(r: JournalRecord, p: Palette = plain): string {
     r.type === 'start_failed' ||
     r.type === 'permanent_failure' ||
     r.type === 'escalated' ||
-    r.type === 'intensity_exceeded';
+    r.type === 'intensity_exceeded' ||
+    (r.type === 'reloaded' && !r.ok);
   const text = describeEvent(r);
   return `${p.dim(r.time)} ${p.cyan(r.path)} ${bad ? p.red(text) : text}`;
 }

@@ -20,7 +20,13 @@ export type SupervisorEvent =
   | (Base & { readonly type: 'ready'; readonly declared: boolean })
   | (Base & { readonly type: 'exited'; readonly reason: ExitReason; readonly expected: boolean })
   | (Base & { readonly type: 'start_failed'; readonly reason: ExitReason })
-  | (Base & { readonly type: 'restarting'; readonly delay: number; readonly restarts: number })
+  | (Base & {
+      readonly type: 'restarting';
+      readonly delay: number;
+      readonly restarts: number;
+      /** The sibling whose exit restarts this child too (rest_for_one, one_for_all); absent: its own exit. */
+      readonly because?: string;
+    })
   | (Base & { readonly type: 'permanent_failure'; readonly reason: ExitReason })
   | (Base & { readonly type: 'stopping' })
   | (Base & { readonly type: 'stopped'; readonly reason: ExitReason })

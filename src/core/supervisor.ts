@@ -811,6 +811,10 @@ export class Supervisor {
     this.#emit({ type: 'restarting', path: rec.path, at: now, delay, restarts: rec.restarts });
     if (delay > 0) {
       rec.state = 'restarting';
+      // Its dependants must not run against it while it is down for the whole delay: the
+      // strategy stops them now and starts them after it (#applyStrategy finds them stopped).
+      await this.#stopSiblings(rec);
+      if (rec.state !== 'restarting' || this.#state !== 'ready') return;
       rec.timer = this.clock.setTimer(delay, () => {
         rec.timer = null;
         if (rec.state === 'restarting') this.#enqueue(() => this.#restartNow(rec));
@@ -836,30 +840,55 @@ export class Supervisor {
     const list = [...this.#children];
     const index = list.indexOf(rec);
     if (index < 0) return null;
-    const strategy = this.strategy === 'dynamic' ? 'one_for_one' : this.strategy;
+    const strategy = this.#effectiveStrategy();
     // An operator's restart finds the child running: it stops in its place in reverse start order.
-    const toStop = siblingsToStop(strategy, list.length, index);
-    if (rec.handle || rec.state === 'restarting') {
+    await this.#stopSiblings(rec, rec.handle !== null || rec.state === 'restarting');
+    for (const i of childrenToStart(strategy, list.length, index)) {
+      if (this.#state !== 'ready') return null;
+      const child = list[i] as ChildRecord;
+      if (child.deleted || child.handle) continue;
+      if (child !== rec && (child.held || child.state === 'failed')) continue;
+      if (child !== rec) {
+        // Restarted for its sibling's sake: it counts, and says why.
+        child.restarts++;
+        this.#emit({
+          type: 'restarting',
+          path: child.path,
+          at: this.clock.now(),
+          delay: 0,
+          restarts: child.restarts,
+          because: rec.path,
+        });
+      }
+      const outcome = await this.#launch(child);
+      if (outcome !== null) return child;
+    }
+    return null;
+  }
+
+  #effectiveStrategy(): Strategy {
+    return this.strategy === 'dynamic' ? 'one_for_one' : this.strategy;
+  }
+
+  /** Stops the siblings `rec`'s restart takes with it (reverse start order), and `rec` too if asked. */
+  async #stopSiblings(rec: ChildRecord, withItself = false): Promise<void> {
+    const list = [...this.#children];
+    const index = list.indexOf(rec);
+    if (index < 0) return;
+    const toStop = siblingsToStop(this.#effectiveStrategy(), list.length, index);
+    if (withItself) {
       toStop.push(index);
       toStop.sort((x, y) => y - x);
     }
     for (const i of toStop) {
       const sibling = list[i] as ChildRecord;
+      if (sibling.deleted) continue;
       const wasActive = sibling.active;
       const pending = this.#halt(sibling);
       if (pending) await pending;
       // OTP: a temporary child stopped by a sibling's restart is not restarted but removed.
       if (wasActive && sibling.restart === 'temporary') this.#remove(sibling);
     }
-    for (const i of childrenToStart(strategy, list.length, index)) {
-      if (this.#state !== 'ready') return null;
-      const child = list[i] as ChildRecord;
-      if (child.deleted || child.handle) continue;
-      if (child !== rec && (child.held || child.state === 'failed')) continue;
-      const outcome = await this.#launch(child);
-      if (outcome !== null) return child;
-    }
-    return null;
   }
 
   /** OTP auto_shutdown: only a significant child's own exit (not restarted) can trigger it. */

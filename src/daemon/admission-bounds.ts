@@ -28,6 +28,8 @@ const FREE_FIELDS = new Set([
   'shutdown',
   'significant',
   'stopSignal',
+  'killMode',
+  'pidFile',
   'backoff',
   'permanentExitCodes',
   'ready',
@@ -146,6 +148,13 @@ function requiresWithin(
       case 'paths':
         pathsWithin(base.paths, want.paths, field, refuse, fixed);
         break;
+      case 'privileges': {
+        // root, capabilities, users: only those the template names (caps then checks the node holds them).
+        const extra = (want.privileges ?? []).filter((p) => !(base.privileges ?? []).includes(p));
+        if (extra.length > 0)
+          refuse(field, `${fixed('privileges', base.privileges)} (asked: ${extra.join(', ')})`);
+        break;
+      }
       default: {
         const have = base[key];
         const asked = want[key];

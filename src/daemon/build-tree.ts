@@ -25,7 +25,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CapTree, Grant, HostCapabilities } from '../caps/index.ts';
+import { type CapTree, capabilityOf, type Grant, type HostCapabilities } from '../caps/index.ts';
 import {
   type ChildDriver,
   type ChildSpec as EngineChild,
@@ -44,10 +44,11 @@ import type {
   ManifestTree,
   NodeSpec,
   ProcessSpec,
+  Reload,
   Requires,
 } from '../manifest/index.ts';
 import { CounterReader, type Counters } from '../runtime/cgroup/counters.ts';
-import type { Limits } from '../runtime/cgroup/index.ts';
+import type { CgroupGroup, Limits } from '../runtime/cgroup/index.ts';
 import {
   planConfinement,
   serviceDir,
@@ -61,16 +62,20 @@ import {
   type OrphanKill,
   type PathState,
   type Recovery,
+  streamKey,
 } from '../runtime/host-runtime.ts';
 import { formatRecord } from '../runtime/logs/index.ts';
 import { processDriver } from '../runtime/process-driver.ts';
+import { describeRun, runInChild } from '../runtime/run-in-child.ts';
 import { supervisorEnv } from './channel.ts';
-import { admitContracts, hostCapabilities, manifestNetworks } from './contracts.ts';
+import { admitContracts, hostCapabilities, manifestNetworks, privilegesOf } from './contracts.ts';
 import { liveChildren } from './live-limits.ts';
+import type { LimitDrift } from './types.ts';
 
 export interface Resources {
   grant: { cpu: number | null; memory: number | null; pids: number | null };
   used: { cpu: number | null; memory: number | null };
+  drift?: LimitDrift[];
 }
 
 export interface RunningTree {
@@ -394,12 +399,14 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
   const env = { ...spec.env, ...plan.env, ...supervised };
   const limits = limitsOf(spec.requires);
   liveChildren(runtime).set(spec.path, { limits, env });
+  const uid = spec.user === null ? undefined : resolveId(spec.user, '/etc/passwd', 'user');
+  const privileges = grant?.privileges ?? privilegesOf(spec) ?? [];
   return processDriver(runtime, {
     command: spec.command,
     env,
     inheritEnv: spec.inheritEnv,
     cwd: spec.cwd,
-    uid: spec.user === null ? undefined : resolveId(spec.user, '/etc/passwd', 'user'),
+    uid,
     gid:
       spec.group !== null
         ? resolveId(spec.group, '/etc/group', 'group')
@@ -407,6 +414,9 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
           ? primaryGroupOf(spec.user)
           : undefined,
     stopSignal: spec.stopSignal as NodeJS.Signals,
+    killMode: spec.killMode,
+    shutdown: spec.shutdown,
+    ...(spec.pidFile !== null ? { pidFile: spec.pidFile } : {}),
     permanentExitCodes: spec.permanentExitCodes,
     ready: spec.ready,
     liveness: spec.liveness,
@@ -418,6 +428,13 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
     listenFds,
     ...(plan.mounts ? { mounts: plan.mounts, noNewPrivs: true } : {}),
     ...(plan.credentials ? { credentials: plan.credentials } : {}),
+    capabilities: privileges.flatMap((p) => {
+      const n = capabilityOf(p);
+      return n === undefined ? [] : [n];
+    }),
+    ...(plan.mounts && !view && runsAsRoot(uid) && !privileges.includes('root')
+      ? { writableOnly: writableWithoutRoot(spec) }
+      : {}),
   });
 }
 
@@ -431,6 +448,20 @@ function listenHandles(runtime: HostRuntime): Map<string, { address: string; han
     listenRegistry.set(runtime, map);
   }
   return map;
+}
+
+function runsAsRoot(uid: number | undefined): boolean {
+  return (uid ?? process.getuid?.()) === 0;
+}
+
+/**
+ * Where a uid 0 child that was not granted `root` may write: the scratch directories, its working
+ * directory and the paths it was granted rw; the rest of the host's filesystem is read-only for
+ * it (systemd's ProtectSystem=strict), so owning root's files does not let it change them.
+ */
+function writableWithoutRoot(spec: ProcessSpec): string[] {
+  const granted = spec.requires.paths.filter((p) => p.mode === 'rw' && p.path !== '/').map((p) => p.path);
+  return [...new Set(['/tmp', '/var/tmp', '/dev/shm', spec.cwd, ...granted])];
 }
 
 /** A user or group name (or number) to its numeric id, from the host's passwd/group files. */
@@ -597,7 +628,31 @@ class Tree implements RunningTree {
     } catch {
       // A path without a cgroup (yet): usage unknown.
     }
-    return { grant, used };
+    const drift = this.#specs.get(path)?.kind === 'process' ? this.#drift(path, grant) : [];
+    return { grant, used, ...(drift.length > 0 ? { drift } : {}) };
+  }
+
+  /** The grant against what the kernel holds: a limit rewritten behind captree's back shows. */
+  #drift(path: string, grant: Resources['grant']): LimitDrift[] {
+    if (grant.cpu === null && grant.memory === null && grant.pids === null) return [];
+    let enforced: ReturnType<CgroupGroup['enforced']>;
+    try {
+      enforced = this.runtime.groupFor(path).enforced();
+    } catch {
+      return [];
+    }
+    const out: LimitDrift[] = [];
+    // The kernel's units: a quota of at least 1 ms per period, memory in whole pages.
+    const tolerance = { cpu: 0.0051, memory: 4096, pids: 0 } as const;
+    for (const q of ['cpu', 'memory', 'pids'] as const) {
+      const g = grant[q];
+      const e = enforced[q];
+      if (g === null || e === undefined) continue;
+      const wanted = q === 'cpu' ? Math.max(g, 0.01) : g;
+      if (e === null || Math.abs(e - wanted) > tolerance[q])
+        out.push({ quantity: q, granted: g, enforced: e });
+    }
+    return out;
   }
 
   counters(path: string): Counters | null {
@@ -625,6 +680,26 @@ class Tree implements RunningTree {
     const log = this.runtime.existingLog(path);
     if (!log) return () => {};
     return log.onRecord((r) => fn(formatRecord(r).trimEnd()));
+  }
+
+  reloadOf(path: string): Reload | null {
+    const spec = this.#specs.get(path);
+    return spec?.kind === 'process' ? (spec.reload ?? null) : null;
+  }
+
+  async runInChild(path: string, main: number, command: readonly string[], timeoutMs: number, note: string) {
+    this.runtime.existingLog(path)?.note(note);
+    const run = await runInChild({
+      launcher: this.runtime.launcher,
+      group: this.runtime.groupFor(path),
+      main,
+      command,
+      timeoutMs,
+      stdout: streamKey(path, 'out'),
+      stderr: streamKey(path, 'err'),
+    });
+    this.runtime.existingLog(path)?.note(`reload: ${describeRun(command, run, timeoutMs)}`);
+    return run;
   }
 
   async recover(): Promise<{ recovery: Recovery | null; kills: OrphanKill[] }> {

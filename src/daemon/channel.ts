@@ -6,21 +6,35 @@
  * `<state>/ch/<hash of its path>.sock` (directory 0711, socket 0600, owned by the child's user),
  * named in its environment as CAPTREE_CHANNEL beside CAPTREE_GRANT (its grant) and
  * CAPTREE_CGROUP (its cgroup directories, its delegated subtree). Which socket a connection
- * arrived on says who is talking: there is no global address and no name to claim. A new
- * connection on a child's socket (its next instance, after a restart) replaces the old one.
+ * arrived on says who is talking: there is no global address and no name to claim. A connection
+ * counts only once its first line is `hello` with the child's token (CAPTREE_CHANNEL_TOKEN, an
+ * HMAC of its path under a key only the daemon reads, so a re-adopted child's still works after a
+ * daemon restart): a process that can reach the socket but was not started as that child (a
+ * grandchild, a sibling, another local process) is denied and disconnected, and the child's own
+ * connection stays. A new authenticated connection (the child's next instance) replaces the old.
  *
  * Every message each way is reported (`onEvent`: the daemon journals it as a `channel` event),
  * and every grant change as `grant_changed`. `request` and `release` go to the renegotiator;
  * the answer is `grant` (with the request's `id`) or `denied` with the reasons. When the tree
  * stops a supervisor child, the child is sent `shutdown` with its stop deadline first.
  *
- * Hazard: a root process that can see the state directory can connect to any child's socket;
- * the socket's mode keeps other users out, not other root processes.
+ * The token is in the child's environment only: its descendants do not inherit it (the library
+ * removes it), and no other child can read that environment (PID namespaces).
  */
-import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, rmSync } from 'node:fs';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  lchownSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+} from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Grant } from '../caps/index.ts';
 import {
   type ChildMessage,
@@ -35,7 +49,9 @@ import {
 } from '../child/protocol.ts';
 import type { ProcessSpec } from '../manifest/index.ts';
 import { type HostRuntime, logName } from '../runtime/host-runtime.ts';
+import { launcherBinary } from '../runtime/launcher/build.ts';
 import { type RunningTree, resolveId } from './build-tree.ts';
+import { readPrivate, writeAtomic } from './private-fs.ts';
 import { type GrantChange, type RenegotiationResult, Renegotiator } from './renegotiate.ts';
 
 /** What the daemon journals about channels (see `DaemonEvent` in journal.ts). */
@@ -66,6 +82,53 @@ export function channelPath(stateDir: string, path: string): string {
   return join(stateDir, 'ch', `${createHash('sha256').update(path).digest('hex').slice(0, 16)}.sock`);
 }
 
+/** The key channel tokens are made with: `<state>/channel.key`, made once (0600), read by the daemon alone. */
+function channelKey(stateDir: string): Buffer {
+  const file = join(stateDir, 'channel.key');
+  const existing = readPrivate(file)?.trim() ?? '';
+  if (/^[0-9a-f]{64}$/.test(existing)) return Buffer.from(existing, 'hex');
+  const key = randomBytes(32);
+  writeAtomic(file, key.toString('hex'));
+  return key;
+}
+
+const keys = new Map<string, Buffer>();
+
+/** What the supervisor child at `path` proves it is with: the same for every instance and every daemon of this state dir. */
+export function channelToken(stateDir: string, path: string): string {
+  let key = keys.get(stateDir);
+  if (!key) {
+    key = channelKey(stateDir);
+    keys.set(stateDir, key);
+  }
+  return createHmac('sha256', key).update(path).digest('base64url');
+}
+
+function sameToken(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** `<state>/bin`: the launcher binary supervisor children start, readable by any user. */
+export function childBinDir(stateDir: string): string {
+  return join(stateDir, 'bin');
+}
+
+/** Puts this daemon's launcher binary where supervisor children find it (`CAPTREE_CACHE_DIR`). */
+async function shareLauncher(stateDir: string): Promise<void> {
+  const bin = await launcherBinary();
+  const dir = childBinDir(stateDir);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  chmodSync(dir, 0o755);
+  const target = join(dir, basename(bin));
+  if (existsSync(target)) return;
+  const tmp = `${target}.tmp-${process.pid}`;
+  copyFileSync(bin, tmp);
+  chmodSync(tmp, 0o755);
+  renameSync(tmp, target);
+}
+
 /** Grant quantities as the child sees them: reserved amounts, null where it reserves none. */
 export function grantQuantities(grant: Grant | undefined): GrantQuantities {
   const r = (x: { reserved: number } | undefined) => (x && x.reserved > 0 ? x.reserved : null);
@@ -81,10 +144,14 @@ export function supervisorEnv(
   if (!spec.supervisor) return {};
   return {
     CAPTREE_CHANNEL: channelPath(runtime.stateDir, spec.path),
+    CAPTREE_CHANNEL_TOKEN: channelToken(runtime.stateDir, spec.path),
     CAPTREE_GRANT: JSON.stringify(grantQuantities(grant)),
     CAPTREE_CGROUP: runtime.groupFor(spec.path).dirs.join(':'),
     // Where its own children's logs go (created by the child library).
     CAPTREE_LOGS: join(runtime.logsDir, `${logName(spec.path)}.children`),
+    // The launcher its runtime starts, built by the daemon: a child running as another user
+    // cannot build one in (or even reach) the daemon's ~/.cache.
+    CAPTREE_CACHE_DIR: childBinDir(runtime.stateDir),
   };
 }
 
@@ -155,7 +222,14 @@ export class Channels {
       await channels.close();
       throw err;
     }
+    const started = new Set<string>();
     channels.#unsubscribe = tree.supervisor.subscribe((e) => {
+      // A restart (any start after the first) starts from the declared grant: lent budget
+      // back, borrowed budget returned.
+      if (e.type === 'started') {
+        if (started.has(e.path)) void channels.renegotiator.restarted(e.path);
+        started.add(e.path);
+      }
       if (e.type !== 'stopping') return;
       const ep = channels.#endpoints.get(e.path);
       if (!ep?.socket) return;
@@ -227,6 +301,7 @@ export class Channels {
   }
 
   async #listen(spec: ProcessSpec): Promise<void> {
+    await shareLauncher(this.#tree.runtime.stateDir);
     const file = channelPath(this.#tree.runtime.stateDir, spec.path);
     mkdirSync(join(this.#tree.runtime.stateDir, 'ch'), { recursive: true, mode: 0o711 });
     rmSync(file, { force: true });
@@ -260,34 +335,62 @@ export class Channels {
       delegate(this.#tree.runtime.groupFor(spec.path).dirs, uid, gid);
       const logs = join(this.#tree.runtime.logsDir, `${logName(spec.path)}.children`);
       mkdirSync(logs, { recursive: true, mode: 0o700 });
-      chownSync(logs, uid, gid);
+      // All of it: a state dir reused after adding `user:` holds root's files from before.
+      chownTree(logs, uid, gid);
     }
   }
 
   #accept(ep: Endpoint, socket: Socket): void {
-    // The newest connection is the child's current instance.
-    ep.socket?.destroy();
-    ep.socket = socket;
-    ep.ready = false;
     socket.setEncoding('utf8');
     const lines = new LineSplitter(
-      (line) => this.#onLine(ep, socket, line),
+      (line) => {
+        if (ep.socket === socket) this.#onLine(ep, socket, line);
+        else this.#authenticate(ep, socket, line);
+      },
       () => {
-        this.#reply(ep, socket, {
-          v: 1,
-          type: 'denied',
-          re: 'invalid',
-          reasons: ['message longer than 64 KiB (65536 bytes of UTF-8 before the newline)'],
-        });
+        if (ep.socket === socket)
+          this.#reply(ep, socket, {
+            v: 1,
+            type: 'denied',
+            re: 'invalid',
+            reasons: ['message longer than 64 KiB (65536 bytes of UTF-8 before the newline)'],
+          });
         socket.end();
       },
     );
     socket.on('data', (chunk: string) => lines.push(chunk));
     socket.on('error', () => {});
     socket.on('close', () => {
-      if (ep.socket === socket) ep.socket = null;
+      if (ep.socket !== socket) return;
+      ep.socket = null;
       ep.reclaimAck?.();
     });
+  }
+
+  /**
+   * A connection's first line: `hello` with the child's token makes it the child's current
+   * connection (replacing its previous instance's); anything else is denied and closed, and
+   * changes nothing.
+   */
+  #authenticate(ep: Endpoint, socket: Socket, line: string): void {
+    const parsed = parseChildMessage(line);
+    const expected = channelToken(this.#tree.runtime.stateDir, ep.path);
+    if (typeof parsed === 'string' || parsed.type !== 'hello' || !sameToken(parsed.token ?? '', expected)) {
+      this.#journal(ep, 'child', { invalid: 'a connection without the child’s token was refused' });
+      socket.end(
+        encode({
+          v: 1,
+          type: 'denied',
+          re: 'unauthenticated',
+          reasons: ['the first message must be hello with this child’s token (CAPTREE_CHANNEL_TOKEN)'],
+        }),
+      );
+      return;
+    }
+    ep.socket?.destroy();
+    ep.socket = socket;
+    ep.ready = false;
+    this.#onLine(ep, socket, line);
   }
 
   #reply(ep: Endpoint, socket: Socket, message: ParentMessage): void {
@@ -342,7 +445,9 @@ export class Channels {
     const message =
       parsed.type === 'status' && parsed.text.length > MAX_STATUS
         ? { ...parsed, text: `${parsed.text.slice(0, MAX_STATUS)}… (${parsed.text.length} characters)` }
-        : parsed;
+        : parsed.type === 'hello' && parsed.token !== undefined
+          ? { ...parsed, token: '(checked)' } // never journaled: the journal is readable by the operator's tools
+          : parsed;
     this.#journal(ep, 'child', message);
     void this.#handle(ep, socket, message);
   }
@@ -438,6 +543,16 @@ export async function openChannels(
  * it can create groups below it and set their limits, but not its own group's limits (those files
  * stay root's). The kernel keeps whatever it creates inside its group.
  */
+/** `dir` and everything below it (never following a symlink) to `uid`:`gid`. */
+function chownTree(dir: string, uid: number, gid: number): void {
+  lchownSync(dir, uid, gid);
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) chownTree(p, uid, gid);
+    else lchownSync(p, uid, gid);
+  }
+}
+
 function delegate(dirs: readonly string[], uid: number, gid: number): void {
   for (const dir of dirs) {
     chownSync(dir, uid, gid);

@@ -5,17 +5,19 @@
  * layer. Rejections become `file:line:col` errors in `admission.ts`, loaded only when needed.
  * The mapping rules are described there.
  */
+
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
 import { type CapTree, checkTree, type Grant, type HostCapabilities } from '../caps/index.ts';
+import { allPrivileges } from '../caps/privileges.ts';
 import type { ManifestTree, YamlPath } from '../manifest/index.ts';
 import { contractsOf, type Spec } from '../reconcile/contracts.ts';
 import { type HostReport, probeHost } from '../runtime/host-probe.ts';
 
 export type { Spec } from '../reconcile/contracts.ts';
 // The mapping itself is pure (reconciliation plans with it); re-exported for the daemon's callers.
-export { contractOf, contractsOf } from '../reconcile/contracts.ts';
+export { contractOf, contractsOf, privilegesOf } from '../reconcile/contracts.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Host
@@ -41,6 +43,8 @@ export interface HostFacts {
   /** `/proc/sys/kernel/pid_max`, or null when unreadable. */
   readonly pidMax: number | null;
   readonly readFile: (file: string) => string | null;
+  /** The daemon runs as uid 0 (it holds `root`, every capability and every user). */
+  readonly root?: boolean;
 }
 
 /** What this host can enforce and hold, from the runtime probes. */
@@ -61,6 +65,8 @@ export async function hostCapabilities(extras: HostExtras = {}): Promise<HostCap
       memory: os.totalmem(),
       pidMax: Number.isSafeInteger(pidMax) && pidMax > 0 ? pidMax : null,
       readFile,
+      // A daemon run as root holds every privilege; one run as another user can hand out none.
+      root: process.getuid?.() === 0,
     },
     extras,
   );
@@ -119,6 +125,7 @@ export function hostCapabilitiesFrom(
     ...(extras.networks ? { networks: extras.networks } : {}),
     ...(extras.secrets ? { secrets: [...extras.secrets] } : {}),
     env: [...(extras.env ?? Object.keys(process.env))].sort(),
+    ...(facts.root ? { privileges: allPrivileges() } : {}),
   };
 }
 

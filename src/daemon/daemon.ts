@@ -28,6 +28,7 @@ import { Metrics } from './metrics.ts';
 import { appliedFile, canReconcile, Reconciler, recoveredManifest } from './reconcile.ts';
 import { reconcileEndpoint } from './reconcile-endpoint.ts';
 import { type ControlServer, createControlServer, type TcpOptions } from './server.ts';
+import { signalEndpoint } from './signal-endpoint.ts';
 import { acquireStateDir, DurableState, type StatePaths, statePaths } from './state.ts';
 import type { DaemonInfo, RecoveryReport, RunningTree, TreeBuilder } from './types.ts';
 
@@ -213,6 +214,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       })
     : undefined;
   const scopesOf = dynamic ? (token: string) => (dynamic as DynamicChildren).scopesOf(token) : undefined;
+  const signals = signalEndpoint(tree, journalled);
   control = createControlServer({
     tree,
     journal: j,
@@ -222,6 +224,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     scopesOf,
     metrics,
     ...(reconciler ? { reconcile: reconcileEndpoint(reconciler) } : {}),
+    signals,
   });
   let serving = `the control socket ${paths.socket}`;
   try {

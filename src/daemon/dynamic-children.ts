@@ -746,6 +746,7 @@ function grantBody(
       paths: grant.paths,
       secrets: grant.secrets,
       env: grant.env,
+      privileges: grant.privileges,
       advisory: grant.advisory,
     },
   };

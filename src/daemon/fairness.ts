@@ -218,3 +218,41 @@ function checkInt(v: number, what: string, min: number): void {
   if (!Number.isSafeInteger(v) || v < min)
     throw new RangeError(`${what} must be an integer >= ${min}, got ${v}`);
 }
+
+export interface ReturnInput {
+  readonly slack: number;
+  /** A child whose reservation is below what it declared (it lent some, or a restart reset it). */
+  readonly lender: {
+    readonly id: string;
+    readonly grant: number;
+    /** What its manifest declares: a return never goes above it. */
+    readonly declared: number;
+    /** What it needs now (measured usage plus a margin, or `declared` after a restart). */
+    readonly demand: number;
+    readonly weight: number;
+  };
+  readonly donors: readonly Donor[];
+}
+
+/**
+ * Lent budget coming back: a lender that needs more than it holds gets up to
+ * min(declared, demand) − grant, from the parent's slack first, then from siblings holding more
+ * than their fair allocation, by the same policy as a request (`planReclaim`), but never all or
+ * nothing: the most that fits now. Null when nothing is due or nothing can be given. So no lender
+ * stays below min(declared, demand) while its parent has unreserved budget.
+ */
+export function planReturn(input: ReturnInput): (ReclaimPlan & { ok: true }) | null {
+  const { lender } = input;
+  const want = Math.min(lender.declared, lender.demand) - lender.grant;
+  if (want <= 0) return null;
+  const request = {
+    slack: input.slack,
+    requester: { id: lender.id, grant: lender.grant, weight: lender.weight },
+    donors: input.donors,
+  };
+  const plan = planReclaim({ ...request, amount: want });
+  if (plan.ok) return plan;
+  if (plan.available <= 0) return null;
+  const partial = planReclaim({ ...request, amount: plan.available });
+  return partial.ok ? partial : null;
+}

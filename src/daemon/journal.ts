@@ -81,6 +81,29 @@ export type DaemonEvent =
       readonly droppedBytes: number;
     }
   | {
+      /** `captree signal`: `signal` sent to the child's main process (host pid `pid`). */
+      readonly type: 'signalled';
+      readonly path: string;
+      readonly at: number;
+      readonly signal: string;
+      readonly pid: number;
+      /** Who asked (signal-endpoint.ts): the control socket or a TCP token, and the client. */
+      readonly by: string;
+    }
+  | {
+      /** `captree reload`: the child's declared `reload:` carried out (`how`), and its outcome. */
+      readonly type: 'reloaded';
+      readonly path: string;
+      readonly at: number;
+      /** `SIGHUP`, or the command as one line. */
+      readonly how: string;
+      readonly pid: number;
+      readonly by: string;
+      readonly ok: boolean;
+      /** `sent SIGHUP`, `nginx exited with code 0`, or why it failed. */
+      readonly result: string;
+    }
+  | {
       /** A gone run-time child's cgroups could not be removed (they stay until `down`). */
       readonly type: 'cleanup_failed';
       readonly path: string;

@@ -99,7 +99,7 @@ export class Metrics {
         break;
       case 'restarting': {
         const last = this.#lastExit.get(e.path);
-        const label = restartReason(last?.reason, last?.startFailed ?? false);
+        const label = e.because ? 'sibling' : restartReason(last?.reason, last?.startFailed ?? false);
         const counts = this.#restarts.get(e.path) ?? {};
         counts[label] = (counts[label] ?? 0) + 1;
         this.#restarts.set(e.path, counts);

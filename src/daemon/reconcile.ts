@@ -42,9 +42,9 @@ import {
   type Step,
   specDigest,
 } from '../reconcile/index.ts';
+import type { CgroupGroup } from '../runtime/cgroup/index.ts';
 import { availableSecrets, type RunningTree } from './build-tree.ts';
 import type { DynamicChildren } from './dynamic-children.ts';
-import { readLimits } from './limits-readback.ts';
 import { readPrivate, writeAtomic } from './private-fs.ts';
 import { StepRunner } from './reconcile-apply.ts';
 import { planAgainst } from './reconcile-plan.ts';
@@ -666,32 +666,28 @@ function describe(e: TreeEntry): string {
   return e.lastExit ? describeExit(e.lastExit) : '';
 }
 
-/** Limits read back from a path's cgroup that differ from its grant. */
+/**
+ * Limits read back from a path's cgroup (`CgroupGroup.enforced`, as `ps` shows drift) that
+ * differ from its grant, in the kernel's units (a quota of at least 1 ms per period, memory in
+ * whole pages). A limit found where none was granted is drift too.
+ */
 function limitDrift(tree: RunningTree, path: string): NonNullable<Observed['limitDrift']> {
-  let dirs: readonly string[];
+  let enforced: ReturnType<CgroupGroup['enforced']>;
   try {
-    dirs = tree.runtime.groupFor(path).dirs;
+    enforced = tree.runtime.groupFor(path).enforced();
   } catch {
     return [];
   }
-  if (dirs.length === 0) return [];
-  const found = readLimits(dirs);
   const grant = tree.grant(path);
+  const tolerance = { cpu: 0.0051, memory: 4096, pids: 0 } as const;
   const out: NonNullable<Observed['limitDrift']> = [];
   for (const q of ['cpu', 'memory', 'pids'] as const) {
-    const f = found[q];
-    if (f === undefined) continue;
+    const e = enforced[q];
+    if (e === undefined) continue;
     const g = grant[q];
-    const same =
-      g === null
-        ? f === null
-        : f !== null &&
-          (q === 'cpu'
-            ? Math.abs(Math.max(g, 0.01) - f) < 0.0015
-            : q === 'memory'
-              ? Math.abs(g - f) < 4096
-              : g === f);
-    if (!same) out.push({ quantity: q, granted: g, found: f });
+    const wanted = g === null ? null : q === 'cpu' ? Math.max(g, 0.01) : g;
+    const same = wanted === null ? e === null : e !== null && Math.abs(e - wanted) <= tolerance[q];
+    if (!same) out.push({ quantity: q, granted: g, enforced: e });
   }
   return out;
 }

@@ -27,7 +27,7 @@ import { type Delta, type GrantQuantities, MAX_CPU } from '../child/protocol.ts'
 import type { ProcessSpec } from '../manifest/index.ts';
 import type { Limits } from '../runtime/cgroup/index.ts';
 import type { RunningTree } from './build-tree.ts';
-import { type Donor, planReclaim } from './fairness.ts';
+import { type Donor, planReclaim, planReturn } from './fairness.ts';
 import { liveChildren } from './live-limits.ts';
 
 type Quantity = 'cpu' | 'memory' | 'pids';
@@ -40,8 +40,11 @@ export type RenegotiationResult =
 export interface GrantChange {
   path: string;
   grant: GrantQuantities;
-  /** `request`: the requester grew; `reclaim`: a sibling gave back for it; `release`: given back. */
-  cause: 'request' | 'reclaim' | 'release';
+  /**
+   * `request`: the requester grew; `reclaim`: a sibling gave back for it; `release`: given back;
+   * `return`: a lender got (some of) what it declared back, because it needs it or restarted.
+   */
+  cause: 'request' | 'reclaim' | 'release' | 'return';
   /** The path whose message caused it. */
   by: string;
 }
@@ -68,6 +71,8 @@ interface Sample {
 const CPU_MARGIN_MILLI = 20;
 const MEMORY_MARGIN_MIN = 16 * 2 ** 20;
 const PIDS_MARGIN_MIN = 4;
+/** A lender is busy when it uses this share of its lowered grant (cpu over ~1 s, memory now). */
+const BUSY = 0.85;
 /**
  * The least cpu a grant can be, in millicores: what the kernel enforces at least (cgroup v1 takes
  * no quota below 1 ms per 100 ms period, so 0.001 cores would run as 0.01). A grant is rounded up
@@ -81,6 +86,9 @@ export class Renegotiator {
   readonly #sampleMs: number;
   #samples = new Map<string, { last: Sample; prev: Sample | null }>();
   #timer: NodeJS.Timeout | null = null;
+  #returning = false;
+  /** Per lender, how much of each quantity siblings' requests took from it (internal units): what comes back. */
+  readonly #lent = new Map<string, Partial<Record<Quantity, number>>>();
   #queue: Promise<unknown> = Promise.resolve();
   #specs: Map<string, ProcessSpec>;
 
@@ -100,8 +108,30 @@ export class Renegotiator {
   start(): void {
     if (this.#timer) return;
     this.#sampleAll();
-    this.#timer = setInterval(() => this.#sampleAll(), this.#sampleMs);
+    this.#timer = setInterval(() => {
+      this.#sampleAll();
+      this.#returnDue();
+    }, this.#sampleMs);
     this.#timer.unref();
+  }
+
+  /**
+   * A process child restarted: it starts from what it declared. A lender gets back what the
+   * policy allows (as if it needed all it declared); a borrower gives back what it held above.
+   */
+  restarted(path: string): Promise<void> {
+    if (!this.#specs.has(path)) return Promise.resolve();
+    return this.#serial(async () => {
+      const excess: Delta = {};
+      for (const q of QUANTITIES) {
+        const declared = this.#declared(path, q);
+        const own = internal(q, grantOf(this.#tree.caps, path)?.[q].reserved ?? 0);
+        if (declared > 0 && own > declared) excess[q] = toUser(q, own - declared);
+      }
+      if (Object.keys(excess).length > 0) await this.#release(path, excess);
+      await this.#giveBack(path, 'restart');
+      this.#lent.delete(path);
+    });
   }
 
   stop(): void {
@@ -163,22 +193,7 @@ export class Renegotiator {
       let donors: Donor[] = [];
       if (amount > slack) {
         measured ??= await this.#measureSiblings(parentPath, path);
-        donors = [...measured.values()].flatMap((m) => {
-          const grant = internal(q, grantOf(caps, m.path)![q].reserved);
-          if (grant === 0) return [];
-          const d = demandOf(q, m);
-          if (d === null) return [];
-          return [
-            {
-              id: m.path,
-              grant,
-              demand: d,
-              weight: m.weight,
-              priority: m.priority,
-              floor: q === 'cpu' ? MIN_CPU_MILLI : floorOf(q, m),
-            },
-          ];
-        });
+        donors = this.#donors(q, measured);
       }
       const plan = planReclaim({
         slack,
@@ -228,8 +243,18 @@ export class Renegotiator {
       ...[...donorGrants].map(([p, g]) => ({ path: p, grants: g, cause: 'reclaim' as const })),
       { path, grants: requesterGrant, cause: 'request' as const },
     ];
+    const before = new Map([...donorGrants.keys()].map((d) => [d, grantOf(caps, d)!]));
     const failed = this.#apply(steps);
     if (failed) return { ok: false, reasons: [failed] };
+    for (const [donor, grants] of donorGrants) {
+      const was = before.get(donor)!;
+      const lent = { ...this.#lent.get(donor) };
+      for (const q of QUANTITIES) {
+        const g = grants[q];
+        if (g !== undefined) lent[q] = (lent[q] ?? 0) + internal(q, was[q].reserved) - g;
+      }
+      this.#lent.set(donor, lent);
+    }
     const changes = steps.map((s) => ({
       path: s.path,
       grant: this.grantOf(s.path),
@@ -331,6 +356,113 @@ export class Renegotiator {
     const out: Limits = {};
     for (const q of QUANTITIES) if (like[q] !== undefined) out[q] = g[q];
     return out;
+  }
+
+  /** What `path`'s manifest declares of `q` (internal units; 0: none reserved). */
+  #declared(path: string, q: Quantity): number {
+    const r = this.#specs.get(path)?.requires;
+    const v = r ? r[q] : null;
+    return v === null || v === undefined ? 0 : internal(q, v);
+  }
+
+  /** Cores `path` used over the last sampling interval, or null before two samples. */
+  #cpuRate(path: string): number | null {
+    const s = this.#samples.get(path);
+    if (!s?.prev || s.last.at <= s.prev.at) return null;
+    return Math.max(0, (s.last.usec - s.prev.usec) / 1000 / (s.last.at - s.prev.at));
+  }
+
+  /** Each interval: lenders using (nearly) all of their lowered cpu or memory get some back. */
+  #returnDue(): void {
+    if (this.#returning) return;
+    const due = [...this.#specs.keys()].filter((p) => this.#needsBack(p) !== null);
+    if (due.length === 0) return;
+    this.#returning = true;
+    void this.#serial(async () => {
+      for (const p of due) await this.#giveBack(p, 'busy');
+    }).finally(() => {
+      this.#returning = false;
+    });
+  }
+
+  /** Per quantity, what `path` needs now (internal units), where it holds less than it declared and is using it up. */
+  #needsBack(path: string): Partial<Record<Quantity, number>> | null {
+    const g = grantOf(this.#tree.caps, path);
+    if (!g) return null;
+    const out: Partial<Record<Quantity, number>> = {};
+    // Only what siblings took comes back by itself: what a child released on its own stays released.
+    const lent = this.#lent.get(path);
+    if (!lent) return null;
+    const cpuOwn = internal('cpu', g.cpu.reserved);
+    const rate = this.#cpuRate(path);
+    if ((lent.cpu ?? 0) > 0 && cpuOwn > 0 && rate !== null && rate * 1000 >= cpuOwn * BUSY)
+      out.cpu = Math.ceil(rate * 1000 * 1.25) + CPU_MARGIN_MILLI;
+    const memOwn = g.memory.reserved;
+    if ((lent.memory ?? 0) > 0 && memOwn > 0) {
+      let used: number | null = null;
+      try {
+        used = this.#tree.runtime.groupFor(path).usage().memoryBytes;
+      } catch {}
+      if (used !== null && used >= memOwn * BUSY)
+        out.memory = used + Math.max(MEMORY_MARGIN_MIN, Math.ceil(used / 4));
+    }
+    return Object.keys(out).length > 0 ? out : null;
+  }
+
+  /** Gives `path` back what `planReturn` allows, per quantity, from slack, then from siblings above their share. */
+  async #giveBack(path: string, why: 'busy' | 'restart'): Promise<void> {
+    const caps = this.#tree.caps;
+    const needs = why === 'busy' ? this.#needsBack(path) : null;
+    if (why === 'busy' && !needs) return;
+    const parentPath = path.slice(0, path.lastIndexOf('/'));
+    let measured: Map<string, Measured> | null = null;
+    for (const q of QUANTITIES) {
+      const declared = this.#declared(path, q);
+      const own = internal(q, grantOf(caps, path)?.[q].reserved ?? 0);
+      if (declared === 0 || own === 0 || own >= declared) continue;
+      const lent = this.#lent.get(path)?.[q] ?? 0;
+      // Busy: back up to what was lent (never above what it declared); restarted: all it declared.
+      const need = why === 'restart' ? declared : needs?.[q];
+      if (need === undefined) continue;
+      const demand = why === 'restart' ? need : Math.min(need, own + lent);
+      const slack = internal(q, remainingOf(caps, parentPath)![q]);
+      if (demand - own > slack) measured ??= await this.#measureSiblings(parentPath, path);
+      const plan = planReturn({
+        slack,
+        lender: { id: path, grant: own, declared, demand, weight: weightOf(this.#specs.get(path)) },
+        donors: measured ? this.#donors(q, measured) : [],
+      });
+      if (!plan) continue;
+      const steps: Step[] = [
+        ...plan.takes.map((t) => ({ path: t.id, grants: { [q]: t.grant }, cause: 'reclaim' as const })),
+        { path, grants: { [q]: plan.grant }, cause: 'return' as const },
+      ];
+      if (this.#apply(steps)) continue;
+      if (why === 'busy')
+        this.#lent.set(path, { ...this.#lent.get(path), [q]: Math.max(0, lent - (plan.grant - own)) });
+      for (const st of steps)
+        this.#options.onChange?.({ path: st.path, grant: this.grantOf(st.path), cause: st.cause, by: path });
+    }
+  }
+
+  /** Siblings that could give back `q`: measured, reserving some. */
+  #donors(q: Quantity, measured: Map<string, Measured>): Donor[] {
+    return [...measured.values()].flatMap((m) => {
+      const grant = internal(q, grantOf(this.#tree.caps, m.path)![q].reserved);
+      if (grant === 0) return [];
+      const d = demandOf(q, m);
+      if (d === null) return [];
+      return [
+        {
+          id: m.path,
+          grant,
+          demand: d,
+          weight: m.weight,
+          priority: m.priority,
+          floor: q === 'cpu' ? MIN_CPU_MILLI : floorOf(q, m),
+        },
+      ];
+    });
   }
 
   #sampleAll(): void {

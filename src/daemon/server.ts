@@ -26,6 +26,7 @@ import { bearerToken, digest, sendJson } from './http-util.ts';
 import { type Journal, type JournalFilter, type JournalRecord, matches, readJournal } from './journal.ts';
 import { type Metrics, render } from './metrics.ts';
 import type { ReconcileEndpoint } from './reconcile-endpoint.ts';
+import { requester, type SignalEndpoint } from './signal-endpoint.ts';
 import { snapshot } from './snapshot.ts';
 import { parseSince } from './time.ts';
 import type { DaemonInfo, RunningTree } from './types.ts';
@@ -41,6 +42,8 @@ export interface ControlOptions {
   admission?: AdmissionEndpoint;
   /** The nodes whose `admission.tokens` hold `token` (TCP only); absent: none do. */
   scopesOf?(token: string): string[];
+  /** `signal` and `reload` of a child (signal-endpoint.ts); absent: those answer 409. */
+  signals?: SignalEndpoint;
   /** `GET /metrics`, `/v1/stats`, `/v1/admissions` (metrics.ts); absent: those answer 404. */
   metrics?: Metrics;
   /** `/v1/reconcile` (reconcile-endpoint.ts); absent: 404. */
@@ -347,6 +350,12 @@ export function createControlServer(options: ControlOptions): ControlServer {
     res.end(method === 'HEAD' ? undefined : text);
   }
 
+  const signals = (): SignalEndpoint => {
+    if (!options.signals)
+      throw new ApiFailure(409, 'signals_unavailable', 'this tree cannot signal its children');
+    return options.signals;
+  };
+
   const admission = (): AdmissionEndpoint => {
     if (!options.admission)
       throw new ApiFailure(409, 'admission_unavailable', 'this tree cannot admit children at run time');
@@ -402,12 +411,24 @@ export function createControlServer(options: ControlOptions): ControlServer {
           return admission().revoke(res, path);
         }
         const verb = rest.at(-1) as Verb | undefined;
+        if (rest.length >= 2 && (rest.at(-1) === 'signal' || rest.at(-1) === 'reload')) {
+          expect('POST');
+          adminOnly(access, method, url.pathname);
+          const path = treePath(rest.slice(0, -1));
+          const by = requester(req, access);
+          if (rest.at(-1) === 'signal') return signals().signal(req, res, path, by);
+          return signals().reload(res, path, by);
+        }
         if (rest.length >= 2 && verb && verbs.includes(verb)) {
           expect('POST');
           adminOnly(access, method, url.pathname);
           return child(res, treePath(rest.slice(0, -1)), verb);
         }
-        throw new ApiFailure(404, 'unknown_route', `expected /v1/children/{path}/(start|stop|restart)`);
+        throw new ApiFailure(
+          404,
+          'unknown_route',
+          `expected /v1/children/{path}/(start|stop|restart|signal|reload)`,
+        );
       }
       case 'events':
         if (rest.length === 0) {

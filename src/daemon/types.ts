@@ -4,9 +4,10 @@
  * plane can be exercised with an in-process tree of tasks, without processes or cgroups.
  */
 import type { HoldStore, Supervisor } from '../core/index.ts';
-import type { ManifestTree } from '../manifest/index.ts';
+import type { ManifestTree, Reload } from '../manifest/index.ts';
 import type { Counters } from '../runtime/cgroup/counters.ts';
 import type { LogTrouble } from '../runtime/logs/index.ts';
+import type { RunResult } from '../runtime/run-in-child.ts';
 import type { JournalHealth } from './journal.ts';
 
 export interface Resources {
@@ -14,6 +15,15 @@ export interface Resources {
   grant: { cpu: number | null; memory: number | null; pids: number | null };
   /** Measured usage (cores, bytes); null = unknown. */
   used: { cpu: number | null; memory: number | null };
+  /** Where the cgroup holds another limit than the grant (someone rewrote it): what each says. */
+  drift?: LimitDrift[];
+}
+
+export interface LimitDrift {
+  quantity: 'cpu' | 'memory' | 'pids';
+  granted: number;
+  /** What the cgroup file says; null: unlimited. */
+  enforced: number | null;
 }
 
 export interface RunningTree {
@@ -38,6 +48,19 @@ export interface RunningTree {
   retainCounters?(paths: readonly string[]): void;
   logFiles(path: string): { dir: string; name: string } | null;
   onLog(path: string, fn: (line: string) => void): () => void;
+  /** A process child's declared `reload:` (null: none); absent: an in-process tree. */
+  reloadOf?(path: string): Reload | null;
+  /**
+   * Runs `command` in a process child's confinement (runtime/run-in-child.ts) with `main` the
+   * host pid of its main process; `note` goes to the child's log first. Absent: in-process tree.
+   */
+  runInChild?(
+    path: string,
+    main: number,
+    command: readonly string[],
+    timeoutMs: number,
+    note: string,
+  ): Promise<RunResult>;
   /**
    * Once the tree has started: what an earlier daemon left behind and the processes killed
    * because nothing supervises them. Absent: nothing to recover (an in-process tree).
@@ -81,6 +104,8 @@ export interface PsEntry {
   used: Resources['used'];
   /** Why it last exited, in words; null if it never did. */
   lastExit: string | null;
+  /** Limits the cgroup holds that differ from the grant; absent when none. */
+  drift?: LimitDrift[];
 }
 
 /** Facts about the daemon itself (`GET /v1/daemon`). */

@@ -3,10 +3,12 @@
  * file at once, each with `file:line:col`. Children are validated one by one (their kind is
  * chosen by `command` or `children`), so an error in one child never hides errors in another.
  */
+
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Document, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
+import { parsePrivilege } from '../caps/privileges.ts';
 import { interpolate, interpolationLookup, type Lookup, readEnvFile } from './env.ts';
 import { fieldHint, restartHint } from './hints.ts';
 import {
@@ -33,6 +35,7 @@ import type {
   ProcessSpec,
   ProvidedService,
   Ready,
+  Reload,
   Requires,
   YamlPath,
 } from './types.ts';
@@ -619,6 +622,10 @@ class Checker {
       restart: input.restart,
       shutdown: input.shutdown,
       stopSignal: input.stopSignal,
+      // Only when declared: the spec of a child without one stays as it was before `reload:` existed.
+      ...(input.reload === undefined ? {} : { reload: reload(input.reload) }),
+      killMode: input.killMode,
+      pidFile: input.pidFile === undefined ? null : resolve(this.source.dir, input.cwd ?? '.', input.pidFile),
       significant: input.significant,
       backoff: input.backoff === false ? null : input.backoff,
       permanentExitCodes: input.permanentExitCodes,
@@ -667,6 +674,16 @@ class Checker {
       paths,
       secrets: input?.secrets ?? [],
       env: input?.env ?? [],
+      privileges: input?.privileges
+        ? [
+            ...new Set(
+              input.privileges.map((p) => {
+                const parsed = parsePrivilege(p);
+                return parsed.ok ? parsed.privilege : p;
+              }),
+            ),
+          ]
+        : null,
     };
   }
 }
@@ -705,6 +722,13 @@ function ready(input: ProcessInput['ready']): Ready | null {
   if (input.http !== undefined) return { type: 'http', url: input.http, timeout };
   if (input.exec !== undefined) return { type: 'exec', command: argv(input.exec), timeout };
   return { type: 'log', pattern: input.log ?? '', timeout };
+}
+
+function reload(input: NonNullable<ProcessInput['reload']>): Reload {
+  if (typeof input === 'string') return { type: 'signal', signal: input };
+  if (Array.isArray(input)) return { type: 'exec', command: input, timeout: 30_000 };
+  if (input.signal !== undefined) return { type: 'signal', signal: input.signal };
+  return { type: 'exec', command: argv(input.exec ?? []), timeout: input.timeout };
 }
 
 function liveness(input: ProcessInput['liveness']): Liveness | null {

@@ -10,6 +10,7 @@
  * the JSON Schema is the recursive union.
  */
 import { z } from 'zod';
+import { parsePrivilege } from '../caps/privileges.ts';
 import { CPU_PATTERN, DURATION_PATTERN, parseCpu, parseDuration, parseSize, SIZE_PATTERN } from './units.ts';
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -21,6 +22,7 @@ export const AUTO_SHUTDOWNS = ['never', 'any_significant', 'all_significant'] as
 export const PRIORITIES = ['high', 'normal', 'low'] as const;
 export const READY_KINDS = ['notify', 'sd_notify', 'tcp', 'http', 'exec', 'log'] as const;
 export const LIVENESS_KINDS = ['http', 'tcp', 'exec'] as const;
+export const KILL_MODES = ['control-group', 'mixed'] as const;
 export const SIGNALS = [
   'SIGTERM',
   'SIGINT',
@@ -113,6 +115,44 @@ const command = () =>
     ],
     must(COMMAND_HELP),
   );
+
+const signalName = () =>
+  z
+    .string(must('a signal name like SIGHUP'))
+    .transform((signal) => (signal.toUpperCase().startsWith('SIG') ? signal : `SIG${signal}`).toUpperCase())
+    .pipe(enumOf(SIGNALS));
+
+const RELOAD_HELP =
+  'a signal like SIGHUP, a command list like [nginx, -s, reload], or { exec: COMMAND, timeout: 30s }';
+/** `captree reload`: a signal to the main process, or a command run in the child's confinement. */
+const reload = () =>
+  z
+    .union(
+      [
+        z
+          .string()
+          .regex(/^(SIG)?[A-Za-z0-9]+$/, must(RELOAD_HELP))
+          .pipe(signalName()),
+        z
+          .array(z.string(must('a string (quote numbers)')))
+          .min(1, { error: `must not be empty: ${RELOAD_HELP}` }),
+        z
+          .strictObject(
+            {
+              signal: signalName().optional(),
+              exec: command().optional(),
+              timeout: durationOf().prefault('30s'),
+            },
+            must(RELOAD_HELP),
+          )
+          .superRefine(exactlyOne(['signal', 'exec'], 'reload')),
+      ],
+      must(RELOAD_HELP),
+    )
+    .meta({
+      description:
+        "`captree reload`: a signal sent to the main process (SIGHUP), or a command run in the child's confinement (its namespaces, cgroup, user, no capabilities) that must exit 0 within timeout.",
+    });
 
 const unixSocket = () =>
   z.strictObject(
@@ -284,6 +324,19 @@ export const requiresSchema = z
         .array(z.string().regex(ENV_NAME_RE, must('an environment variable name')), must('a list of names'))
         .optional()
         .meta({ description: 'Environment variables the parent must hand down.' }),
+      privileges: z
+        .array(
+          z.string(must('a privilege')).superRefine((value, ctx) => {
+            const parsed = parsePrivilege(value);
+            if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.message });
+          }),
+          must('a list of privileges, e.g. [net_bind_service]'),
+        )
+        .optional()
+        .meta({
+          description:
+            'root (uid 0 with the host filesystem writable), Linux capabilities (net_bind_service, setuid, ...), user:NAME, group:NAME. A process child holds only what it names (its user: and group: are implied); a node that names none passes on its parent’s.',
+        }),
     },
     must('a mapping like { cpu: 0.5, memory: 256Mi, net: none }'),
   )
@@ -498,6 +551,14 @@ function processFields() {
       .transform((signal) => (signal.startsWith('SIG') ? signal : `SIG${signal}`).toUpperCase())
       .pipe(enumOf(SIGNALS))
       .prefault('SIGTERM'),
+    killMode: enumOf(KILL_MODES).prefault('control-group').meta({
+      description:
+        'Who gets stopSignal: control-group, every process of the child (then SIGKILL to what is left after shutdown); mixed, the main process only (the rest is SIGKILLed once it is gone). As systemd KillMode=.',
+    }),
+    pidFile: z.string(must('a file path')).min(1).optional().meta({
+      description:
+        "A daemon that forks into the background writes its main pid here (relative to cwd); its death is then the child's exit. As systemd PIDFile=.",
+    }),
     significant: significant(),
     backoff: backoff().prefault({}),
     permanentExitCodes: z
@@ -526,6 +587,7 @@ function processFields() {
       description:
         'Who gives back first when a sibling asks for more: low before normal before high (docs/protocol.md).',
     }),
+    reload: reload().optional(),
   };
 }
 

@@ -3,12 +3,13 @@
  * milliseconds, sizes in bytes, cpu in cores) and every node and child carrying its absolute
  * path (`/shop/db`). Plain data, so layers above can compare, serialise and journal it.
  */
-import type { AUTO_SHUTDOWNS, PRIORITIES, RESTART_TYPES, SIGNALS, STRATEGIES } from './schema.ts';
+import type { AUTO_SHUTDOWNS, KILL_MODES, PRIORITIES, RESTART_TYPES, SIGNALS, STRATEGIES } from './schema.ts';
 
 export type Strategy = (typeof STRATEGIES)[number];
 export type RestartType = (typeof RESTART_TYPES)[number];
 export type AutoShutdown = (typeof AUTO_SHUTDOWNS)[number];
 export type Signal = (typeof SIGNALS)[number];
+export type KillMode = (typeof KILL_MODES)[number];
 export type Priority = (typeof PRIORITIES)[number];
 /** Milliseconds to wait after the stop signal, or kill at once, or wait forever. */
 export type Shutdown = number | 'brutal' | 'infinity';
@@ -40,6 +41,8 @@ export interface Requires {
   paths: PathGrant[];
   secrets: string[];
   env: string[];
+  /** Canonical privileges named (caps/privileges.ts); null: none named (a node passes on its parent's). */
+  privileges: string[] | null;
 }
 
 export interface ProvidedService {
@@ -116,6 +119,12 @@ export interface ProcessSpec extends ChildCommon {
   user: string | number | null;
   group: string | number | null;
   stopSignal: Signal;
+  /** What `captree reload` does; null or absent: nothing declared (reload is refused). */
+  reload?: Reload | null;
+  /** Who gets the stop signal: every process of the child, or its main process (systemd's KillMode=). */
+  killMode: KillMode;
+  /** Absolute: where a forking daemon writes its main pid (systemd's PIDFile=), or null. */
+  pidFile: string | null;
   /** null: restart at once (`backoff: false`). */
   backoff: Backoff | null;
   permanentExitCodes: number[];
@@ -130,6 +139,11 @@ export interface ProcessSpec extends ChildCommon {
   /** Who gives back first when a sibling asks for more: `low`, then `normal`, then `high`. */
   priority: Priority;
 }
+
+/** A signal to the child's main process, or a command run in its confinement (ms timeout). */
+export type Reload =
+  | { type: 'signal'; signal: Signal }
+  | { type: 'exec'; command: string[]; timeout: number };
 
 export type ChildSpec = NodeSpec | ProcessSpec;
 

@@ -43,7 +43,27 @@ function requiresOf(node: Spec): Requires | undefined {
   if (r.paths.length > 0) out.paths = Object.fromEntries(r.paths.map((p) => [p.path, p.mode]));
   if (r.secrets.length > 0) out.secrets = [...r.secrets];
   if (r.env.length > 0) out.env = [...r.env];
+  const privileges = privilegesOf(node);
+  if (privileges !== null) out.privileges = privileges;
   return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/**
+ * What a node holds of privileges: a process child exactly what it names plus what its `user:`
+ * and `group:` imply (`root` for uid 0), so naming nothing is holding nothing; a node what it
+ * names, or its parent's when it names none.
+ */
+export function privilegesOf(node: Spec): string[] | null {
+  const named = node.requires.privileges;
+  if (node.kind === 'node') return named === null ? null : [...named];
+  const out = new Set(named ?? []);
+  const user = node.user;
+  if (user !== null) out.add(user === 0 || user === '0' || user === 'root' ? 'root' : `user:${user}`);
+  if (node.group !== null)
+    out.add(
+      node.group === 0 || node.group === '0' || node.group === 'root' ? 'group:root' : `group:${node.group}`,
+    );
+  return [...out];
 }
 
 function addressOf(ep: Extract<Endpoint, { type: 'tcp' }>): string {

@@ -129,7 +129,7 @@ export function assess(snapshot: Snapshot, options: AssessOptions = {}): StatusR
         {
           path,
           kind: 'limit',
-          message: `${l.quantity} limit reads ${show(l.quantity, l.found)}, granted ${show(l.quantity, l.granted)}`,
+          message: `${l.quantity} limit reads ${show(l.quantity, l.enforced)}, granted ${show(l.quantity, l.granted)}`,
         },
         {
           type: 'reconcile_required',

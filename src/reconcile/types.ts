@@ -175,7 +175,7 @@ export interface Observed {
   /** A node that gave up (more restarts than its intensity allows). */
   escalated?: boolean;
   /** Limits read back from the cgroup, where they differ from the grant (cores, bytes, count; null = none). */
-  limitDrift?: { quantity: 'cpu' | 'memory' | 'pids'; granted: number | null; found: number | null }[];
+  limitDrift?: { quantity: 'cpu' | 'memory' | 'pids'; granted: number | null; enforced: number | null }[];
 }
 
 /** What `captree status --json` prints: the input of `captree reconcile --actual`. */

@@ -11,11 +11,14 @@
  *
  * Recovery after the daemon died (`kill -9` included): the launcher (started with a socket in the
  * state dir) outlived it and kept the children. `open()` re-attaches and surveys what it holds:
- * every live launcher child, by the tree path in its `CAPTREE_PATH`, becomes adoptable (the
- * process driver takes it instead of spawning, once: `adopt()`), and the exits the launcher
- * queued meanwhile are kept in `recovery`. Once the tree has started, `sweep()` kills whatever is
- * left that nothing supervises: launcher children nobody adopted, and processes in the tree's
- * cgroups outside a running child's group (held or removed children, strays in node groups).
+ * every live launcher child, by the tree path the launcher recorded when it spawned it (its tag,
+ * in the launcher's memory, which the child cannot touch: never its environment or its title,
+ * which daemons like redis and nginx overwrite), becomes adoptable (the process driver takes it
+ * instead of spawning, once: `adopt()`, which also requires it to be in that path's cgroup), and
+ * the exits the launcher queued meanwhile are kept in `recovery`. Once the tree has started,
+ * `sweep()` kills whatever is left that nothing supervises: launcher children nobody adopted, and
+ * processes in the tree's cgroups outside a running child's group (held or removed children,
+ * strays in node groups).
  *
  * Named networks (`network()`): one network namespace per name, with only `lo` (up), held by a
  * bind mount at `<state>/netns/<name>` (made by the launcher) and joined by the processes granted
@@ -55,6 +58,18 @@ export function streamKey(path: string, tag: 'out' | 'err'): string {
 /** A child still running under a re-attached launcher, taken over by a new daemon. */
 export type AdoptedChild = Omit<SpawnResult, 'forkedAtNs'>;
 
+/** The pids in a cgroup.procs file of a group's, or [] when unreadable. */
+function procsOf(file: string): number[] {
+  try {
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** What a re-attached launcher (or a non-empty cgroup subtree) held when the runtime opened. */
 export interface Recovery {
   /** The launcher was already running (it outlived the daemon that started it). */
@@ -87,7 +102,8 @@ export interface OrphanKill {
 /**
  * The tree path in a process's environment (`CAPTREE_PATH`), or null if unreadable. For the
  * outer process or the init of a confined child (forked by the launcher, never exec'd), the
- * program's, found below them.
+ * program's, found below them. A diagnostic only: the child can overwrite its environment (a
+ * daemon rewriting its title does), so identity comes from the launcher's tags and cgroups.
  */
 export function captreePathOf(pid: number, depth = 2): string | null {
   try {
@@ -129,8 +145,10 @@ export class HostRuntime {
   #onLogTrouble: ((path: string, t: LogTrouble) => void) | undefined;
   #closed = false;
   #notify = new Map<number, (n: NotifyEvent) => void>();
-  /** Path → pid of a live launcher child not yet adopted; emptied by `sweep()`. */
-  #adoptable = new Map<string, number>();
+  /** Path → pid (and main pid) of a live launcher child not yet adopted; emptied by `sweep()`. */
+  #adoptable = new Map<string, { pid: number; main: number }>();
+  /** Launcher pid → its tag, from the survey: how `sweep()` names what it kills. */
+  #tags = new Map<number, string>();
   /** Every exit the launcher reported since the re-attach, until `sweep()`. */
   #recentExits: Map<number, ExitEvent> | null = null;
   #pendingOutput = new Map<string, { tag: StreamTag; data: Buffer }[]>();
@@ -222,17 +240,19 @@ export class HostRuntime {
     this.#recentExits ??= new Map();
     if (!launcher.reattached) return;
     // The exits queued while detached arrive before this reply (the launcher answers in order).
-    const { children } = await launcher.list();
+    const { children, tags, mains } = await launcher.list();
     const live = new Set(children);
     for (const ev of this.#recentExits.values()) {
       if (!live.has(ev.pid))
         recovery.exitedOffline.push({ pid: ev.pid, code: ev.code, signal: ev.signal, path: null });
     }
     for (const pid of children) {
-      const path = captreePathOf(pid);
+      const path = tags.get(pid) ?? null;
+      if (path !== null) this.#tags.set(pid, path);
       if (path === null || !this.#inTree(path) || this.#adoptable.has(path)) continue; // swept later
-      this.#adoptable.set(path, pid);
-      recovery.found.push({ path, pid });
+      const main = mains.get(pid) ?? pid;
+      this.#adoptable.set(path, { pid, main });
+      recovery.found.push({ path, pid: main });
     }
   }
 
@@ -245,16 +265,33 @@ export class HostRuntime {
    * none (or it exited meanwhile: then it is noted in `recovery.exitedOffline`). Each is taken once.
    */
   adopt(path: string): AdoptedChild | null {
-    const pid = this.#adoptable.get(path);
-    if (pid === undefined) return null;
+    const found = this.#adoptable.get(path);
+    if (found === undefined) return null;
     this.#adoptable.delete(path);
+    const { pid, main } = found;
     // Checked and watched in one synchronous step: no exit event can slip in between.
     const exit = this.#recentExits?.get(pid);
     if (exit || this.#recentExits === null) {
       if (exit) this.recovery?.exitedOffline.push({ pid, code: exit.code, signal: exit.signal, path });
       return null;
     }
-    return this.launcher.watch(pid);
+    // The launcher's tag says whose it is; the kernel must agree: it is in that path's cgroup.
+    if (!this.#inGroupOf(path, pid)) return null;
+    return { ...this.launcher.watch(pid), main };
+  }
+
+  /** True when `pid` is in `path`'s group (in every hierarchy the group has a directory in). */
+  #inGroupOf(path: string, pid: number): boolean {
+    let group: CgroupGroup;
+    try {
+      group = this.groupFor(path);
+    } catch {
+      return false;
+    }
+    const files = group.procsFiles;
+    // Process groups only (no cgroups): the launcher's record is all there is.
+    if (files.length === 0) return true;
+    return files.every((file) => procsOf(file).includes(pid));
   }
 
   /**
@@ -288,10 +325,10 @@ export class HostRuntime {
       }
     };
     try {
-      const { children } = await this.launcher.list();
+      const { children, tags } = await this.launcher.list();
       for (const pid of children) {
         if (this.launcher.watching(pid)) continue;
-        const path = captreePathOf(pid);
+        const path = tags.get(pid) ?? null;
         await this.launcher.killGroup(pid, 'SIGKILL').catch(() => {});
         kills.push({ pid, path: path ?? this.rootPath, why: why(path) });
       }
@@ -302,6 +339,7 @@ export class HostRuntime {
     } finally {
       this.#adoptable.clear();
       this.#recentExits = null;
+      this.#tags.clear();
       this.#pendingOutput.clear();
       this.#pendingBytes = 0;
     }
@@ -322,7 +360,7 @@ export class HostRuntime {
     const note = (pid: number) => {
       if (seen.has(pid)) return;
       seen.add(pid);
-      const own = captreePathOf(pid);
+      const own = this.#tags.get(pid) ?? null;
       kills.push({ pid, path: own ?? path, why: why(own ?? path) });
     };
     if (state === 'node') {

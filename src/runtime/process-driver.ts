@@ -7,22 +7,30 @@
  *    child writes its own pid into every `cgroup.procs`, then execs. Nothing runs outside it.
  * 2. Readiness: none declared → up once exec'd; `notify` (s6 newline on an fd), `sd_notify`
  *    (READY=1), `tcp`, `http`, `exec`, `log` → up when that succeeds, each with a timeout; a
- *    timeout kills the child and is a crash ("not ready within 30 s: …").
- * 3. Liveness and watchdog: a failing check or a missed WATCHDOG=1 kills the child: a crash.
- * 4. Stop: the stop signal to the process group (to every process of the cgroup once the main
- *    process is gone); the engine's deadline then calls `kill()`: `cgroup.kill`, everything.
- * 5. Exit is reported only once the cgroup is empty. A main process that exits 0 while others
- *    remain (a daemon that double-forked) stays supervised until the last of them is gone; a
- *    main process that fails takes the rest of its cgroup with it.
+ *    timeout stops the child (stop signal, `shutdown` grace, SIGKILL) and is a crash ("not ready
+ *    within 30 s: …").
+ * 3. Liveness and watchdog: a failing check or a missed WATCHDOG=1 stops the child the same way: a crash.
+ * 4. Stop (`killMode`, systemd's KillMode=): `control-group` (default) sends the stop signal to
+ *    every process of the child (its cgroup: other sessions and process groups too) and waits for
+ *    all of them; `mixed` sends it to the main process only and SIGKILLs the rest once the main
+ *    process is gone. The engine's deadline then calls `kill()`: SIGKILL to everything.
+ * 5. The main process: the program, until it exits 0 leaving processes behind (a daemon that forked
+ *    into the background); then the pid in `pidFile` (systemd's PIDFile=), else the oldest process
+ *    left. `pid` (what `ps` shows) follows it, and its death is the child's exit, with its status.
+ *    Exit is reported once the cgroup is empty: whatever the main process left is killed.
+ *    (Children without a PID namespace of their own, only where the host cannot confine, keep the
+ *    older rule: supervised until the last process is gone, no `pidFile`.)
  *
  * Adoption: when the daemon restarted and its launcher still runs this path's instance
- * (`HostRuntime.adopt`), `start()` takes that process instead of spawning: `adopted` then
- * `started` with its pid, readiness re-checked by a tcp/http/exec probe (other kinds cannot be
- * asked again: reported up, not declared), then stop, kill and exit exactly as for a spawned one.
+ * (`HostRuntime.adopt`: by the launcher's own record of the path and the cgroup's membership),
+ * `start()` takes that process instead of spawning: `adopted` then `started` with its main pid,
+ * readiness re-checked by a tcp/http/exec probe (other kinds cannot be asked again: reported up,
+ * not declared), then stop, kill and exit exactly as for a spawned one.
  *
  * Exit classification: asked to stop → `shutdown`; killed by us → `killed`; readiness, liveness
- * or watchdog failure → `crashed` with that reason; SIGKILL with the cgroup's OOM counter risen →
- * `crashed` + `oom`; exit 0 → `normal`; a declared permanent exit code (default 125) →
+ * or watchdog failure → `crashed` with that reason; the main process SIGKILLed with the cgroup's
+ * OOM counter risen → `crashed` + `oom` (a helper's OOM kill does not override how the main
+ * process ended); exit 0 → `normal`; a declared permanent exit code (default 125) →
  * `permanent_failure`; any other code or signal → `crashed`.
  */
 import type {
@@ -57,6 +65,9 @@ import type { LivenessSpec, ReadySpec } from './readiness/spec.ts';
 
 export type { LivenessSpec, ReadySpec } from './readiness/spec.ts';
 
+/** systemd's KillMode=: `control-group` signals every process of the child, `mixed` the main one. */
+export type KillMode = 'control-group' | 'mixed';
+
 export interface ProcessOptions {
   command: readonly string[];
   /** Set for the child on top of the base environment. */
@@ -67,6 +78,15 @@ export interface ProcessOptions {
   uid?: number;
   gid?: number;
   stopSignal: NodeJS.Signals;
+  /** Who gets the stop signal: every process of the child, or its main process (see the module comment). */
+  killMode: KillMode;
+  /**
+   * Time between the stop signal and SIGKILL when the driver itself stops the child (a readiness,
+   * liveness or watchdog failure); the engine applies the same to stops it asks for.
+   */
+  shutdown: number | 'brutal' | 'infinity';
+  /** Where a forking daemon writes its main pid, as the child sees the filesystem (absolute). */
+  pidFile?: string;
   /** Exit codes that mean "do not restart me" (s6's 125). */
   permanentExitCodes: readonly number[];
   ready: ReadySpec | null;
@@ -88,6 +108,10 @@ export interface ProcessOptions {
   credentials?: { dir: string; secrets: readonly SecretSource[] };
   /** Drop capabilities (bounding and inheritable sets) and set no_new_privs; implied by `isolateNet` and `netns`. */
   noNewPrivs?: boolean;
+  /** Linux capability numbers the child keeps (granted `requires.privileges`); the rest are dropped. */
+  capabilities?: readonly number[];
+  /** The host's filesystem read-only for the child but these directories (a uid 0 child not granted `root`). */
+  writableOnly?: readonly string[];
 }
 
 /**
@@ -105,6 +129,8 @@ export function processOptions(
     inheritEnv: [],
     cwd: process.cwd(),
     stopSignal: 'SIGTERM',
+    killMode: 'control-group',
+    shutdown: 5000,
     permanentExitCodes: [125],
     ready: null,
     liveness: null,
@@ -162,8 +188,10 @@ export function classifyExit(
   if (context.killed && !context.failure) return { kind: 'killed' };
   if (context.stopRequested && !context.failure) return { kind: 'shutdown' };
   if (context.failure) return context.failure;
-  if (context.oom)
-    return { kind: 'crashed', message: 'out of memory', signal: exit.signal ?? 'SIGKILL', oom: true };
+  // Only a SIGKILL of the main process can be the OOM killer's doing: a helper's OOM kill does
+  // not make an exit 0 (or a permanent exit code) a crash.
+  if (context.oom && exit.signal === 'SIGKILL')
+    return { kind: 'crashed', message: 'out of memory', signal: 'SIGKILL', oom: true };
   if (exit.code === 0) return { kind: 'normal' };
   if (exit.code !== null && permanentExitCodes.includes(exit.code)) {
     return {
@@ -182,7 +210,13 @@ export function classifyExit(
  */
 const settledOomKills = new WeakMap<CgroupGroup, number>();
 
+/** A child with a PID namespace of its own: the launcher reports an outer process, and its init follows the main one. */
+function isConfined(o: ProcessOptions): boolean {
+  return Boolean(o.isolateNet || o.netns !== undefined || o.noNewPrivs || o.mounts || o.credentials);
+}
+
 class ProcessInstance implements ChildHandle {
+  /** The main process (what `ps` shows): the program, or the daemon it forked. */
   pid: number | null = null;
   readonly #runtime: ProcessRuntime;
   readonly #options: ProcessOptions;
@@ -191,6 +225,9 @@ class ProcessInstance implements ChildHandle {
   readonly #abort = new AbortController();
   #group: CgroupGroup | null = null;
   #log: ChildLog | null = null;
+  /** The pid the launcher spawned and reports the exit of (a confined child's outer process). */
+  #launched: number | null = null;
+  #confined = false;
   /** When the current instance was spawned (ms epoch): its log lines from then on are its own. */
   #spawnedAt = 0;
   #stopRequested = false;
@@ -206,6 +243,7 @@ class ProcessInstance implements ChildHandle {
     this.#options = options;
     this.#path = path;
     this.#events = events;
+    this.#confined = isConfined(options);
   }
 
   async begin(): Promise<void> {
@@ -247,6 +285,10 @@ class ProcessInstance implements ChildHandle {
                 : {}),
             }
           : undefined;
+      if (o.pidFile !== undefined && !this.#confined)
+        throw new Error(
+          `pidFile ${o.pidFile} is followed only for a child in its own PID namespace, which this host cannot give`,
+        );
       this.#spawnedAt = Date.now();
       spawned = await this.#runtime.launcher.spawn({
         argv: o.command,
@@ -265,30 +307,53 @@ class ProcessInstance implements ChildHandle {
         // Without it a root child could bring its namespace's way out back (nsenter, setns) or
         // unmount what hides the paths it was not granted.
         noNewPrivs: o.isolateNet || o.netns !== undefined || o.noNewPrivs,
+        ...(o.capabilities && o.capabilities.length > 0 ? { capabilities: o.capabilities } : {}),
+        ...(o.writableOnly ? { writableOnly: o.writableOnly } : {}),
         mounts,
+        // The launcher's record of whose process this is: re-adoption trusts it, not the child.
+        tag: this.#path,
+        ...(o.pidFile !== undefined ? { pidFile: o.pidFile, pidFileWaitMs: o.ready?.timeout ?? 30_000 } : {}),
       });
     } catch (err) {
       this.#report({ kind: 'crashed', message: `could not start: ${(err as Error).message}` });
       return;
     }
-    this.pid = spawned.pid;
-    this.#mainAlive = true;
-    this.#group.track(spawned.pid);
-    spawned.exited.then(
-      (exit) => void this.#onMainExit(exit),
-      (err: unknown) => void this.#onMainExit({ code: null, signal: 'SIGKILL' }, err as Error),
-    );
-    this.#events.started(spawned.pid);
+    this.#follow(spawned.pid, spawned.main, spawned.exited);
+    this.#events.started(this.pid);
     if (this.#killed) {
       void this.#killAll();
       return;
     }
     if (this.#stopRequested) {
-      this.#signalAll(this.#options.stopSignal);
+      this.#signalStop();
       return;
     }
     this.#watchNotify(spawned.pid);
     void this.#awaitReady(spawned);
+  }
+
+  /** From now on `launched` is this instance: its exit, its main process, its group membership. */
+  #follow(launched: number, main: number, exited: Promise<ExitEvent>): void {
+    this.#launched = launched;
+    this.pid = main > 0 ? main : launched;
+    this.#mainAlive = true;
+    this.#group?.track(launched);
+    this.#cleanups.push(
+      this.#runtime.launcher.onMain(launched, (ev) => {
+        this.pid = ev.main;
+        this.#log?.note(
+          ev.via === 'pidfile'
+            ? `main process is now pid ${ev.main}, from ${this.#options.pidFile}`
+            : ev.via === 'oldest-no-pidfile'
+              ? `${this.#options.pidFile} named no live process in time; following the oldest process left, pid ${ev.main}`
+              : `the program exited 0 leaving processes behind; following the oldest, pid ${ev.main}, as its main process`,
+        );
+      }),
+    );
+    exited.then(
+      (exit) => void this.#onMainExit(exit),
+      (err: unknown) => void this.#onMainExit({ code: null, signal: 'SIGKILL' }, err as Error),
+    );
   }
 
   /** Takes over `child`, an instance an earlier daemon started (see the module comment). */
@@ -306,33 +371,27 @@ class ProcessInstance implements ChildHandle {
       return;
     }
     this.#group = group;
-    this.pid = child.pid;
-    this.#mainAlive = true;
-    group.track(child.pid);
-    child.exited.then(
-      (exit) => void this.#onMainExit(exit),
-      (err: unknown) => void this.#onMainExit({ code: null, signal: 'SIGKILL' }, err as Error),
-    );
+    this.#follow(child.pid, child.main, child.exited);
     // Reported after start() returned, as for a spawned child.
     await Promise.resolve();
     settledOomKills.delete(group);
     this.#oomBefore = group.oomKills();
     this.#log = this.#runtime.logFor(this.#path, o.logs);
-    this.#log.note(`adopted pid ${child.pid}, still running from before the daemon restarted`);
+    this.#log.note(`adopted pid ${this.pid}, still running from before the daemon restarted`);
     try {
       // The same values as its group already holds, unless the manifest changed them.
       if (o.limits) group.setLimits(o.limits);
     } catch (err) {
       this.#log.note(`could not apply limits: ${(err as Error).message}`);
     }
-    sink.emit({ type: 'adopted', path: this.#path, at: now(), pid: child.pid });
-    this.#events.started(child.pid);
+    sink.emit({ type: 'adopted', path: this.#path, at: now(), pid: this.pid ?? child.pid });
+    this.#events.started(this.pid);
     if (this.#killed) {
       void this.#killAll();
       return;
     }
     if (this.#stopRequested) {
-      this.#signalAll(o.stopSignal);
+      this.#signalStop();
       return;
     }
     this.#watchNotify(child.pid);
@@ -348,12 +407,12 @@ class ProcessInstance implements ChildHandle {
 
   stop(): void {
     this.#stopRequested = true;
-    if (this.pid !== null) this.#signalAll(this.#options.stopSignal);
+    if (this.#launched !== null) this.#signalStop();
   }
 
   kill(): void {
     this.#killed = true;
-    if (this.pid !== null) void this.#killAll();
+    if (this.#launched !== null) void this.#killAll();
   }
 
   async #awaitReady(spawned: SpawnResult): Promise<void> {
@@ -445,25 +504,47 @@ class ProcessInstance implements ChildHandle {
     this.#cleanups.push(this.#runtime.onNotify(pid, onNotify));
   }
 
-  /** A readiness, liveness or watchdog failure: the child is killed and that is why it exited. */
+  /**
+   * A readiness, liveness or watchdog failure: the child is stopped as any stop would (the stop
+   * signal, its `shutdown` grace, then SIGKILL: a database gets to shut down cleanly instead of
+   * running crash recovery at its next start), and that failure is why it exited.
+   */
   #fail(message: string): void {
     if (this.#reported || this.#failure) return;
     this.#failure = { kind: 'crashed', message };
     this.#log?.note(message);
-    void this.#killAll();
-  }
-
-  #signalAll(signal: NodeJS.Signals): void {
-    const pid = this.pid;
-    if (pid === null) return;
-    if (this.#mainAlive) {
-      this.#runtime.launcher.killGroup(pid, signal).catch(() => {});
+    const grace = this.#options.shutdown;
+    if (grace === 'brutal' || this.#killed) {
+      void this.#killAll();
       return;
     }
-    // The main process is gone but a daemon it forked is still tracked: signal the cgroup.
+    this.#signalStop();
+    if (grace === 'infinity') return;
+    const timer = setTimeout(() => {
+      if (this.#reported) return;
+      this.#log?.note(`still running ${grace} ms after ${this.#options.stopSignal}; killing it`);
+      void this.#killAll();
+    }, grace);
+    this.#cleanups.push(() => clearTimeout(timer));
+  }
+
+  /** The stop signal, to every process or the main one as `killMode` says. */
+  #signalStop(): void {
+    const launched = this.#launched;
+    if (launched === null) return;
+    const o = this.#options;
+    const scope = o.killMode === 'mixed' ? 'main' : 'all';
+    if (this.#mainAlive) {
+      this.#runtime.launcher.signal(launched, o.stopSignal, scope).catch(() => {
+        // Exited meanwhile, or a launcher that predates scopes: its process group then.
+        this.#runtime.launcher.killGroup(launched, o.stopSignal).catch(() => {});
+      });
+      return;
+    }
+    // An unconfined child's launched process is gone but what it forked is tracked: the cgroup.
     for (const p of this.#group?.pids() ?? []) {
       try {
-        process.kill(p, signal);
+        process.kill(p, o.stopSignal);
       } catch {
         // Already gone.
       }
@@ -471,9 +552,9 @@ class ProcessInstance implements ChildHandle {
   }
 
   async #killAll(): Promise<void> {
-    const pid = this.pid;
-    if (pid !== null && this.#mainAlive)
-      await this.#runtime.launcher.killGroup(pid, 'SIGKILL').catch(() => {});
+    const launched = this.#launched;
+    if (launched !== null && this.#mainAlive)
+      await this.#runtime.launcher.killGroup(launched, 'SIGKILL').catch(() => {});
     await this.#group?.kill().catch(() => {});
   }
 
@@ -484,10 +565,19 @@ class ProcessInstance implements ChildHandle {
       this.#failure ??= { kind: 'crashed', message: `launcher lost: ${lost.message}` };
     // One read of the group's state: every cgroup file read is on the restart path.
     const empty = await isEmptyWhenFdsAllow(group);
-    const daemonized = exit.code === 0 && !this.#stopRequested && !this.#killed && !this.#failure && !empty;
+    // A confined child's init already followed its main process: its exit is the child's. An
+    // unconfined one that exits 0 may have left a daemon running: supervised until it is gone.
+    const daemonized =
+      !this.#confined && exit.code === 0 && !this.#stopRequested && !this.#killed && !this.#failure && !empty;
+    // During a stop of every process, what the main process left had the signal too: it gets
+    // the rest of the grace (the engine's deadline kills it).
+    const graceful =
+      (this.#stopRequested || (this.#failure !== null && !lost)) &&
+      !this.#killed &&
+      this.#options.killMode === 'control-group';
     if (daemonized) {
       this.#log?.note('main process exited 0; still supervising what it left running in its cgroup');
-    } else if (!empty) {
+    } else if (!empty && !graceful) {
       await group.kill().catch(() => {});
     }
     // The common case is already empty: skip arming an inotify watch for it.
@@ -501,6 +591,10 @@ class ProcessInstance implements ChildHandle {
     // Empty now, so no OOM kill can happen in it before the next instance starts.
     if (settled) settledOomKills.set(group, oomKills);
     const oom = oomKills > this.#oomBefore;
+    if (oom && exit.signal !== 'SIGKILL')
+      this.#log?.note(
+        `${oomKills - this.#oomBefore} process(es) in its cgroup were killed for lack of memory; the main process ended on its own (${exit.code !== null ? `exit code ${exit.code}` : `signal ${exit.signal}`})`,
+      );
     this.#report(
       classifyExit(
         exit,

@@ -20,9 +20,9 @@ function daemonPidOf(dir: string): number {
 }
 
 /**
- * Every process on the host whose CAPTREE_PATH is in the tree `/name`, as captree tracks it (the
- * pid `ps --json` shows): a confined child's program is pid 2 of its own PID namespace, below
- * the namespace's init and the outer process the launcher reports.
+ * Every process on the host whose CAPTREE_PATH is in the tree `/name`: the programs, whose pids
+ * `ps --json` shows (a confined child's program runs below its PID namespace's init and the outer
+ * process the launcher reports; those two carry the launcher's environment, not CAPTREE_PATH).
  */
 function processesOfTree(name: string): number[] {
   const out: number[] = [];
@@ -31,22 +31,13 @@ function processesOfTree(name: string): number[] {
     try {
       for (const v of readFileSync(`/proc/${e}/environ`, 'utf8').split('\0'))
         if (v === `CAPTREE_PATH=/${name}` || v.startsWith(`CAPTREE_PATH=/${name}/`)) {
-          const pid = tracked(Number(e));
-          if (!out.includes(pid)) out.push(pid);
+          if (!out.includes(Number(e))) out.push(Number(e));
         }
     } catch {
       // gone, or not readable
     }
   }
   return out;
-}
-
-function tracked(pid: number): number {
-  const status = (p: number) => readFileSync(`/proc/${p}/status`, 'utf8');
-  const nspid = /^NSpid:\s+(.*)$/m.exec(status(pid))?.[1]?.trim().split(/\s+/) ?? [];
-  if (nspid.length < 2) return pid;
-  const ppid = (p: number) => Number(/^PPid:\s+(\d+)$/m.exec(status(p))?.[1]);
-  return ppid(ppid(pid));
 }
 
 /** A process we cannot subscribe to (not our child): bounded polling of /proc. */

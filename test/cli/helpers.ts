@@ -4,7 +4,7 @@
  * other trees on the host.
  */
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -117,6 +117,54 @@ export function killAll(pids: (number | null | undefined)[]): void {
       process.kill(pid, 'SIGKILL');
     } catch {
       // already gone
+    }
+  }
+}
+
+/** Polls `probe` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(
+  probe: () => T | undefined | Promise<T | undefined>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The captured log of a process child at `path`, read from the state dir (records as text). */
+export function logText(state: string, path: string): string {
+  try {
+    return readFileSync(join(state, 'logs', `${path.slice(1).replaceAll('/', '.')}.log`), 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Removes the cgroups named after `name` (deepest first) that a failed test left behind. */
+export function removeCgroups(name: string): void {
+  for (const dir of cgroupsNamed(name).sort((a, b) => b.length - a.length)) {
+    const walk = (d: string): string[] => {
+      let subs: string[] = [];
+      try {
+        subs = readdirSync(d, { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .map((e) => join(d, e.name));
+      } catch {
+        return [];
+      }
+      return [...subs.flatMap(walk), d];
+    };
+    for (const d of walk(dir)) {
+      try {
+        rmdirSync(d);
+      } catch {
+        // Gone, or still busy.
+      }
     }
   }
 }

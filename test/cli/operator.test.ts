@@ -126,6 +126,12 @@ describe('a running tree, from the directory up was run in', () => {
     const worker = await captree(['logs', 'worker', '-n', '1', '--state', state], root);
     assert.equal(worker.code, 0, worker.stderr);
     assert.equal(worker.stdout.trim().split('\n').length, 1);
+    const miss = await captree(['logs', 'wrker', '--state', state], root);
+    assert.equal(miss.code, 1);
+    assert.match(
+      miss.stderr,
+      new RegExp(`no log of /wrker in .*\\(did you mean /${name}/worker\\?\\) \\(the tree is not running\\)`),
+    );
   });
 });
 

@@ -7,11 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isAlive, type JournalRecord, readPid, statePaths } from '../../src/daemon/index.ts';
+import { launcherOf } from '../support/proc.ts';
 import {
   alive,
   bin,
@@ -23,6 +24,7 @@ import {
   node,
   pidsOf,
   psJson,
+  removeCgroups,
 } from './helpers.ts';
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -227,28 +229,6 @@ function processesOfTree(name: string): number[] {
 }
 
 /** Removes cgroups a failed test left (deepest first); processes must be gone already. */
-function removeCgroups(name: string): void {
-  for (const dir of cgroupsNamed(name).sort((a, b) => b.length - a.length)) {
-    const walk = (d: string): string[] => {
-      let subs: string[] = [];
-      try {
-        subs = readdirSync(d, { withFileTypes: true })
-          .filter((e) => e.isDirectory())
-          .map((e) => join(d, e.name));
-      } catch {
-        return [];
-      }
-      return [...subs.flatMap(walk), d];
-    };
-    for (const d of walk(dir)) {
-      try {
-        rmdirSync(d);
-      } catch {
-        // Already gone, or still busy.
-      }
-    }
-  }
-}
 
 /** A test's hold on a tree: every pid it saw, for the last-resort cleanup. */
 class Seen {
@@ -307,14 +287,14 @@ describe('kill -9 of the daemon in steady state', () => {
     before1 = pidsOf(entries);
     const children = entries.filter((e) => e.kind === 'process').map((e) => e.pid as number);
     assert.equal(children.length, 3);
-    launcher = parentOf(children[0]!) as number;
+    launcher = launcherOf(children[0]!) as number;
     seen.add(launcher);
-    assert.ok(launcher !== daemon, 'children are the launcher’s, not the daemon’s');
+    assert.ok(launcher !== null && launcher !== daemon, 'children are the launcher’s, not the daemon’s');
 
     await kill9(daemon);
     assert.deepEqual(alive(children), children, 'every child survived the daemon');
     assert.deepEqual(alive([launcher]), [launcher], 'the launcher survived its client');
-    for (const pid of children) assert.equal(parentOf(pid), launcher);
+    for (const pid of children) assert.equal(launcherOf(pid), launcher);
   });
 
   test('up again re-adopts the same pids; the journal says so', async () => {
@@ -421,7 +401,7 @@ children:
     seen.entries(first);
     steady = first.find((e) => e.path === `/${name}/steady`)?.pid as number;
     assert.ok(steady > 0);
-    launcher = parentOf(steady) as number;
+    launcher = launcherOf(steady) as number;
     seen.add(launcher);
     // The storm is on: 20 crashes and restarts.
     await awaitEvents(
@@ -492,12 +472,10 @@ children:
           `pid ${pid} of the storm child predates the new daemon: an orphan`,
         );
       } else {
-        // ps shows the child's outer pid; its program runs up to two levels below it.
+        // ps shows the child's program; what the program forked runs below it.
         const shown = now[path];
-        const up1 = parentOf(pid);
-        const up2 = up1 === null ? null : parentOf(up1);
         assert.ok(
-          shown === pid || shown === up1 || shown === up2,
+          shown === pid || (shown !== null && shown !== undefined && descendantsOf(shown).includes(pid)),
           `pid ${pid} (${path}) is not the instance ps shows (${shown})`,
         );
       }

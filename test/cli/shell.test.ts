@@ -10,7 +10,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,10 +91,16 @@ describe('captree shell, driven through tmux', () => {
     return Number(m?.[1]);
   }
 
+  // Root's own files outside the shell's working directory (and outside /tmp, which stays writable).
+  const vault = mkdtempSync('/var/lib/captree-test-shell-vault-');
+  const vaultFile = join(vault, 'owned-by-root.txt');
+
   const shellsOf = (entries: Entry[]) => entries.filter((e) => e.path.startsWith(`/${name}/shells/`));
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'captree-shell-'));
+    chmodSync(vault, 0o700);
+    writeFileSync(vaultFile, 'root only\n');
     cpSync(join(repo, 'examples/dev-shell'), dir, {
       recursive: true,
       filter: (src) => !src.includes('/.captree'),
@@ -127,6 +142,7 @@ describe('captree shell, driven through tmux', () => {
     hostServer?.close();
     assert.deepEqual(cgroupsNamed(name), [], 'no cgroup of the tree is left');
     rmSync(dir, { recursive: true, force: true });
+    rmSync(vault, { recursive: true, force: true });
   });
 
   test('a shell sees its limits and the granted service, and nothing else', async (t) => {
@@ -169,6 +185,30 @@ describe('captree shell, driven through tmux', () => {
       /CTL-9=\w+/,
     );
     assert.match(ctl, /CTL-9=hidden/);
+
+    // It is who it says it is: `id` inside is what the host sees in every id of the process.
+    const who = await run('a', 'echo ID-$((4*4)) $(id -u) $(id -g) $(id -G)', /ID-16 \d+ \d+/);
+    const [, uid, gid] = /ID-16 (\d+) (\d+)/.exec(who)!;
+    const pidsRoot = cgroupsNamed(name).find((d) => d.startsWith('/sys/fs/cgroup/pids/'))!;
+    const shellGroup = join(pidsRoot, shells[0]!.path.split('/').slice(2).join('/'));
+    const statuses = readFileSync(join(shellGroup, 'cgroup.procs'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((pid) => readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const sh = statuses.find((st) => /^Name:\s+(ba|da)?sh$/m.test(st));
+    assert.ok(sh, 'the shell process is in its cgroup');
+    assert.match(sh, new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, 'm'));
+    assert.match(sh, new RegExp(`^Gid:\\s+${gid}\\s+${gid}\\s+${gid}\\s+${gid}$`, 'm'));
+    assert.match(sh, /^CapEff:\s+0+$/m);
+    // Root's files outside its working directory: it cannot change them (the host checks).
+    const attack = await run(
+      'a',
+      `(echo evil >> ${vaultFile}) 2>/dev/null; mkdir ${vault}/planted 2>/dev/null; echo WRITE-$((6*6)) $?`,
+      /WRITE-36 \d/,
+    );
+    assert.match(attack, /WRITE-36 1/);
+    assert.equal(readFileSync(vaultFile, 'utf8'), 'root only\n');
+    assert.equal(existsSync(join(vault, 'planted')), false);
 
     // No host network: a TCP server on the host's loopback is out of reach.
     const net = await run(

@@ -6,7 +6,21 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { captree, repo } from './helpers.ts';
 
-const commands = ['up', 'down', 'ps', 'logs', 'start', 'stop', 'restart', 'events', 'check', 'doctor'];
+const commands = [
+  'up',
+  'down',
+  'ps',
+  'logs',
+  'start',
+  'stop',
+  'restart',
+  'signal',
+  'reload',
+  'events',
+  'check',
+  'doctor',
+  'unit',
+];
 const empty = mkdtempSync(join(tmpdir(), 'captree-usage-'));
 after(() => rmSync(empty, { recursive: true, force: true }));
 
@@ -43,7 +57,8 @@ describe('help and usage', () => {
 
   test('a missing or extra argument exits 2', async () => {
     assert.equal((await captree(['restart'], empty)).code, 2);
-    assert.equal((await captree(['ps', 'extra'], empty)).code, 2);
+    assert.equal((await captree(['ps', 'one', 'extra'], empty)).code, 2);
+    assert.equal((await captree(['signal', 'web'], empty)).code, 2);
     assert.equal((await captree(['events', '--since', 'yesterday'], empty)).code, 2);
   });
 

@@ -48,6 +48,49 @@ describe('strategies', () => {
     assert.equal(h.probe('a').starts, 1);
   });
 
+  it('rest_for_one with a backoff stops the dependants when the failure happens and starts them after the delay', async () => {
+    const h = harness();
+    const sup = h.supervisor({
+      name: 'root',
+      strategy: 'rest_for_one',
+      intensity: 10,
+      children: ['db', 'api', 'worker'].map((id) => ({
+        id,
+        driver: h.probe(id).driver,
+        backoff: { initial: 1000, max: 1000 },
+      })),
+    });
+    await sup.start();
+    h.log.length = 0;
+    h.probe('db').crash();
+    await h.settle();
+    // Down at once, not after the delay: nothing runs against the dead database meanwhile.
+    assert.deepEqual(h.log, ['crash:db', 'stop:worker', 'stop:api']);
+    assert.deepEqual(
+      sup.children().map((c) => c.state),
+      ['restarting', 'stopped', 'stopped'],
+    );
+    await h.clock.advance(999);
+    assert.deepEqual(h.log, ['crash:db', 'stop:worker', 'stop:api']);
+    await h.clock.advance(1);
+    await h.settle();
+    assert.deepEqual(h.log.slice(3), ['start:db', 'start:api', 'start:worker']);
+    // Every restart counts, and the dependants' say why.
+    assert.deepEqual(
+      sup.children().map((c) => c.restarts),
+      [1, 1, 1],
+    );
+    const restarting = h.events.filter((e) => e.type === 'restarting');
+    assert.deepEqual(
+      restarting.map((e) => [e.path, e.type === 'restarting' ? (e.because ?? null) : null]),
+      [
+        ['/root/db', null],
+        ['/root/api', '/root/db'],
+        ['/root/worker', '/root/db'],
+      ],
+    );
+  });
+
   it('rest_for_one on the last child restarts only it', async () => {
     const { h, sup } = tree('rest_for_one');
     await sup.start();

@@ -91,6 +91,8 @@ describe('contractsOf', () => {
             memory: 256 * 2 ** 20,
             net: 'none',
             secrets: ['DB_PASSWORD'],
+            // A process child holds the privileges it names: none.
+            privileges: [],
           },
           provides: { 'db.sql': { type: 'unix', path: 'db.sock', kind: 'postgres' } },
         },
@@ -100,6 +102,7 @@ describe('contractsOf', () => {
             listen: { http: '127.0.0.1:8080', all: '0.0.0.0:81', v6: '[::1]:82' },
             services: ['db.sql'],
             paths: { '/srv/app/data': 'rw', '/etc/ssl': 'ro' },
+            privileges: [],
           },
         },
         { name: 'sub', policy: { never: [['secret:PII', 'net:internet']], maxDepth: 2 }, children: [] },

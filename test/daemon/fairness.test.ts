@@ -7,6 +7,7 @@ import {
   fairShare,
   maxMinFair,
   planReclaim,
+  planReturn,
   type ReclaimInput,
 } from '../../src/daemon/fairness.ts';
 
@@ -311,6 +312,98 @@ describe('planReclaim', () => {
         assert.ok(planReclaim({ ...input, amount: smaller }).ok);
       }),
       { numRuns: 2000 },
+    );
+  });
+});
+
+describe('planReturn: lent budget comes back', () => {
+  /**
+   * Random busy/idle sequences over a parent's children: each step one child asks for more
+   * (`planReclaim`, from slack and idle siblings), demands change at random (busy or idle), then
+   * every child below what it declared gets what `planReturn` allows. After every step: no child
+   * stays below min(declared, demand) while its parent has unreserved budget, and slack + Σ
+   * grants is the parent's capacity.
+   */
+  it('no child stays below min(declared, demand) while its parent has slack', () => {
+    const arbChild = fc.record({
+      declared: fc.integer({ min: 10, max: 400 }),
+      weight: fc.integer({ min: 1, max: 300 }),
+    });
+    const arbStep = fc.record({
+      asker: fc.nat(),
+      ask: fc.integer({ min: 1, max: 500 }),
+      demands: fc.array(fc.integer({ min: 0, max: 600 }), { minLength: 4, maxLength: 4 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(arbChild, { minLength: 2, maxLength: 4 }),
+        fc.integer({ min: 0, max: 300 }),
+        fc.array(arbStep, { minLength: 1, maxLength: 25 }),
+        (children, extra, steps) => {
+          const capacity = children.reduce((s, c) => s + c.declared, 0) + extra;
+          const grant = children.map((c) => c.declared);
+          let slack = capacity - grant.reduce((s, g) => s + g, 0);
+          let demand = children.map(() => 0);
+          const donors = (except: number) =>
+            children.flatMap((c, j) =>
+              j === except
+                ? []
+                : [
+                    {
+                      id: String(j),
+                      grant: grant[j]!,
+                      demand: demand[j]!,
+                      weight: c.weight,
+                      priority: 'normal' as const,
+                      floor: 1,
+                    },
+                  ],
+            );
+          const applyTakes = (takes: readonly { id: string; grant: number }[]) => {
+            for (const t of takes) grant[Number(t.id)] = t.grant;
+          };
+          for (const step of steps) {
+            const i = step.asker % children.length;
+            const p = planReclaim({
+              slack,
+              requester: { id: String(i), grant: grant[i]!, weight: children[i]!.weight },
+              amount: step.ask,
+              donors: donors(i),
+            });
+            if (p.ok) {
+              applyTakes(p.takes);
+              grant[i] = p.grant;
+              slack = p.slack;
+            }
+            demand = children.map((_, j) => step.demands[j]!);
+            for (const [j, c] of children.entries()) {
+              const r = planReturn({
+                slack,
+                lender: {
+                  id: String(j),
+                  grant: grant[j]!,
+                  declared: c.declared,
+                  demand: demand[j]!,
+                  weight: c.weight,
+                },
+                donors: donors(j),
+              });
+              if (!r) continue;
+              applyTakes(r.takes);
+              grant[j] = r.grant;
+              slack = r.slack;
+            }
+            assert.equal(slack + grant.reduce((s, g) => s + g, 0), capacity);
+            if (slack > 0)
+              for (const [j, c] of children.entries())
+                assert.ok(
+                  grant[j]! >= Math.min(c.declared, demand[j]!),
+                  `child ${j} holds ${grant[j]} < min(declared ${c.declared}, demand ${demand[j]}) with ${slack} slack`,
+                );
+          }
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 });

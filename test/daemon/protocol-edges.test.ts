@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { grantOf } from '../../src/caps/index.ts';
 import { DeniedError, ParentChannel } from '../../src/child/index.ts';
 import { buildTree, type RunningTree } from '../../src/daemon/build-tree.ts';
-import { type ChannelEvent, Channels, channelPath } from '../../src/daemon/channel.ts';
+import { type ChannelEvent, Channels, channelPath, channelToken } from '../../src/daemon/channel.ts';
 import { parseManifest } from '../../src/manifest/index.ts';
 import { skipOrFail } from '../support/host.ts';
 
@@ -131,11 +131,11 @@ children:
 
   it("the library's request({cpu: 0}) settles with DeniedError", async (t) => {
     if (!tree || !channels) return skipOrFail(t, 'needs root for cgroups');
-    const ch = new ParentChannel(channelPath(tree.runtime.stateDir, sup), {
-      cpu: null,
-      memory: null,
-      pids: null,
-    });
+    const ch = new ParentChannel(
+      channelPath(tree.runtime.stateDir, sup),
+      { cpu: null, memory: null, pids: null },
+      channelToken(tree.runtime.stateDir, sup),
+    );
     try {
       await ch.connected;
       await assert.rejects(ch.request({ cpu: 0 }), (err: unknown) => {

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { grantOf } from '../../src/caps/index.ts';
 import type { SupervisorEvent } from '../../src/core/index.ts';
 import { buildTree, type RunningTree } from '../../src/daemon/build-tree.ts';
-import { type ChannelEvent, Channels, channelPath } from '../../src/daemon/channel.ts';
+import { type ChannelEvent, Channels, channelPath, channelToken } from '../../src/daemon/channel.ts';
 import { parseManifest } from '../../src/manifest/index.ts';
 import { skipOrFail } from '../support/host.ts';
 
@@ -192,7 +192,7 @@ children:
 
   it('answers bad messages with denied and reasons; release gives back; versions are checked', async (t) => {
     if (!tree || !channels) return skipOrFail(t, 'needs root for cgroups');
-    // A second connection on the child's socket plays the child (it replaces the real one).
+    // A second connection on the child's socket plays the child (with its token, it replaces the real one).
     const sock = connect(channelPath(tree.runtime.stateDir, `${root}/busy`));
     const replies: Record<string, unknown>[] = [];
     let waiting: (() => void) | null = null;
@@ -214,7 +214,8 @@ children:
       while (replies.length === n) await within(new Promise<void>((r) => (waiting = r)), 5000, line);
       return replies[n]!;
     };
-    assert.deepEqual(await ask('{"v":1,"type":"hello"}'), {
+    const token = channelToken(tree.runtime.stateDir, `${root}/busy`);
+    assert.deepEqual(await ask(JSON.stringify({ v: 1, type: 'hello', token })), {
       v: 1,
       type: 'grant',
       cpu: 0.7,

@@ -131,7 +131,7 @@ test('unknown keys, with a suggestion when one is close', () => {
       "captree.yaml:7:17: /shop/db requires.cpus: unknown field; did you mean 'cpu'?",
       "captree.yaml:7:26: /shop/db requires.memroy: unknown field; did you mean 'memory'?",
       "captree.yaml:8:25: /shop/db ready.timout: unknown field; did you mean 'timeout'?",
-      'captree.yaml:9:5: /shop/db frobnicate: unknown field; known fields: name, command, env, envFile, inheritEnv, cwd, user, group, restart, shutdown, stopSignal, significant, backoff, permanentExitCodes, ready, liveness, watchdog, logs, requires, provides, supervisor, priority',
+      'captree.yaml:9:5: /shop/db frobnicate: unknown field; known fields: name, command, env, envFile, inheritEnv, cwd, user, group, restart, shutdown, stopSignal, killMode, pidFile, significant, backoff, permanentExitCodes, ready, liveness, watchdog, logs, requires, provides, supervisor, priority, reload',
     ],
   );
 });

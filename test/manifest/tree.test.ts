@@ -14,6 +14,7 @@ const NO_REQUIRES = {
   paths: [],
   secrets: [],
   env: [],
+  privileges: null,
 };
 
 test('a minimal manifest gets every default', () => {
@@ -31,6 +32,8 @@ test('a minimal manifest gets every default', () => {
     restart: 'permanent',
     shutdown: 5000,
     stopSignal: 'SIGTERM',
+    killMode: 'control-group',
+    pidFile: null,
     significant: false,
     backoff: { initial: 100, max: 30_000, factor: 2, resetAfter: 60_000 },
     permanentExitCodes: [125],

@@ -84,7 +84,7 @@ describe('drift', () => {
         {
           '/shop/db': {
             ...none,
-            limitDrift: [{ quantity: 'memory', granted: 512 * 2 ** 20, found: 2 ** 30 }],
+            limitDrift: [{ quantity: 'memory', granted: 512 * 2 ** 20, enforced: 2 ** 30 }],
           },
         },
       ),

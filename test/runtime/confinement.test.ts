@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import type { RunningTree } from '../../src/daemon/build-tree.ts';
 import { isRoot, skipOrFail, uniqueName } from '../support/host.ts';
 import { freePort, httpGet } from '../support/net.ts';
+import { parentOf } from '../support/proc.ts';
 import { buildManifest, Recorder } from '../support/tree.ts';
 
 const NODE = process.execPath;
@@ -116,10 +117,11 @@ describe('a confined child cannot reach its siblings or the tree', () => {
     const holder = `/${root}/holder`;
     const sibling = `/${root}/sibling`;
     const secret = join(stateDir, 'credentials', `${root}.holder`, 'TOKEN');
-    // The holder's outer process, the init of its PID namespace and its program, as the host sees them.
-    const outer = pidOf(holder);
-    const init = await until('the holder’s init', () => childrenOf(outer)[0]);
-    const program = await until('the holder’s program', () => childrenOf(init)[0]);
+    // The holder's program (its reported pid), the init of its PID namespace and the outer process, as the host sees them.
+    const program = pidOf(holder);
+    const init = parentOf(program) as number;
+    const outer = parentOf(init) as number;
+    assert.deepEqual(childrenOf(outer), [init]);
     // The path is real: from the host (a process in the initial namespaces) it leads to the secret.
     assert.equal(readFileSync(`/proc/${program}/root${secret}`, 'utf8'), SECRET);
     writeFileSync(join(dir, 'go.json'), JSON.stringify({ pids: [outer, init, program], secret }));

@@ -492,6 +492,50 @@ test('readiness timeout: start fails with "not ready" and the process is killed'
   assert.ok(h.runtime.groupFor(h.path('mute')).isEmpty());
 });
 
+test('readiness timeout stops like any stop: the stop signal and the grace first (a clean shutdown)', async (t) => {
+  const h = await harness(t, 'notready-clean', (rt) => [
+    {
+      id: 'db',
+      driver: processDriver(
+        rt,
+        proc(['/bin/sh', '-c', 'trap "echo clean shutdown; exit 0" TERM; while :; do sleep 0.05; done'], {
+          ready: { type: 'notify', fd: 3, timeout: 300 },
+          shutdown: 5000,
+          noNewPrivs: true,
+        }),
+      ),
+    },
+  ]);
+  await assert.rejects(within(h.sup.start(), 5000, 'start to fail'), /not ready within 300 ms/);
+  const failed = h.rec.of('start_failed', h.path('db'))[0] as Ev<'start_failed'>;
+  assert.match(failed.reason.kind === 'crashed' ? failed.reason.message : '', /not ready within 300 ms/);
+  const lines = (await h.readLog('db')).map((r) => r.text);
+  assert.ok(lines.includes('clean shutdown'), `its own clean shutdown ran:\n${lines.join('\n')}`);
+  assert.ok(!lines.some((l) => /killing it/.test(l)), 'no SIGKILL was needed');
+  assert.ok(h.runtime.groupFor(h.path('db')).isEmpty());
+});
+
+test('readiness timeout: a process ignoring the stop signal is SIGKILLed after its grace', async (t) => {
+  const h = await harness(t, 'notready-stuck', (rt) => [
+    {
+      id: 'stuck',
+      driver: processDriver(
+        rt,
+        proc(['/bin/sh', '-c', 'trap "echo TERM ignored" TERM; while :; do sleep 0.05; done'], {
+          ready: { type: 'notify', fd: 3, timeout: 300 },
+          shutdown: 200,
+        }),
+      ),
+    },
+  ]);
+  await assert.rejects(within(h.sup.start(), 5000, 'start to fail'), /not ready within 300 ms/);
+  const lines = (await h.readLog('stuck')).map((r) => r.text);
+  const asked = lines.indexOf('TERM ignored');
+  const killed = lines.findIndex((l) => /still running 200 ms after SIGTERM; killing it/.test(l));
+  assert.ok(asked >= 0 && killed > asked, `SIGTERM, then SIGKILL after the grace:\n${lines.join('\n')}`);
+  assert.ok(h.runtime.groupFor(h.path('stuck')).isEmpty());
+});
+
 // ---- watchdog and liveness ----------------------------------------------------------------------
 
 test('watchdog: a child that stops sending WATCHDOG=1 is crashed for it', async (t) => {

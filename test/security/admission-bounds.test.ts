@@ -138,6 +138,18 @@ children:
       ['a supervisor channel', 'open', sleeper('sup', { supervisor: true }), 'supervisor'],
       ['a higher priority', 'open', sleeper('pr', { priority: 'high' }), 'priority'],
       ['a user on an open node', 'open', sleeper('u2', { user: 'root' }), 'user'],
+      [
+        'a Linux capability the template does not grant',
+        'lab',
+        sleeper('cap', { requires: { privileges: ['sys_admin'] } }),
+        'requires.privileges',
+      ],
+      [
+        'uid 0 on an open node',
+        'open',
+        sleeper('root', { requires: { privileges: ['root'] } }),
+        'requires.privileges',
+      ],
     ];
     for (const [what, node, spec, field] of cases) {
       const r = await post(node, `attack-${spec.name}`, spec);

@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Daemon } from '../../src/daemon/index.ts';
 import { cgroupsNamed } from '../cli/helpers.ts';
 import { daemonOn } from '../support/daemon.ts';
+import { launcherOf } from '../support/proc.ts';
 
 const SECRET = 'sibling-secret-7c1d9e';
 
@@ -87,11 +88,7 @@ children:
     // The attacker started before we knew the pids: restart it with them in its environment.
     const sup = daemon.tree.supervisor;
     victim = sup.child('victim')?.pid as number;
-    launcher = Number(
-      read(`/proc/${sup.child('attacker')?.pid}/stat`)
-        .split(') ')[1]
-        ?.split(' ')[1],
-    );
+    launcher = launcherOf(sup.child('attacker')?.pid as number) as number;
     assert.ok(victim > 0 && launcher > 0);
     const quota = read(cgroupDir('cpu', 'attacker/cpu.cfs_quota_us'));
     const parentQuota = read(cgroupDir('cpu', 'cpu.cfs_quota_us'));
@@ -135,10 +132,8 @@ children:
   });
 
   test('a `user: nobody` child runs as nobody in every id: real, effective, saved, fs uid and gid, groups', () => {
-    let pid = daemon.tree.supervisor.child('plain')?.pid as number;
-    // The reported pid is the launcher's outer process of its PID namespace; the program is below.
-    for (let depth = 0; depth < 3 && !/^Uid:\s+65534/m.test(read(`/proc/${pid}/status`)); depth++)
-      pid = Number(read(`/proc/${pid}/task/${pid}/children`).split(/\s+/)[0]);
+    // The reported pid is the program itself (below its PID namespace's init and outer process).
+    const pid = daemon.tree.supervisor.child('plain')?.pid as number;
     const status = read(`/proc/${pid}/status`);
     const nobody = Number(/^nobody:[^:]*:(\d+):(\d+):/m.exec(readFileSync('/etc/passwd', 'utf8'))?.[2]);
     assert.match(status, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m);

@@ -18,6 +18,7 @@ children:
     ready: { tcp: 127.0.0.1:8000, timeout: 10s }   # started = this port answers
     restart: permanent           # always restarted (transient: only after a crash; temporary: never)
     shutdown: 5s                 # SIGTERM, then SIGKILL after 5s
+    # reload: SIGHUP             # what captree reload web does (or a command: [prog, args])
     requires: { cpu: 0.5, memory: 128Mi, pids: 64 }
 
   # - name: worker

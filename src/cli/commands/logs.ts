@@ -28,7 +28,7 @@ import {
   UsageError,
   type Values,
 } from '../cli.ts';
-import { didYouMean } from '../suggest.ts';
+import { closest } from '../suggest.ts';
 
 interface Tagged extends LogRecord {
   path: string;
@@ -184,7 +184,7 @@ async function offline(
     const match = all.filter((x) => x === wanted || x.endsWith(wanted));
     if (match.length === 0)
       throw new CliError(
-        `no log of ${wanted} in ${display(dir, io.cwd)}${didYouMean(wanted, all)} (the tree is not running)`,
+        `no log of ${wanted} in ${display(dir, io.cwd)}${nearest(wanted, all)} (the tree is not running)`,
       );
     if (match.length > 1) throw new UsageError(`'${given}' is ambiguous: ${match.join(', ')}`);
     paths = match;
@@ -200,4 +200,11 @@ async function offline(
   }
   for (const r of records.sort((a, b) => a.ts - b.ts)) print(r);
   return 0;
+}
+
+/** ` (did you mean /demo/worker?)` for `/wrker`: by the last segment, as for a running tree. */
+function nearest(wanted: string, paths: string[]): string {
+  const byName = new Map(paths.map((p) => [p.split('/').at(-1)!, p]));
+  const name = closest(wanted.split('/').at(-1)!, byName.keys());
+  return name === undefined ? '' : ` (did you mean ${byName.get(name)}?)`;
 }

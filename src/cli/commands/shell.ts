@@ -12,7 +12,7 @@
  *    the shell's exit code (128 + signal when it was killed).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { type ApiReply, urlPath } from '../../daemon/client.ts';
@@ -150,7 +150,6 @@ Example:
       if (v) env[name] = v;
     }
     const user = userPart();
-    const readOnly = existsSync('/sys/fs/cgroup') ? ['--ro', '/sys/fs/cgroup'] : [];
 
     // The next free shell-<user>-<n>; a name taken meanwhile (another shell) moves on to n+1.
     const tree = await client.request('GET', '/v1/tree');
@@ -170,9 +169,11 @@ Example:
       listener = await RelayListener.listen(join(session, 'relay.sock'));
       const spec = {
         name,
-        // The relay hides the state dir (control and launcher sockets, logs) from the shell and
-        // makes the cgroup tree read-only for it (see native/ptyrelay.c, "Isolation").
-        command: [relay, '--hide', paths.dir, ...readOnly, listener.path, '--', ...command],
+        // The launcher confines the shell as it does every child (PID and mount namespaces, the
+        // state dir covered, cgroupfs and, without `root`, the host's files read-only, no
+        // capabilities). The relay's own user namespace would add nothing but a false `nobody`
+        // (an unmapped uid that still owns root's files): the shell is who `id` says it is.
+        command: [relay, '--no-isolate', listener.path, '--', ...command],
         restart: 'temporary',
         env,
         ...(Object.keys(requires).length > 0 ? { requires } : {}),

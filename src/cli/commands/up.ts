@@ -32,6 +32,7 @@ import {
   UnsafeStateError,
   writeAtomic,
 } from '../../daemon/private-fs.ts';
+import { serviceManager } from '../../daemon/service-manager.ts';
 import { formatErrors } from '../../manifest/format.ts';
 import type { ManifestTree } from '../../manifest/index.ts';
 import {
@@ -220,7 +221,8 @@ async function detach(
       cwd: io.cwd,
       detached: true,
       stdio: ['ignore', log, log, 'ipc'],
-      env: { ...io.env, CAPTREE_DAEMON: '1' },
+      // The service manager is told by this process or not at all (see service-manager.ts).
+      env: { ...withoutNotify(io.env), CAPTREE_DAEMON: '1' },
     },
   );
   fs.closeSync(log);
@@ -258,6 +260,11 @@ async function detach(
   return 0;
 }
 
+function withoutNotify(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { NOTIFY_SOCKET: _, ...rest } = env;
+  return rest;
+}
+
 /** The file the detached daemon reads the dashboard token from (written 0600 if need be). */
 function webTokenOf(stateDir: string, web: TcpOptions): string {
   const file = webTokenFile(stateDir);
@@ -289,11 +296,19 @@ async function foreground(
   const p = palette(io.stdout, io.env);
   const tty = io.stdout.isTTY === true && !asDaemon;
   const name = tree.root.path;
+  // Under systemd (captree unit): READY=1 once the tree is up, STOPPING=1 as it stops.
+  const manager = asDaemon ? null : serviceManager(io.env);
+  const tell = (fields: string[]) =>
+    manager?.notify(fields).then((trouble) => {
+      if (trouble) io.stderr.write(`captree: ${trouble}\n`);
+    });
   let view: LiveView | null = null;
   let daemon: Daemon | undefined;
   const failures = new FailureWatch();
   const onEvent = (r: JournalRecord) => {
     failures.event(r);
+    // Whatever stops the root (a signal, captree down, giving up): once.
+    if (r.type === 'stopping' && r.path === name) void tell(['STOPPING=1', `STATUS=stopping ${name}`]);
     if (view) view.event(r);
     else io.stdout.write(`${eventLine(r, p)}\n`);
   };
@@ -357,6 +372,7 @@ async function foreground(
   d.started.then(
     () => {
       report({ type: 'ready' });
+      void tell(['READY=1', `STATUS=${name} is up`]);
       (globalThis as { gc?: () => void }).gc?.();
       const open = d.info().web && web && !asDaemon ? dashboardUrl(d.info().web as string, web.token) : null;
       if (view) view.header = `${header('up')}${open ? `\n  dashboard: ${open}` : ''}`;

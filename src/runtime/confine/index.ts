@@ -225,9 +225,14 @@ export function sessionDirsIn(stateDir: string, command: readonly string[]): str
   return dirs;
 }
 
-/** What a supervisor child reaches under the state directory: its channel socket and its children's logs. */
+/**
+ * What a supervisor child reaches under the state directory: its channel socket, its children's
+ * logs, and the launcher binary its own runtime starts (CAPTREE_CACHE_DIR).
+ */
 export function supervisorKeeps(env: Readonly<Record<string, string>>): string[] {
-  return [env.CAPTREE_CHANNEL, env.CAPTREE_LOGS].filter((p): p is string => typeof p === 'string');
+  return [env.CAPTREE_CHANNEL, env.CAPTREE_LOGS, env.CAPTREE_CACHE_DIR].filter(
+    (p): p is string => typeof p === 'string',
+  );
 }
 
 /** Reads each secret's value now (at every start, so a rotated file takes effect on restart). */

@@ -51,6 +51,16 @@ export interface SpawnSpec {
   /** PR_SET_NO_NEW_PRIVS, and drop the capability bounding and inheritable sets. */
   noNewPrivs?: boolean;
   /**
+   * Linux capability numbers (CAP_*) the child keeps: bounding, permitted, effective, inheritable
+   * and ambient, across a uid switch too (systemd's AmbientCapabilities=). Absent or empty: none.
+   */
+  capabilities?: readonly number[];
+  /**
+   * The host's filesystem read-only in the child's mount namespace, but these directories
+   * (absolute; those that do not exist are skipped). What `mounts` mounts back stays writable.
+   */
+  writableOnly?: readonly string[];
+  /**
    * A private mount namespace (implied by any field of `mounts`): "/" is made recursively
    * private, then `hide` dirs are covered by an empty tmpfs, `bind` paths (as seen before the
    * hiding) are mounted back at their own place, `readOnly` paths are remounted read-only, and
@@ -64,6 +74,27 @@ export interface SpawnSpec {
    * signals and exits as the program did). See native/launcher.c.
    */
   mounts?: MountSpec;
+  /** The launcher's own name for the child (a tree path), listed by `list()`: an identity the child cannot overwrite. */
+  tag?: string;
+  /**
+   * Confined children only: where a daemon that forks into the background writes its main pid (as
+   * the child sees paths and pids); followed once the program exited 0 leaving processes behind.
+   */
+  pidFile?: string;
+  /** How long the child's init waits for `pidFile` to name a live process; default 10 s. */
+  pidFileWaitMs?: number;
+}
+
+/** Which processes of a child a signal reaches: all of them (its cgroup, its PID namespace) or its main process. */
+export type SignalScope = 'all' | 'main';
+
+export interface MainEvent {
+  /** The spawned pid (what `exited` is about). */
+  pid: number;
+  /** Host pid of the child's main process from now on. */
+  main: number;
+  /** How it was found: `pidfile`, `oldest` (the oldest process left), `oldest-no-pidfile`. */
+  via: string;
 }
 
 export interface MountSpec {
@@ -111,6 +142,11 @@ export interface OutputEvent {
 
 export interface SpawnResult {
   pid: number;
+  /**
+   * Host pid of the program itself: `pid` for an unconfined child, the program below the outer
+   * process and init of a confined one (0 if it already exited). Changes are `main` events.
+   */
+  main: number;
   /** CLOCK_MONOTONIC ns just before fork, comparable with process.hrtime.bigint(). */
   forkedAtNs: bigint;
   /** Settles with the child's exit; rejects only if the launcher connection is lost first. */
@@ -125,6 +161,8 @@ export interface LauncherEvents {
   exited: [ExitEvent];
   ready: [ReadyEvent];
   notify: [NotifyEvent];
+  /** A confined child's main process changed: a daemon it forked is followed now. */
+  main: [MainEvent];
   output: [OutputEvent];
   /** The connection to the launcher is gone; `null` after an orderly close. */
   disconnect: [Error | null];
@@ -197,6 +235,8 @@ export class Launcher extends EventEmitter<LauncherEvents> {
   #proc: ChildProcess | undefined;
   #ownedRuntimeDir: string | undefined;
   #pending = new Map<number, Pending>();
+  /** One listener per pid: a listener per child on `main` would make each event O(children). */
+  #mainListeners = new Map<number, (ev: MainEvent) => void>();
   #watches = new Map<number, Watch>();
   #nextId = 1;
   #gone: Error | null | undefined;
@@ -385,6 +425,16 @@ export class Launcher extends EventEmitter<LauncherEvents> {
         if (fields.READY === '1') this.#ready({ pid, via: 'sd_notify' });
         return;
       }
+      case 'm': {
+        const ev: MainEvent = {
+          pid: Number(fieldOf(f, 'pid')),
+          main: Number(fieldOf(f, 'main')),
+          via: fieldOf(f, 'via') ?? '',
+        };
+        this.#mainListeners.get(ev.pid)?.(ev);
+        this.emit('main', ev);
+        return;
+      }
       case 'o':
         this.emit('output', { key: fieldOf(f, 'key') ?? '', data: f.data ?? Buffer.alloc(0) });
         return;
@@ -437,12 +487,27 @@ export class Launcher extends EventEmitter<LauncherEvents> {
     if (spec.newNetNs) fields.push(['netns', 1]);
     if (spec.netnsPath !== undefined) fields.push(['netnspath', spec.netnsPath]);
     if (spec.noNewPrivs) fields.push(['nonewprivs', 1]);
+    if (spec.capabilities && spec.capabilities.length > 0) {
+      const mask = spec.capabilities.reduce((m, cap) => m | (1n << BigInt(cap)), 0n);
+      fields.push(['caps', mask.toString()]);
+    }
+    if (spec.writableOnly) {
+      fields.push(['protect', 1]);
+      for (const dir of spec.writableOnly) fields.push(['wr', dir]);
+    }
     if (spec.mounts) mountFields(spec.mounts, fields);
+    if (spec.tag !== undefined) fields.push(['tag', spec.tag]);
+    if (spec.pidFile !== undefined) fields.push(['pidfile', spec.pidFile]);
+    if (spec.pidFileWaitMs !== undefined) fields.push(['pidfilems', Math.round(spec.pidFileWaitMs)]);
     try {
       // The watch must exist before the next frame, which may already be this child's exit.
-      return await this.#request(Req.spawn, fields, (reply) =>
-        this.#watch(Number(fieldOf(reply, 'pid')), BigInt(fieldOf(reply, 't') ?? '0')),
-      );
+      return await this.#request(Req.spawn, fields, (reply) => {
+        const pid = Number(fieldOf(reply, 'pid'));
+        return {
+          ...this.#watch(pid, BigInt(fieldOf(reply, 't') ?? '0')),
+          main: Number(fieldOf(reply, 'main') ?? 0),
+        };
+      });
     } catch (err) {
       const e = err as LauncherError;
       throw new LauncherError(`spawn ${spec.argv[0]} failed: ${e.message}`, e.errno);
@@ -455,7 +520,7 @@ export class Launcher extends EventEmitter<LauncherEvents> {
    * Call it synchronously after learning the child is alive and unexited (an exit event already
    * delivered is not replayed); `ready` settles only on a notification that arrives from now on.
    */
-  watch(pid: number): Omit<SpawnResult, 'forkedAtNs'> {
+  watch(pid: number): Omit<SpawnResult, 'forkedAtNs' | 'main'> {
     const existing = this.#watches.get(pid);
     if (existing) return { pid, exited: existing.exited.promise, ready: existing.ready.promise };
     if (this.#gone !== undefined) {
@@ -467,12 +532,20 @@ export class Launcher extends EventEmitter<LauncherEvents> {
     return { pid, exited, ready };
   }
 
+  /** Routes `main` events of spawned pid `pid` to `fn`; returns the function that stops it. */
+  onMain(pid: number, fn: (ev: MainEvent) => void): () => void {
+    this.#mainListeners.set(pid, fn);
+    return () => {
+      if (this.#mainListeners.get(pid) === fn) this.#mainListeners.delete(pid);
+    };
+  }
+
   /** True while a spawned or watched child of this client has not exited. */
   watching(pid: number): boolean {
     return this.#watches.has(pid);
   }
 
-  #watch(pid: number, forkedAtNs: bigint): SpawnResult {
+  #watch(pid: number, forkedAtNs: bigint): Omit<SpawnResult, 'main'> {
     const w: Watch = { exited: deferred(), ready: deferred(), readySettled: false };
     this.#watches.set(pid, w);
     return { pid, forkedAtNs, exited: w.exited.promise, ready: w.ready.promise };
@@ -491,6 +564,19 @@ export class Launcher extends EventEmitter<LauncherEvents> {
       ['pid', pgid],
       ['sig', signalNumber(signal)],
       ['group', 1],
+    ]);
+  }
+
+  /**
+   * Signals a child the launcher spawned by scope (see `SignalScope`): for a confined child its
+   * init sends it within the PID namespace (`all`: every process there), otherwise the launcher
+   * signals every pid of its cgroup, or its main process.
+   */
+  async signal(pid: number, signal: NodeJS.Signals | number, scope: SignalScope): Promise<void> {
+    await this.#request(Req.kill, [
+      ['pid', pid],
+      ['sig', signalNumber(signal)],
+      ['scope', scope],
     ]);
   }
 
@@ -535,11 +621,27 @@ export class Launcher extends EventEmitter<LauncherEvents> {
     await this.#request(Req.closeStream, [['key', key]]);
   }
 
-  /** What the launcher holds: live children (pids), stream keys, listen handles. */
-  async list(): Promise<{ children: number[]; streams: string[]; handles: number[] }> {
+  /**
+   * What the launcher holds: live children (pids) with the tag each was spawned with and its
+   * current main process, stream keys, listen handles.
+   */
+  async list(): Promise<{
+    children: number[];
+    tags: Map<number, string>;
+    mains: Map<number, number>;
+    streams: string[];
+    handles: number[];
+  }> {
     const r = await this.#request(Req.list, []);
+    const pairs = (name: string) =>
+      fieldsOf(r, name).map((v) => {
+        const colon = v.indexOf(':');
+        return [Number(v.slice(0, colon)), v.slice(colon + 1)] as const;
+      });
     return {
       children: fieldsOf(r, 'child').map(Number),
+      tags: new Map(pairs('tag')),
+      mains: new Map(pairs('main').map(([pid, main]) => [pid, Number(main)])),
       streams: fieldsOf(r, 'stream'),
       handles: fieldsOf(r, 'handle').map(Number),
     };

@@ -29,6 +29,7 @@ export const Ev = {
   exited: 'x',
   ready: 'r',
   notify: 'n',
+  main: 'm',
   output: 'o',
 } as const;
 
