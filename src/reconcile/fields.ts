@@ -4,7 +4,7 @@
  * | field | process | node |
  * |---|---|---|
  * | `requires.cpu`, `cpuWeight`, `memory`, `pids` | live (cgroup rewritten) | live |
- * | `restart`, `shutdown`, `significant`, `backoff`, `priority` | in place (next start) | in place |
+ * | `restart`, `shutdown`, `significant`, `backoff`, `priority`, `reload` | in place (next use) | in place |
  * | `strategy`, `intensity`, `period`, `autoShutdown`, `maxChildren` | - | in place (`dynamic` ↔ other: restart) |
  * | `policy`, `admission`, the node's other `requires`, `provides` | - | in place (children whose grant changes restart) |
  * | anything else: `command`, `env`, `cwd`, `user`, `ready`, `liveness`, `requires.net`, `provides`, ... | restart | - |
@@ -32,7 +32,8 @@ export interface FieldChange {
 /** Not compared: identity (`name`, `path`), structure (`children`, compared child by child), `kind` (separately). */
 const SKIPPED = new Set(['name', 'path', 'kind', 'children']);
 const QUANTITY_FIELDS = new Set(['requires.cpu', 'requires.cpuWeight', 'requires.memory', 'requires.pids']);
-const ENGINE_FIELDS = ['restart', 'shutdown', 'significant', 'backoff', 'priority'];
+/** Read from the spec when used (the engine's at the next start or stop, the daemon's on `reload`). */
+const ENGINE_FIELDS = ['restart', 'shutdown', 'significant', 'backoff', 'priority', 'reload'];
 const NODE_FLAGS = ['strategy', 'intensity', 'period', 'autoShutdown', 'maxChildren'];
 
 export function isQuantityField(field: string): boolean {
