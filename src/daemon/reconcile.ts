@@ -232,18 +232,13 @@ export class Reconciler {
       node,
       contract: contractOf(spec),
     }));
-    for (const path of [...specs.keys(), ...admitted.map((a) => a.path)]) {
+    // Renegotiated reservations: where the capability tree holds another amount than the manifest.
+    for (const [path, spec] of specs) {
       const g = grantOf(tree.caps, path);
       if (!g) continue;
       const live = { cpu: g.cpu.reserved, memory: g.memory.reserved, pids: g.pids.reserved };
-      const spec = specs.get(path);
-      const asWritten = spec
-        ? { cpu: spec.requires.cpu ?? 0, memory: spec.requires.memory ?? 0, pids: spec.requires.pids ?? 0 }
-        : null;
-      if (
-        asWritten &&
-        (live.cpu !== asWritten.cpu || live.memory !== asWritten.memory || live.pids !== asWritten.pids)
-      )
+      const r = spec.requires;
+      if (live.cpu !== (r.cpu ?? 0) || live.memory !== (r.memory ?? 0) || live.pids !== (r.pids ?? 0))
         reserved[path] = live;
     }
     return {
@@ -602,14 +597,18 @@ export class Reconciler {
         if (e.reason.kind === 'crashed' && e.reason.reason === 'liveness')
           this.#liveness.set(e.path, (this.#liveness.get(e.path) ?? 0) + 1);
         break;
+      // A start or readiness can only clear drift: nothing to assess while nothing was found
+      // (a tree starting up costs no assessment).
       case 'started':
         this.#liveness.delete(e.path);
+        if (this.#journalled.size === 0) return;
         break;
       case 'escalated':
         this.#escalated.add(e.path);
         break;
       case 'ready':
         this.#escalated.delete(e.path);
+        if (this.#journalled.size === 0) return;
         break;
       case 'permanent_failure':
       case 'intensity_exceeded':
