@@ -231,11 +231,7 @@ export class DynamicChildren {
     this.#durable = options.durable;
     this.#record = options.record;
     this.#maxRequests = options.maxRequests ?? 1024;
-    const walk = (n: NodeSpec) => {
-      this.#nodes.set(n.path, n);
-      for (const c of n.children) if (c.kind === 'node') walk(c);
-    };
-    walk(this.#tree.manifest.root);
+    this.refresh();
     this.#load();
     this.#tree.supervisor.subscribe((event) => {
       if (event.type === 'ready' && this.#nodes.has(event.path)) this.#restoreInto(event.path);
@@ -256,6 +252,24 @@ export class DynamicChildren {
   /** Live admissions, oldest first. */
   list(): AdmittedRecord[] {
     return [...this.#admitted.values()];
+  }
+
+  /** The parsed spec of each live admission (reconciliation re-admits them with a new manifest). */
+  admittedSpecs(): { node: string; spec: ProcessSpec }[] {
+    return [...this.#admitted.values()].flatMap((r) => {
+      const spec = this.#specs.get(r.path);
+      return spec ? [{ node: r.node, spec }] : [];
+    });
+  }
+
+  /** Reads the nodes and their admission rules again from the tree's manifest (after an apply). */
+  refresh(): void {
+    this.#nodes.clear();
+    const walk = (n: NodeSpec) => {
+      this.#nodes.set(n.path, n);
+      for (const c of n.children) if (c.kind === 'node') walk(c);
+    };
+    walk(this.#tree.manifest.root);
   }
 
   /** Resolves once every re-add under way (restoration after a restart) is done. */

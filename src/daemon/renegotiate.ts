@@ -99,6 +99,11 @@ export class Renegotiator {
     this.#specs = processSpecs(tree);
   }
 
+  /** Reads the tree's process children again (after an apply changed the manifest). */
+  refresh(): void {
+    this.#specs = processSpecs(this.#tree);
+  }
+
   /** Samples cpu usage of every process child that could give back, each interval, from now on. */
   start(): void {
     if (this.#timer) return;
