@@ -213,6 +213,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         changed: () => channels?.renegotiator.refresh(),
       })
     : undefined;
+  if (reconciler) {
+    // An apply installs a whole new capability tree: a grant changed meanwhile would be undone.
+    const paused = () =>
+      reconciler.applyingNow
+        ? 'an apply of a changed manifest is under way; nothing was changed: ask again once it is done'
+        : null;
+    if (dynamic) dynamic.pausedBy = paused;
+    if (channels) channels.renegotiator.pausedBy = paused;
+  }
   const scopesOf = dynamic ? (token: string) => (dynamic as DynamicChildren).scopesOf(token) : undefined;
   const signals = signalEndpoint(tree, journalled);
   control = createControlServer({

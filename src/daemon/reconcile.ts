@@ -328,6 +328,11 @@ export class Reconciler {
     };
   }
 
+  /** An apply (or a resumed one) is under way: admissions and renegotiations wait for it. */
+  get applyingNow(): boolean {
+    return this.#busy || this.#applying !== null;
+  }
+
   /**
    * Applies `desired`: refuses (nothing done) when a plan made earlier no longer matches the tree
    * (`expect`), when it does not fit, or while another apply runs. `onStep` hears each step.

@@ -146,13 +146,23 @@ export class Renegotiator {
     return { cpu: r(g?.cpu), memory: r(g?.memory), pids: r(g?.pids) };
   }
 
+  /**
+   * Why grants cannot change now (an apply of a changed manifest installs a whole new capability
+   * tree, which would undo a change made meanwhile), or null. Set by the daemon.
+   */
+  pausedBy: (() => string | null) | null = null;
+
   /** `path` asks for more. Serialised with every other renegotiation of the tree. */
   request(path: string, delta: Delta): Promise<RenegotiationResult> {
+    const paused = this.pausedBy?.();
+    if (paused) return Promise.resolve({ ok: false, reasons: [paused] });
     return this.#serial(() => this.#request(path, delta));
   }
 
   /** `path` gives back. */
   release(path: string, delta: Delta): Promise<RenegotiationResult> {
+    const paused = this.pausedBy?.();
+    if (paused) return Promise.resolve({ ok: false, reasons: [paused] });
     return this.#serial(() => this.#release(path, delta));
   }
 
