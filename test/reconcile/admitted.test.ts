@@ -72,13 +72,13 @@ describe('plan and apply keep children admitted at run time', () => {
 });
 
 describe('while an apply runs, admissions wait', () => {
-  // web takes ~1.5 s to stop (its own TERM trap), so the apply that restarts it is under way that long.
+  // web takes ~6 s to stop (its own TERM trap), so the apply that restarts it is under way that long.
   const slow = (v: string) => `
 name: @NAME@
 requires: { cpu: 1, memory: 512Mi, pids: 128 }
 children:
   - name: web
-    command: [sh, -c, 'trap "sleep 1.5; exit 0" TERM; echo ${v}; while :; do sleep 0.2; done']
+    command: [sh, -c, 'trap "sleep 6; exit 0" TERM; echo ${v}; while :; do sleep 0.2; done']
     requires: { cpu: 0.1, memory: 32Mi }
   - name: dev
     strategy: dynamic
