@@ -388,7 +388,10 @@ class Group implements CgroupGroup {
       memoryBytes = readNumber(path.join(this.#v1('memory')!.dir, 'memory.usage_in_bytes'));
     let pids: number | null = null;
     if (this.#routes.pids === 'v2' && u) pids = readNumber(path.join(u.dir, 'pids.current'));
-    else if (this.#routes.pids === 'v1') pids = readNumber(path.join(this.#v1('pids')!.dir, 'pids.current'));
+    else if (this.#routes.pids === 'v1') {
+      const current = readNumber(path.join(this.#v1('pids')!.dir, 'pids.current'));
+      if (current !== null) pids = Math.max(0, current - this.#strangers().length);
+    }
     if (pids === null) pids = this.pids().length;
     return { cpuUsec, memoryBytes, pids };
   }
@@ -409,8 +412,21 @@ class Group implements CgroupGroup {
 
   pids(): number[] {
     const all = new Set<number>();
-    for (const n of this.#nodes) readProcs(n.dir, all);
+    // On a hybrid host the cgroup2 group is the child's membership, as for kill and emptiness:
+    // the launcher's spawner for this group sits in its v1 groups only (native/launcher.c).
+    if (this.#unified) readProcs(this.#unified.dir, all);
+    else for (const n of this.#nodes) readProcs(n.dir, all);
     return [...all].sort((a, b) => a - b);
+  }
+
+  /** Members of the v1 groups that are not in the cgroup2 one: the launcher's spawners. */
+  #strangers(): number[] {
+    if (!this.#unified) return [];
+    const child = new Set<number>();
+    readProcs(this.#unified.dir, child);
+    const v1 = new Set<number>();
+    for (const n of this.#nodes) if (n.kind === 'v1') readProcs(n.dir, v1);
+    return [...v1].filter((p) => !child.has(p));
   }
 
   track(_pid: number): void {}
@@ -462,6 +478,14 @@ class Group implements CgroupGroup {
   }
 
   async remove(): Promise<void> {
+    // A spawner keeps a v1 group busy (EBUSY): it is ours and goes with the group.
+    for (const pid of this.#strangers()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch (e) {
+        if (errCode(e) !== 'ESRCH') throw e;
+      }
+    }
     const deadline = Date.now() + 2_000;
     for (const n of this.#nodes) await rmdirTree(n.dir, deadline);
   }
