@@ -390,7 +390,9 @@ class Group implements CgroupGroup {
     if (this.#routes.pids === 'v2' && u) pids = readNumber(path.join(u.dir, 'pids.current'));
     else if (this.#routes.pids === 'v1') {
       const current = readNumber(path.join(this.#v1('pids')!.dir, 'pids.current'));
-      if (current !== null) pids = Math.max(0, current - this.#strangers().length);
+      const members = new Set<number>();
+      readProcs(this.#v1('pids')!.dir, members);
+      if (current !== null) pids = Math.max(0, current - this.#spawners(members).length);
     }
     if (pids === null) pids = this.pids().length;
     return { cpuUsec, memoryBytes, pids };
@@ -412,21 +414,24 @@ class Group implements CgroupGroup {
 
   pids(): number[] {
     const all = new Set<number>();
-    // On a hybrid host the cgroup2 group is the child's membership, as for kill and emptiness:
-    // the launcher's spawner for this group sits in its v1 groups only (native/launcher.c).
-    if (this.#unified) readProcs(this.#unified.dir, all);
-    else for (const n of this.#nodes) readProcs(n.dir, all);
+    for (const n of this.#nodes) readProcs(n.dir, all);
+    for (const pid of this.#spawners(all)) all.delete(pid);
     return [...all].sort((a, b) => a - b);
   }
 
-  /** Members of the v1 groups that are not in the cgroup2 one: the launcher's spawners. */
-  #strangers(): number[] {
+  /**
+   * The launcher's spawners among `members` (native/launcher.c, "spawners"): in the v1 groups,
+   * never in the cgroup2 group, named captree-spawner. Everything a child forks is in the cgroup2
+   * group and cannot leave it, so a child cannot pass for one; a process of the child that is
+   * exiting may already be missing from the cgroup2 list but keeps its own name.
+   */
+  #spawners(members: Set<number>): number[] {
     if (!this.#unified) return [];
     const child = new Set<number>();
     readProcs(this.#unified.dir, child);
-    const v1 = new Set<number>();
-    for (const n of this.#nodes) if (n.kind === 'v1') readProcs(n.dir, v1);
-    return [...v1].filter((p) => !child.has(p));
+    return [...members].filter(
+      (p) => !child.has(p) && readText(`/proc/${p}/comm`)?.trim() === 'captree-spawner',
+    );
   }
 
   track(_pid: number): void {}
@@ -479,7 +484,9 @@ class Group implements CgroupGroup {
 
   async remove(): Promise<void> {
     // A spawner keeps a v1 group busy (EBUSY): it is ours and goes with the group.
-    for (const pid of this.#strangers()) {
+    const members = new Set<number>();
+    for (const n of this.#nodes) readProcs(n.dir, members);
+    for (const pid of this.#spawners(members)) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch (e) {
