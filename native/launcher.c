@@ -810,27 +810,12 @@ static void unescape_mountinfo(char *s) {
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
 
-/* Every mount at or below /sys/fs/cgroup read-only, one by one (a recursive bind remount does
-   not exist): the child reads its limits and cannot rewrite them, nor any other group's. */
+/* Every mount at or below /sys/fs/cgroup read-only, in one call (mount_setattr AT_RECURSIVE):
+   the child reads its limits and cannot rewrite them, nor any other group's. */
 static void cgroups_read_only(int errpipe) {
-  char what[PATH_MAX + 64];
-  FILE *f = fopen("/proc/self/mountinfo", "re");
-  if (!f) child_fail(errpipe, "cgroups read-only: open /proc/self/mountinfo");
-  char *line = NULL;
-  size_t cap = 0;
-  size_t rl = strlen(CGROUP_ROOT);
-  while (getline(&line, &cap, f) > 0) {
-    /* id parent major:minor root mountpoint ... */
-    char *save = NULL, *fld = strtok_r(line, " ", &save);
-    for (int i = 0; fld && i < 4; i++) fld = strtok_r(NULL, " ", &save);
-    if (!fld) continue;
-    unescape_mountinfo(fld);
-    if (strncmp(fld, CGROUP_ROOT, rl) != 0 || (fld[rl] != '\0' && fld[rl] != '/')) continue;
-    snprintf(what, sizeof what, "cgroups read-only: remount %s", fld);
-    if (remount_bind(fld, 1) < 0) child_fail(errpipe, what);
-  }
-  free(line);
-  fclose(f);
+  struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+  if (syscall(SYS_mount_setattr, AT_FDCWD, CGROUP_ROOT, AT_RECURSIVE, &ro, sizeof ro) < 0)
+    child_fail(errpipe, "cgroups read-only: mount_setattr " CGROUP_ROOT);
 }
 
 /* A supervisor child's own cgroup, writable again below a read-only /sys/fs/cgroup: what it
@@ -1234,7 +1219,8 @@ static void setup_mounts(struct spawn_plan *p, int errpipe) {
       child_fail(errpipe, what);
   }
   struct stat st;
-  if (stat(CGROUP_ROOT, &st) == 0) cgroups_read_only(errpipe);
+  /* Protected: already read-only with the rest of the filesystem. */
+  if (!(p->protect && !p->view) && stat(CGROUP_ROOT, &st) == 0) cgroups_read_only(errpipe);
   for (int i = 0; i < p->ndelegates; i++) delegate_cgroup(p->delegates[i], errpipe);
   for (int i = 0; i < p->nhides; i++) {
     int bound = 0;

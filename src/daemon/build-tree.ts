@@ -47,7 +47,7 @@ import type {
   Requires,
 } from '../manifest/index.ts';
 import { CounterReader, type Counters } from '../runtime/cgroup/counters.ts';
-import type { Limits } from '../runtime/cgroup/index.ts';
+import type { CgroupGroup, Limits } from '../runtime/cgroup/index.ts';
 import {
   planConfinement,
   serviceDir,
@@ -69,10 +69,12 @@ import { describeRun, runInChild } from '../runtime/run-in-child.ts';
 import { supervisorEnv } from './channel.ts';
 import { admitContracts, hostCapabilities, manifestNetworks, privilegesOf } from './contracts.ts';
 import { liveChildren } from './live-limits.ts';
+import type { LimitDrift } from './types.ts';
 
 export interface Resources {
   grant: { cpu: number | null; memory: number | null; pids: number | null };
   used: { cpu: number | null; memory: number | null };
+  drift?: LimitDrift[];
 }
 
 export interface RunningTree {
@@ -531,7 +533,31 @@ class Tree implements RunningTree {
     } catch {
       // A path without a cgroup (yet): usage unknown.
     }
-    return { grant, used };
+    const drift = this.#specs.get(path)?.kind === 'process' ? this.#drift(path, grant) : [];
+    return { grant, used, ...(drift.length > 0 ? { drift } : {}) };
+  }
+
+  /** The grant against what the kernel holds: a limit rewritten behind captree's back shows. */
+  #drift(path: string, grant: Resources['grant']): LimitDrift[] {
+    if (grant.cpu === null && grant.memory === null && grant.pids === null) return [];
+    let enforced: ReturnType<CgroupGroup['enforced']>;
+    try {
+      enforced = this.runtime.groupFor(path).enforced();
+    } catch {
+      return [];
+    }
+    const out: LimitDrift[] = [];
+    // The kernel's units: a quota of at least 1 ms per period, memory in whole pages.
+    const tolerance = { cpu: 0.0051, memory: 4096, pids: 0 } as const;
+    for (const q of ['cpu', 'memory', 'pids'] as const) {
+      const g = grant[q];
+      const e = enforced[q];
+      if (g === null || e === undefined) continue;
+      const wanted = q === 'cpu' ? Math.max(g, 0.01) : g;
+      if (e === null || Math.abs(e - wanted) > tolerance[q])
+        out.push({ quantity: q, granted: g, enforced: e });
+    }
+    return out;
   }
 
   counters(path: string): Counters | null {

@@ -370,7 +370,8 @@ export class Renegotiator {
   /** Each interval: lenders using (nearly) all of their lowered cpu or memory get some back. */
   #returnDue(): void {
     if (this.#returning) return;
-    const due = [...this.#specs.keys()].filter((p) => this.#needsBack(p) !== null);
+    if (this.#lent.size === 0) return;
+    const due = [...this.#lent.keys()].filter((p) => this.#needsBack(p) !== null);
     if (due.length === 0) return;
     this.#returning = true;
     void this.#serial(async () => {
@@ -382,12 +383,12 @@ export class Renegotiator {
 
   /** Per quantity, what `path` needs now (internal units), where it holds less than it declared and is using it up. */
   #needsBack(path: string): Partial<Record<Quantity, number>> | null {
-    const g = grantOf(this.#tree.caps, path);
-    if (!g) return null;
-    const out: Partial<Record<Quantity, number>> = {};
     // Only what siblings took comes back by itself: what a child released on its own stays released.
     const lent = this.#lent.get(path);
     if (!lent) return null;
+    const g = grantOf(this.#tree.caps, path);
+    if (!g) return null;
+    const out: Partial<Record<Quantity, number>> = {};
     const cpuOwn = internal('cpu', g.cpu.reserved);
     const rate = this.#cpuRate(path);
     if ((lent.cpu ?? 0) > 0 && cpuOwn > 0 && rate !== null && rate * 1000 >= cpuOwn * BUSY)

@@ -374,6 +374,47 @@ class Group implements CgroupGroup {
     return out;
   }
 
+  enforced(): { cpu?: number | null; memory?: number | null; pids?: number | null } {
+    const u = this.#unified;
+    const out: { cpu?: number | null; memory?: number | null; pids?: number | null } = {};
+    const read = (file: string): string | null => {
+      try {
+        return fs.readFileSync(file, 'utf8').trim();
+      } catch {
+        return null;
+      }
+    };
+    if (this.#routes.cpu === 'v2' && u) {
+      const [quota, period] = (read(path.join(u.dir, 'cpu.max')) ?? '').split(' ');
+      if (quota !== undefined && period !== undefined)
+        out.cpu = quota === 'max' ? null : Number(quota) / Number(period);
+    } else if (this.#routes.cpu === 'v1') {
+      const dir = this.#v1('cpu')!.dir;
+      const quota = readNumber(path.join(dir, 'cpu.cfs_quota_us'));
+      const period = readNumber(path.join(dir, 'cpu.cfs_period_us')) ?? CPU_PERIOD_US;
+      if (quota !== null) out.cpu = quota < 0 ? null : quota / period;
+    }
+    if (this.#routes.memory === 'v2' && u) {
+      const m = read(path.join(u.dir, 'memory.max'));
+      if (m !== null) out.memory = m === 'max' ? null : Number(m);
+    } else if (this.#routes.memory === 'v1') {
+      const m = readNumber(path.join(this.#v1('memory')!.dir, 'memory.limit_in_bytes'));
+      // v1 says "unlimited" with the largest page-aligned value.
+      if (m !== null) out.memory = m >= 2 ** 62 ? null : m;
+    }
+    const pidsFile =
+      this.#routes.pids === 'v2' && u
+        ? path.join(u.dir, 'pids.max')
+        : this.#routes.pids === 'v1'
+          ? path.join(this.#v1('pids')!.dir, 'pids.max')
+          : null;
+    if (pidsFile) {
+      const p = read(pidsFile);
+      if (p !== null) out.pids = p === 'max' ? null : Number(p);
+    }
+    return out;
+  }
+
   usage(): Usage {
     const u = this.#unified;
     let cpuUsec: number | null = null;
