@@ -83,6 +83,8 @@ int main(int argc, char **argv) {
   int n = snprintf(buf, sizeof buf, "%d %lld\\n", getpid(), ts.tv_sec * 1000000000LL + ts.tv_nsec);
   int fd = open(file, O_WRONLY | O_APPEND | O_CREAT, 0644);
   if (fd >= 0) { (void)!write(fd, buf, n); close(fd); }
+  /* As a \`run\` symlink: a readiness newline on fd 3 (s6's notification-fd; EBADF elsewhere). */
+  if (mode[0] == 's' && argc <= 2) (void)!write(3, "\\n", 1);
   if (mode[0] == 's') for (;;) pause();
   return atoi(mode);
 }
@@ -203,6 +205,28 @@ function kidsOf(root: number): number[] {
   });
 }
 
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** Kernel memory of one spawner task: task_struct, signal and sighand (slabinfo), a 16 KiB kernel stack. */
+function spawnerKernelKiB(): number {
+  let bytes = 16 << 10;
+  try {
+    for (const line of readFileSync('/proc/slabinfo', 'utf8').split('\n')) {
+      const f = line.split(/\s+/);
+      if (['task_struct', 'signal_cache', 'sighand_cache', 'pid'].includes(f[0]!)) bytes += Number(f[3]);
+    }
+  } catch {
+    bytes += 9 << 10;
+  }
+  return bytes / 1024;
+}
+
 function sumProc(pids: number[], file: string, re: RegExp): number {
   let total = 0;
   for (const pid of pids) {
@@ -305,6 +329,9 @@ const s6: Tool = {
   async start(dir, services) {
     const scan = join(dir, 'sv');
     serviceDirs(scan, services);
+    // With a notification fd (the child writes a newline on fd 3): s6-supervise otherwise holds
+    // back the restart of a service that never said it was ready by a second.
+    for (const s of services) writeFileSync(join(scan, s.name, 'notification-fd'), '3\n');
     const child = spawn('/usr/bin/s6-svscan', [scan], { stdio: 'ignore', detached: true });
     const root = child.pid as number;
     return {
@@ -519,6 +546,7 @@ interface IdleResult {
   upMs: number;
   pssMiB: number;
   processes: number;
+  spawners: number;
   idleCpuMs: number;
   wakeups: number;
   stopMs: number;
@@ -542,14 +570,26 @@ async function idleRun(tool: Tool): Promise<IdleResult> {
     // Let the start-up settle (PM2 and supervisord log, captree collects once) before the window.
     await sleep(1000);
     const owned = own();
-    const pss = pssKiB(owned) / 1024;
+    // captree's spawners share the launcher's memory (CLONE_VM): their smaps are the launcher's,
+    // counted once with it. What each costs apart is kernel memory: see spawnerKernelKiB.
+    const spawners = owned.filter((p) => comm(p) === 'captree-spawner');
+    const pss = pssKiB(owned.filter((p) => !spawners.includes(p))) / 1024;
     const cpu0 = cpuMs(owned);
     const sw0 = switches(owned);
     await sleep(IDLE_S * 1000);
     const idleCpuMs = cpuMs(owned) - cpu0;
     const wakeups = switches(owned) - sw0;
     stopStart = performance.now();
-    return { upMs, pssMiB: pss, processes: owned.length, idleCpuMs, wakeups, stopMs: 0, load: load() };
+    return {
+      upMs,
+      pssMiB: pss,
+      processes: owned.length,
+      spawners: spawners.length,
+      idleCpuMs,
+      wakeups,
+      stopMs: 0,
+      load: load(),
+    };
   });
   await until(() => kids.every((p) => !alive(p)), 120_000, `${tool.name}: children gone`, 5);
   r.stopMs = performance.now() - stopStart;
@@ -631,6 +671,14 @@ try {
           110,
         ) + `   ${k.load}`,
       );
+  }
+  const sp = (results.idle as Record<string, IdleResult> | undefined)?.captree?.spawners ?? 0;
+  if (sp > 0) {
+    const kib = spawnerKernelKiB();
+    results.spawnerKernelKiB = kib;
+    console.log(
+      `captree's ${sp} spawners (counted in procs, their memory is the launcher's): + ${fmt((sp * kib) / 1024, 1)} MiB of kernel memory (${fmt(kib, 1)} KiB each: task, kernel stack, signal tables), not in PSS`,
+    );
   }
   mkdirSync(join(repo, 'bench', 'out'), { recursive: true });
   const out = join(repo, 'bench', 'out', `peers-${Date.now()}.json`);
