@@ -332,7 +332,11 @@ const s6: Tool = {
     // With a notification fd (the child writes a newline on fd 3): s6-supervise otherwise holds
     // back the restart of a service that never said it was ready by a second.
     for (const s of services) writeFileSync(join(scan, s.name, 'notification-fd'), '3\n');
-    const child = spawn('/usr/bin/s6-svscan', [scan], { stdio: 'ignore', detached: true });
+    // -c: s6-svscan supervises at most 500 services unless told more (a log service counts too).
+    const child = spawn('/usr/bin/s6-svscan', ['-c', String(2 * services.length + 16), scan], {
+      stdio: 'ignore',
+      detached: true,
+    });
     const root = child.pid as number;
     return {
       root,

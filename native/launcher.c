@@ -1726,7 +1726,36 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #endif
-#define SPAWNER_STACK (256u << 10)
+/* Spawner stacks are slots of one mapping, so a thousand spawners add one mapping, not a
+   thousand, to every fork of the launcher (the page tables of each are copied). A program forked
+   by a spawner runs its setup on a copy of that slot and below it, deeper than the spawner ever
+   goes: in its own memory, over the copies of the slots below, and the reserve under the first. */
+#define SPAWNER_SLOT (16u << 10)
+#define SPAWNER_SLOTS 4096u
+#define SPAWNER_RESERVE (1u << 20)
+static char *spawner_pool;
+static unsigned char spawner_slot_used[SPAWNER_SLOTS];
+
+static void *spawner_stack_get(void) {
+  if (!spawner_pool) {
+    void *m = mmap(NULL, SPAWNER_RESERVE + (size_t)SPAWNER_SLOTS * SPAWNER_SLOT, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    spawner_pool = m;
+  }
+  for (unsigned i = 0; i < SPAWNER_SLOTS; i++) {
+    if (spawner_slot_used[i]) continue;
+    spawner_slot_used[i] = 1;
+    return spawner_pool + SPAWNER_RESERVE + (size_t)i * SPAWNER_SLOT;
+  }
+  return NULL;
+}
+
+static void spawner_stack_put(void *stack) {
+  size_t i = (size_t)((char *)stack - spawner_pool - SPAWNER_RESERVE) / SPAWNER_SLOT;
+  madvise(stack, SPAWNER_SLOT, MADV_DONTNEED);
+  spawner_slot_used[i] = 0;
+}
 
 struct clone_args_v2 {
   uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
@@ -1807,7 +1836,7 @@ static int spawner_main(void *arg) {
 }
 
 static void spawner_free(struct spawner *s) {
-  munmap(s->stack, SPAWNER_STACK);
+  spawner_stack_put(s->stack);
   free(s->key);
   free(s->v1);
   free(s->block);
@@ -1890,8 +1919,8 @@ static void spawner_make(const struct spawn_plan *p) {
   struct spawner *s = calloc(1, sizeof *s);
   char **v1 = calloc((size_t)nv1, sizeof *v1);
   char *block = malloc(len); /* the paths outlive this request's buffer: copies, in one block */
-  void *stack = mmap(NULL, SPAWNER_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (!s || !v1 || !block || stack == MAP_FAILED) goto fail;
+  void *stack = spawner_stack_get();
+  if (!s || !v1 || !block || !stack) goto fail;
   char *o = block;
   for (int i = 0; i < p->ncgroups; i++) {
     strcpy(o, p->cgroups[i]);
@@ -1905,7 +1934,7 @@ static void spawner_make(const struct spawn_plan *p) {
   s->stack = stack;
   s->v2fd = -1;
   /* tid: set before clone returns, zeroed (and futex-woken) by the kernel when the spawner exits. */
-  pid_t pid = clone(spawner_main, (char *)stack + SPAWNER_STACK,
+  pid_t pid = clone(spawner_main, (char *)stack + SPAWNER_SLOT,
                     CLONE_VM | CLONE_FILES | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD, s, &s->tid, NULL,
                     &s->tid);
   if (pid < 0) goto fail;
@@ -1914,7 +1943,7 @@ static void spawner_make(const struct spawn_plan *p) {
   spawners = s;
   return;
 fail:
-  if (stack != MAP_FAILED) munmap(stack, SPAWNER_STACK);
+  if (stack) spawner_stack_put(stack);
   free(block);
   free(v1);
   free(key);
