@@ -1707,21 +1707,20 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
  * group without a cgroup.procs write. While it forks, the launcher waits (as for vfork), so the
  * program's copy of the memory is the launcher's, consistent, with the spawn plan in it.
  *
- * The spawner never joins the child's cgroup2 group, which is what emptiness (cgroup.events),
- * cgroup.kill and the runtime's pid lists go by on a hybrid host; it does sit in the v1 groups:
- * it would take one pid of the v1 pids groups, so a child whose pids group (or one above it)
- * has a limit gets none (its restarts pay the writes); it is skipped by scope=all signals here, and dies with the launcher (PR_SET_PDEATHSIG) or when the runtime
- * removes the groups (it SIGKILLs the v1 members that are not in the cgroup2 group first).
- * Only on a hybrid host (v1 groups plus exactly one cgroup2 group): on v1 alone the spawner
- * would be a member of every group the runtime counts. The spawner shares the launcher's TLS,
- * so it makes raw system calls only (glibc's would write the launcher's errno).
+ * The spawner never joins the child's cgroup2 group, which is what emptiness (cgroup.events)
+ * and cgroup.kill go by on a hybrid host; it does sit in the v1 groups, where the runtime tells
+ * it apart (in the v1 groups, not in the cgroup2 one, named captree-spawner: a child's processes
+ * cannot leave its cgroup2 group) and leaves it out of pids and usage, and SIGKILLs it before it
+ * removes the groups. It would take one pid of the v1 pids groups, so a child whose pids group
+ * (or one above it) has a limit gets none: its restarts pay the writes. scope=all signals here
+ * skip it; it dies with the launcher (PR_SET_PDEATHSIG). Only on a hybrid host (v1 groups plus
+ * exactly one cgroup2 group): on v1 alone it would be a member of every group the runtime
+ * counts. The spawner shares the launcher's TLS, so it makes raw system calls only (glibc's
+ * would write the launcher's errno).
  */
 #if defined(__x86_64__) || defined(__aarch64__)
 #define HAVE_SPAWNERS 1
 #include <linux/futex.h>
-#ifndef CLONE_PIDFD
-#define CLONE_PIDFD 0x00001000
-#endif
 #define CLONE_INTO_CGROUP_FLAG 0x200000000ULL
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -1786,7 +1785,7 @@ struct spawner {
   int tid;                /* its pid until it exits (CLONE_CHILD_CLEARTID zeroes it and wakes us) */
   int state;              /* 0 joining, 1 ready, -1 could not join */
   int go;                 /* launcher -> spawner: fork plan now (futex) */
-  int done;               /* spawner -> launcher: result is set (futex on tid) */
+  int done;               /* spawner -> launcher: result is set (futex) */
   long result;            /* the program's pid, or -errno */
   int v2fd;               /* for this spawn: the cgroup2 directory (O_PATH) */
   struct spawn_plan *plan;
@@ -1830,7 +1829,7 @@ static int spawner_main(void *arg) {
     if (r == 0) child_exec(s->plan, s->errfd); /* the program: its own memory from here on */
     s->result = r;
     __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
-    futex_wake(&s->tid);
+    futex_wake(&s->done);
   }
   return 0;
 }
@@ -1968,12 +1967,11 @@ static pid_t spawner_fork(struct spawn_plan *p, int errfd) {
   s->done = 0;
   __atomic_store_n(&s->go, 1, __ATOMIC_RELEASE);
   futex_wake(&s->go);
-  for (;;) {
-    if (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) break;
-    int tid = __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE);
-    if (!tid) break; /* it died: reap() frees it */
-    struct timespec ts = {0, 100 * 1000 * 1000};
-    syscall(SYS_futex, &s->tid, FUTEX_WAIT, tid, &ts, NULL, 0);
+  /* Wait on done itself (no lost wake-up); a spawner that died instead zeroes tid, seen on the
+     next timeout (it only dies when killed: rare, and then this spawn forks as usual). */
+  while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) && __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE)) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    syscall(SYS_futex, &s->done, FUTEX_WAIT, 0, &ts, NULL, 0);
   }
   close(v2fd);
   s->v2fd = -1;
