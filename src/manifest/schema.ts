@@ -494,13 +494,10 @@ function reconcileSchema() {
   return z
     .strictObject(
       {
-        mode: z
-          .enum(['recommend', 'auto'], must('one of recommend | auto'))
-          .optional()
-          .meta({
-            description:
-              'recommend (default): journal what to do; auto: the daemon does what is required (restart a missing child, rewrite a drifted limit) within the guardrails.',
-          }),
+        mode: z.enum(['recommend', 'auto'], must('one of recommend | auto')).optional().meta({
+          description:
+            'recommend (default): journal what to do; auto: the daemon does what is required (restart a missing child, rewrite a drifted limit) within the guardrails.',
+        }),
         maxActions: count(1)
           .optional()
           .meta({ description: 'Automatic actions at most per `per` in this subtree (default 3).' }),
@@ -508,7 +505,9 @@ function reconcileSchema() {
           .refine((ms) => ms > 0, { message: 'must be more than 0' })
           .optional()
           .meta({ description: 'The rate limit window (default 10m).' }),
-        allow: window().meta({ description: 'When given, automatic actions only inside one of these windows.' }),
+        allow: window().meta({
+          description: 'When given, automatic actions only inside one of these windows.',
+        }),
         deny: window().meta({ description: 'No automatic action inside any of these windows.' }),
         checkEvery: durationOf()
           .refine((ms) => ms >= 100, { message: 'must be at least 100ms' })

@@ -158,7 +158,10 @@ export function decide(rec: Recommendation, policy: AutoPolicy, state: GuardStat
         retryAt: start + w.duration,
       };
   }
-  if (policy.allow.length > 0 && !policy.allow.some((w) => windowStart(cronOf(w.cron), w.duration, now) !== null)) {
+  if (
+    policy.allow.length > 0 &&
+    !policy.allow.some((w) => windowStart(cronOf(w.cron), w.duration, now) !== null)
+  ) {
     const next = policy.allow
       .map((w) => nextOpening(cronOf(w.cron), now))
       .filter((t): t is number => t !== null)
@@ -185,11 +188,6 @@ export function decide(rec: Recommendation, policy: AutoPolicy, state: GuardStat
     };
   }
   return { act: true };
-}
-
-/** Actions still able to count against any policy at `now` (older ones can be forgotten). */
-export function recentActions(actions: readonly AutoAction[], longestPer: number, now: number): AutoAction[] {
-  return actions.filter((a) => a.at > now - longestPer);
 }
 
 function within(path: string, prefix: string): boolean {

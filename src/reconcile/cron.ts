@@ -93,7 +93,11 @@ export function windowStart(cron: Cron, duration: number, t: number): number | n
 }
 
 /** The first minute at or after `t` at which the window opens, scanning at most `horizon` ms. */
-export function nextOpening(cron: Cron, t: number, horizon = MAX_WINDOW_MS + 24 * 60 * MINUTE): number | null {
+export function nextOpening(
+  cron: Cron,
+  t: number,
+  horizon = MAX_WINDOW_MS + 24 * 60 * MINUTE,
+): number | null {
   for (let s = Math.ceil(t / MINUTE) * MINUTE; s <= t + horizon; s += MINUTE)
     if (cronMatches(cron, s)) return s;
   return null;

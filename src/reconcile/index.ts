@@ -14,7 +14,6 @@ export {
   type GuardState,
   type Mode,
   policyFor,
-  recentActions,
   type Verdict,
 } from './auto.ts';
 export { canonicalJson, digestText, specDigest } from './canonical.ts';

@@ -161,7 +161,10 @@ children:
       return r.ok ? '' : formatErrors(r.errors);
     };
     assert.match(bad('{ mode: always }'), /captree\.yaml:2:\d+.*mode.*one of recommend \| auto/s);
-    assert.match(bad('{ deny: [{ cron: "0 25 * * *", duration: 1h }] }'), /captree\.yaml:2:\d+.*hour '25' is outside 0-23/s);
+    assert.match(
+      bad('{ deny: [{ cron: "0 25 * * *", duration: 1h }] }'),
+      /captree\.yaml:2:\d+.*hour '25' is outside 0-23/s,
+    );
     assert.match(bad('{ allow: [{ cron: "0 2 * * *", duration: 10s }] }'), /between 1m and 7d/);
     assert.match(bad('{ maxActions: 0 }'), /maxActions.*an integer ≥ 1/s);
     assert.match(bad('{ mode: auto, every: 1s }'), /every/);
@@ -204,7 +207,12 @@ describe('decide', () => {
     assert.deepEqual(o.act ? null : [o.guard, o.retryAt], ['outside_window', at('2026-12-03T02:00:00Z')]);
     if (!o.act) assert.match(o.reason, /the next opens at 2026-12-03T02:00:00Z/);
     assert.deepEqual(decide(required(), auto({ allow }), none, at('2026-12-03T02:30:00Z')), { act: true });
-    const both = decide(required(), auto({ allow, deny: [{ cron: '0 2 * * *', duration: 10 * MIN }] }), none, at('2026-12-03T02:05:00Z'));
+    const both = decide(
+      required(),
+      auto({ allow, deny: [{ cron: '0 2 * * *', duration: 10 * MIN }] }),
+      none,
+      at('2026-12-03T02:05:00Z'),
+    );
     assert.equal(both.act ? null : both.guard, 'denied');
   });
 
