@@ -108,6 +108,8 @@ export type ReconcileEvent =
       readonly command: string;
       /** The node whose rate limit it counts against. */
       readonly scope: string;
+      /** Wall-clock ms epoch of the decision: what the rate limit counts (`retryAt` is one `per` on). */
+      readonly decidedAt: number;
       readonly message: string;
       /** Null: done. */
       readonly error: string | null;
@@ -208,6 +210,11 @@ export interface ReconcilerOptions {
   record(event: ReconcileEvent): void;
   /** Told after an apply changed the manifest (the renegotiator re-reads the process children). */
   changed?(): void;
+  /**
+   * Wall-clock ms epoch for `mode: auto`'s guardrails (cron windows are clock times, and the
+   * rate limit outlives a daemon restart); default Date.now.
+   */
+  wallClock?(): number;
 }
 
 const RUNNING = new Set(['starting', 'running', 'ready', 'restarting', 'stopping']);
@@ -736,7 +743,8 @@ export class Reconciler {
     const now = this.#o.tree.supervisor.clock.now();
     const drift = new Map(report.drift.map((d) => [`${d.path} ${d.kind}`, d.message]));
     const messageOf = (r: Recommendation) => drift.get(`${r.path} ${r.drift}`) ?? r.reason;
-    const verdicts = this.#decideAll(report.recommendations, now);
+    const wall = this.#o.wallClock?.() ?? Date.now();
+    const verdicts = this.#decideAll(report.recommendations, wall);
     for (const r of fresh) {
       const v = verdicts.get(r);
       // A recommendation already blocked (held) says so itself: its guard goes with it.
@@ -753,7 +761,7 @@ export class Reconciler {
       const key = keyOf(r);
       if (v.act) {
         this.#refused.delete(key);
-        this.#act(key, r, messageOf(r), now);
+        this.#act(key, r, messageOf(r), now, wall);
       } else if (GUARDRAILS.has(v.guard) && this.#refused.get(key) !== v.guard) {
         this.#refused.set(key, v.guard);
         this.#o.record({
@@ -801,7 +809,7 @@ export class Reconciler {
   }
 
   /** Carries out a required recommendation (`mode: auto`) and journals it as `reconcile_auto`. */
-  #act(key: string, r: Recommendation, message: string, now: number): void {
+  #act(key: string, r: Recommendation, message: string, now: number, wall: number): void {
     this.#acting.add(key);
     const scope = policyFor(this.#o.tree.manifest, r.path).scope;
     const done = (error: string | null) => {
@@ -814,6 +822,7 @@ export class Reconciler {
         action: r.action,
         command: r.command,
         scope,
+        decidedAt: wall,
         message,
         error,
       });
@@ -846,7 +855,7 @@ export class Reconciler {
   #retryAt(at: number): void {
     if (this.#retry && this.#retry.at <= at) return;
     if (this.#retry) clearTimeout(this.#retry.timer);
-    const delay = Math.max(0, at - this.#o.tree.supervisor.clock.now()) + 10;
+    const delay = Math.max(0, at - (this.#o.wallClock?.() ?? Date.now())) + 10;
     // Timers cap at 2^31-1 ms; the periodic check or the next event covers anything further.
     if (delay > 2 ** 31 - 1) return;
     const timer = setTimeout(() => {
