@@ -19,6 +19,13 @@
  * restarted twice. Limits are written again (idempotent).
  * The generation goes up by one per apply that changes something and stays across daemon
  * restarts until a clean `down`; a plan names it and `apply --plan` refuses another.
+ *
+ * `reconcile: { mode: auto }`: after each assessment, every `reconcile_required` in an auto
+ * subtree goes through `decide` (src/reconcile/auto.ts: mode, hold, windows, rate limit); what
+ * it lets through is carried out as the operator's command would (`reconcile_auto`), what it
+ * refuses is journalled once per recommendation and guard (`reconcile_blocked`, `guard`), and
+ * assessed again when the clock alone can change the answer (`retryAt`). The actions taken are
+ * in state.json, so a daemon restart does not reset the rate limit.
  */
 import { join } from 'node:path';
 import { grantOf } from '../caps/index.ts';
@@ -737,7 +744,6 @@ export class Reconciler {
     if (this.#o.tree.supervisor.state !== 'ready' || this.#busy) return [];
     // Limits are read back only in auto subtrees (elsewhere `status` reads them when asked).
     const report = assess(this.snapshot({ limits: (p) => this.#isAuto(p) }));
-    const keyOf = (r: Recommendation) => `${r.type} ${r.path} ${r.drift} ${r.action}`;
     const next = new Map(report.recommendations.map((r) => [keyOf(r), r]));
     const fresh = [...next].filter(([k]) => !this.#journalled.has(k)).map(([, r]) => r);
     const now = this.#o.tree.supervisor.clock.now();
@@ -790,8 +796,7 @@ export class Reconciler {
     let took = false;
     for (const r of recs) {
       if (!this.#isAuto(r.path)) continue;
-      const key = `${r.type} ${r.path} ${r.drift} ${r.action}`;
-      if (this.#acting.has(key)) continue;
+      if (this.#acting.has(keyOf(r))) continue;
       const policy = policyFor(manifest, r.path);
       const v = decide(r, policy, { actions: this.#auto, holds: this.#holds }, now);
       if (v.act) {
@@ -828,13 +833,7 @@ export class Reconciler {
       });
       this.#schedule();
     };
-    let work: Promise<unknown>;
-    try {
-      work = this.#carryOut(r);
-    } catch (err) {
-      work = Promise.reject(err);
-    }
-    work.then(
+    this.#carryOut(r).then(
       () => done(null),
       (err: unknown) => done((err as Error).message ?? String(err)),
     );
@@ -876,6 +875,11 @@ export class Reconciler {
       // The journal has them; a checkpoint that cannot be written is not worth failing for.
     }
   }
+}
+
+/** One recommendation across assessments: journalled once, refused once per guard. */
+function keyOf(r: Recommendation): string {
+  return `${r.type} ${r.path} ${r.drift} ${r.action}`;
 }
 
 function describe(e: TreeEntry): string {
