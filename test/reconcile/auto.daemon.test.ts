@@ -6,8 +6,9 @@
  * temporary child that keeps failing is started again by the daemon until that budget is spent.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { isAlive } from '../../src/daemon/index.ts';
 import { journalOf, type LiveTree, liveTree, until } from './support.ts';
 
 const yaml = `
@@ -24,6 +25,13 @@ children:
       - name: flaky
         command: [sh, -c, 'sleep 0.2; exit 3']
         permanentExitCodes: [3]
+  - name: frozen
+    reconcile: { deny: [{ cron: '* * * * *', duration: 7d }] }
+    requires: { cpu: 0.2, memory: 128Mi }
+    children:
+      - name: db
+        command: [sleep, '1000']
+        requires: { cpu: 0.1, memory: 64Mi }
 `;
 
 const MiB = 2 ** 20;
@@ -132,5 +140,44 @@ describe('reconcile mode auto (real daemon)', () => {
       const starts = journalOf(t.dir, 'started').filter((r) => r.path === flaky).length;
       return starts === 3;
     });
+  });
+
+  it('inside a deny window nothing is done; the journal names the window', async () => {
+    const db = `${root}/frozen/db`;
+    const at = t.cgroupPath(db, 'memory.limit_in_bytes') ?? t.cgroupPath(db, 'memory.max');
+    assert.ok(at, 'the memory group of db');
+    writeFileSync(at, String(48 * MiB));
+    const blocked = await until('reconcile_blocked (denied)', async () =>
+      journalOf(t.dir, 'reconcile_blocked').find((r) => r.path === db && r.guard === 'denied'),
+    );
+    assert.match(String(blocked.reason), /inside the deny window '\* \* \* \* \*' for 168h \(until /);
+    assert.equal(readFileSync(at, 'utf8').trim(), String(48 * MiB));
+    assert.equal(journalOf(t.dir, 'reconcile_auto').filter((r) => r.path === db).length, 0);
+  });
+
+  it('the rate limit outlives a daemon killed and started again', async () => {
+    const released = await t.run(['release', `${root}/steady`]);
+    assert.equal(released.code, 0, released.stderr + released.stdout);
+    const daemon = t.daemonPid() as number;
+    process.kill(daemon, 'SIGKILL');
+    await until('the daemon to die', async () => !isAlive(daemon));
+    const mark = journalOf(t.dir).length;
+    const up = await t.run(['up', '--detach']);
+    assert.equal(up.code, 0, up.stderr + up.stdout);
+    writeFileSync(memoryFile, String(36 * MiB));
+    const blocked = await until('reconcile_blocked (rate limit) from the new daemon', async () =>
+      journalOf(t.dir)
+        .slice(mark)
+        .find(
+          (r) =>
+            r.type === 'reconcile_blocked' &&
+            r.path === `${root}/steady` &&
+            r.guard === 'rate_limit' &&
+            String(r.message).includes(String(36 * MiB)),
+        ),
+    );
+    assert.equal(blocked.retryAt, (limitDriftEvents('reconcile_auto')[0]?.decidedAt as number) + 3_600_000);
+    assert.equal(readFileSync(memoryFile, 'utf8').trim(), String(36 * MiB));
+    assert.equal(limitDriftEvents('reconcile_auto').length, 1);
   });
 });
