@@ -2,8 +2,10 @@
  * `reconcile: { mode: auto }` through a real daemon: a cgroup limit rewritten from the host is
  * written back by the daemon itself (read back from cgroupfs, nothing restarted), a second drift
  * inside the rate limit is left alone with `reconcile_blocked` saying why, and a hold is named
- * as the reason once in force. A subtree with its own `reconcile:` has its own budget: a
- * temporary child that keeps failing is started again by the daemon until that budget is spent.
+ * as the reason once in force. A subtree with its own `reconcile:` has its own budget: a child
+ * failing for good (a `permanentExitCodes` exit) is started again by the daemon until that
+ * budget is spent. Inside a deny window nothing is done, and the budget spent survives a
+ * `kill -9` of the daemon and a new `up`.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
