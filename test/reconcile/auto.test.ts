@@ -16,11 +16,12 @@ import {
   decide,
   nextOpening,
   parseCron,
+  plan,
   policyFor,
   type Recommendation,
   windowStart,
 } from '../../src/reconcile/index.ts';
-import { manifest } from './fixtures.ts';
+import { manifest, running } from './fixtures.ts';
 
 const at = (iso: string) => Date.parse(iso);
 const MIN = 60_000;
@@ -149,6 +150,18 @@ children:
     const plain = manifest('name: p\nchildren:\n  - name: a\n    command: [sleep, infinity]\n');
     assert.deepEqual(policyFor(plain, '/p/a'), { ...DEFAULT_POLICY, scope: '/p' });
     assert.equal(checkInterval(plain), null);
+  });
+
+  it('changing reconcile: is an update in place: nothing restarts', () => {
+    const base = 'name: p\nchildren:\n  - name: a\n    command: [sleep, infinity]\n';
+    const p = plan(
+      manifest(base.replace('children:', 'reconcile: { mode: auto }\nchildren:')),
+      running(manifest(base)),
+    );
+    assert.deepEqual(
+      p.actions.filter((a) => a.action !== 'noop').map((a) => [a.path, a.action, a.because, a.restarts]),
+      [['/p', 'update', ['reconcile'], []]],
+    );
   });
 
   it('bad rules are refused at file:line:col, naming the fix', () => {
