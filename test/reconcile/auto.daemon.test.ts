@@ -183,3 +183,58 @@ describe('reconcile mode auto (real daemon)', () => {
     assert.equal(limitDriftEvents('reconcile_auto').length, 1);
   });
 });
+
+describe('reconcile mode switched by apply (real daemon)', () => {
+  const plain = `
+name: @NAME@
+requires: { cpu: 1, memory: 512Mi, pids: 128 }
+children:
+  - name: steady
+    command: [sleep, '1000']
+    requires: { cpu: 0.1, memory: 64Mi }
+`;
+  let t: LiveTree;
+  after(async () => {
+    await t?.down();
+  });
+
+  it('recommend leaves drift to the operator; an apply to mode auto repairs it, nothing restarts', async () => {
+    t = await liveTree('automode', plain);
+    const root = `/${t.name}`;
+    const at =
+      t.cgroupPath(`${root}/steady`, 'memory.limit_in_bytes') ?? t.cgroupPath(`${root}/steady`, 'memory.max');
+    assert.ok(at, 'the memory group of steady');
+    writeFileSync(at, String(48 * MiB));
+    const status = await t.run(['status', '--json']);
+    const report = JSON.parse(status.stdout) as {
+      recommendations: { path: string; drift: string; type: string }[];
+    };
+    assert.deepEqual(
+      report.recommendations.filter((r) => r.drift === 'limit').map((r) => [r.path, r.type]),
+      [[`${root}/steady`, 'reconcile_required']],
+    );
+    assert.equal(readFileSync(at, 'utf8').trim(), String(48 * MiB), 'recommend: nothing acts');
+
+    const pid = (await t.pids())[`${root}/steady`];
+    t.write(
+      plain.replace(
+        'requires: { cpu: 1,',
+        'reconcile: { mode: auto, checkEvery: 200ms }\nrequires: { cpu: 1,',
+      ),
+    );
+    const applied = await t.run(['apply', '--yes', '--json']);
+    assert.equal(applied.code, 0, applied.stderr + applied.stdout);
+    assert.deepEqual((JSON.parse(applied.stdout) as { restarted: string[] }).restarted, []);
+    writeFileSync(at, String(40 * MiB));
+    await until(
+      'the daemon rewrote the limit',
+      async () => readFileSync(at, 'utf8').trim() === String(64 * MiB),
+    );
+    assert.equal(
+      journalOf(t.dir, 'reconcile_auto').filter((r) => r.path === `${root}/steady` && r.error === null)
+        .length,
+      1,
+    );
+    assert.equal((await t.pids())[`${root}/steady`], pid, 'nothing restarted');
+  });
+});
