@@ -14,7 +14,8 @@
  * | `rate_limit` | fewer than `maxActions` actions of the subtree in the last `per` |
  *
  * The rate limit is a sliding window: an action is taken only when fewer than `maxActions`
- * were taken in `(now - per, now]`, so no interval of length `per` ever holds more.
+ * were taken since `now - per` (later ones too: a wall clock stepped back does not free any),
+ * so no interval of length `per` ever holds more.
  */
 import type { ManifestTree, NodeSpec, ReconcileRules, ReconcileWindow } from '../manifest/index.ts';
 import { type Cron, nextOpening, parseCron, windowStart } from './cron.ts';
@@ -84,10 +85,8 @@ export function policyFor(tree: ManifestTree, path: string): AutoPolicy {
       merge(out, node.reconcile);
       out.scope = at;
     }
-    if (path === at) break;
-    const rest = path.slice(at.length + 1);
     if (!path.startsWith(`${at}/`)) break;
-    const name = rest.split('/')[0];
+    const name = path.slice(at.length + 1).split('/')[0];
     const next: NodeSpec['children'][number] | undefined = node.children.find((c) => c.name === name);
     if (next?.kind !== 'node') break;
     node = next;
@@ -174,7 +173,8 @@ export function decide(rec: Recommendation, policy: AutoPolicy, state: GuardStat
     };
   }
   const recent = state.actions
-    .filter((a) => a.scope === policy.scope && a.at > now - policy.per && a.at <= now)
+    // An action stamped after `now` (the wall clock stepped back) still counts: never more, not fewer.
+    .filter((a) => a.scope === policy.scope && a.at > now - policy.per)
     .map((a) => a.at)
     .sort((a, b) => a - b);
   if (recent.length >= policy.maxActions) {

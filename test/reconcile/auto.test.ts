@@ -242,6 +242,13 @@ describe('decide', () => {
     assert.deepEqual(decide(required(), policy, { actions: taken, holds: [] }, now + 1 * MIN), { act: true });
   });
 
+  it('a wall clock stepped back frees nothing: actions stamped later still count', () => {
+    const policy = auto({ maxActions: 1, per: 10 * MIN });
+    const later = [{ scope: '/app', path: '/app/web', at: now + 5 * MIN }];
+    const v = decide(required(), policy, { actions: later, holds: [] }, now);
+    assert.equal(v.act ? null : v.guard, 'rate_limit');
+  });
+
   it('never more than maxActions in any interval of length per (property)', () => {
     fc.assert(
       fc.property(
