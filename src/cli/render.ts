@@ -200,10 +200,12 @@ export function describeEvent(r: JournalRecord): string {
       return `held from reconciliation by ${r.by}${r.reason ? `: ${r.reason}` : ''}`;
     case 'reconcile_release':
       return `released for reconciliation by ${r.by}`;
+    case 'reconcile_auto':
+      return `auto: ${r.action} (as ${r.command})${r.error ? ` failed: ${r.error}` : ' done'}: ${r.message}`;
     case 'reconcile_required':
     case 'reconcile_recommended':
     case 'reconcile_blocked':
-      return `${r.type.slice('reconcile_'.length)}: ${r.action} (${r.command}): ${r.message}`;
+      return `${r.type.slice('reconcile_'.length)}: ${r.action} (${r.command}): ${r.guard ? `not done (${r.guard}): ${r.reason}; ` : ''}${r.message}`;
     default:
       return r.type;
   }

@@ -309,6 +309,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   // A failed start is reported through `started`; `finished` still resolves (with exit code 1).
   started.catch(() => {});
   const finished = treeGone.then(async (reason) => {
+    reconciler?.close();
     await control?.close();
     await import('node:fs/promises').then(async (fs) => {
       await fs.rm(paths.socket, { force: true });

@@ -143,6 +143,7 @@ const durable: ReadonlySet<JournalEvent['type']> = new Set<JournalEvent['type']>
   'child_deleted',
   'reconcile_apply',
   'reconcile_applied',
+  'reconcile_auto',
 ]);
 
 export interface JournalFilter {

@@ -19,6 +19,13 @@
  * restarted twice. Limits are written again (idempotent).
  * The generation goes up by one per apply that changes something and stays across daemon
  * restarts until a clean `down`; a plan names it and `apply --plan` refuses another.
+ *
+ * `reconcile: { mode: auto }`: after each assessment, every `reconcile_required` in an auto
+ * subtree goes through `decide` (src/reconcile/auto.ts: mode, hold, windows, rate limit); what
+ * it lets through is carried out as the operator's command would (`reconcile_auto`), what it
+ * refuses is journalled once per recommendation and guard (`reconcile_blocked`, `guard`), and
+ * assessed again when the clock alone can change the answer (`retryAt`). The actions taken are
+ * in state.json, so a daemon restart does not reset the rate limit.
  */
 import { join } from 'node:path';
 import { grantOf } from '../caps/index.ts';
@@ -27,14 +34,19 @@ import type { ManifestTree } from '../manifest/index.ts';
 import {
   type Actual,
   type ActualChild,
+  type AutoAction,
   admitTree,
   assess,
+  checkInterval,
   contractOf,
+  decide,
+  type Guard,
   type Hold,
   hasChanges,
   indexTree,
   type Observed,
   type Plan,
+  policyFor,
   type Recommendation,
   type Reserved,
   type Snapshot,
@@ -92,8 +104,34 @@ export type ReconcileEvent =
       readonly by: string;
       readonly reason: string;
     }
-  /** A drift seen in the events, with what to do about it (src/reconcile/drift.ts). */
-  | (Recommendation & { readonly at: number; readonly message: string });
+  | {
+      /** `mode: auto`: the daemon carried out a `reconcile_required` itself (src/reconcile/auto.ts). */
+      readonly type: 'reconcile_auto';
+      readonly path: string;
+      readonly at: number;
+      readonly drift: Recommendation['drift'];
+      readonly action: string;
+      /** What an operator would have run. */
+      readonly command: string;
+      /** The node whose rate limit it counts against. */
+      readonly scope: string;
+      /** Wall-clock ms epoch of the decision: what the rate limit counts (`retryAt` is one `per` on). */
+      readonly decidedAt: number;
+      readonly message: string;
+      /** Null: done. */
+      readonly error: string | null;
+    }
+  /**
+   * A drift seen in the events, with what to do about it (src/reconcile/drift.ts). Under
+   * `mode: auto`, a `reconcile_blocked` also says which guardrail stopped the daemon acting
+   * (`guard`), why (`reason`) and when it can next (`retryAt`, ms epoch, when the clock decides).
+   */
+  | (Recommendation & {
+      readonly at: number;
+      readonly message: string;
+      readonly guard?: Guard;
+      readonly retryAt?: number | null;
+    });
 
 export interface ApplyResult {
   generation: number;
@@ -137,6 +175,8 @@ interface Section {
   /** `applied.json` holds the tree this daemon runs (an apply happened since the last clean up). */
   applied?: boolean;
   applying?: Applying;
+  /** `mode: auto` actions still inside a rate limit window: a daemon restart does not reset it. */
+  auto?: AutoAction[];
 }
 
 const SECTION = 'reconcile';
@@ -177,9 +217,16 @@ export interface ReconcilerOptions {
   record(event: ReconcileEvent): void;
   /** Told after an apply changed the manifest (the renegotiator re-reads the process children). */
   changed?(): void;
+  /**
+   * Wall-clock ms epoch for `mode: auto`'s guardrails (cron windows are clock times, and the
+   * rate limit outlives a daemon restart); default Date.now.
+   */
+  wallClock?(): number;
 }
 
 const RUNNING = new Set(['starting', 'running', 'ready', 'restarting', 'stopping']);
+/** Guards that are guardrails (journalled as `reconcile_blocked`), not merely "not for auto". */
+const GUARDRAILS: ReadonlySet<Guard> = new Set<Guard>(['held', 'denied', 'outside_window', 'rate_limit']);
 
 export class Reconciler {
   readonly #o: ReconcilerOptions;
@@ -193,6 +240,13 @@ export class Reconciler {
   /** Recommendation keys already journalled (the checkpoint's content). */
   #journalled = new Map<string, Recommendation>();
   #scheduled = false;
+  /** `mode: auto`: actions taken (for the rate limit), in flight, and guardrail refusals journalled. */
+  #auto: AutoAction[];
+  readonly #acting = new Set<string>();
+  readonly #refused = new Map<string, Guard>();
+  #check: NodeJS.Timeout | null = null;
+  #retry: { at: number; timer: NodeJS.Timeout } | null = null;
+  #autoPaths: { manifest: ManifestTree; auto: (path: string) => boolean } | null = null;
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
@@ -200,7 +254,50 @@ export class Reconciler {
     this.#generation = s?.generation ?? 1;
     this.#applying = s?.applying ?? null;
     this.#holds = s?.holds ?? [];
+    this.#auto = s?.auto ?? [];
     options.tree.supervisor.subscribe((e) => this.#observe(e));
+    this.#arm();
+  }
+
+  /** Stops the timers (`mode: auto`'s limit read-back and retries). */
+  close(): void {
+    if (this.#check) clearInterval(this.#check);
+    if (this.#retry) clearTimeout(this.#retry.timer);
+    this.#check = null;
+    this.#retry = null;
+  }
+
+  /**
+   * An auto subtree has its limits read back every `checkEvery`: cgroupfs (v1) sends no event
+   * when someone else writes a limit, so this is the one drift found by looking.
+   */
+  #arm(): void {
+    if (this.#check) clearInterval(this.#check);
+    this.#check = null;
+    const every = checkInterval(this.#o.tree.manifest);
+    if (every === null) return;
+    this.#check = setInterval(() => this.#schedule(), every);
+    this.#check.unref();
+  }
+
+  /** Whether `path` is in a `mode: auto` subtree of the running manifest. */
+  #isAuto(path: string): boolean {
+    const manifest = this.#o.tree.manifest;
+    if (this.#autoPaths?.manifest !== manifest) {
+      const seen = new Map<string, boolean>();
+      this.#autoPaths = {
+        manifest,
+        auto: (p) => {
+          let v = seen.get(p);
+          if (v === undefined) {
+            v = policyFor(manifest, p).mode === 'auto';
+            seen.set(p, v);
+          }
+          return v;
+        },
+      };
+    }
+    return this.#autoPaths.auto(path);
   }
 
   get generation(): number {
@@ -293,7 +390,7 @@ export class Reconciler {
   }
 
   /** What `captree status --json` prints, before assessment: the actual tree and what events told. */
-  snapshot(options: { limits?: boolean } = {}): Snapshot {
+  snapshot(options: { limits?: boolean | ((path: string) => boolean) } = {}): Snapshot {
     const actual = this.actual();
     const observed: Record<string, Observed> = {};
     const tree = this.#o.tree;
@@ -309,7 +406,10 @@ export class Reconciler {
         const live = e.path === sup.path ? sup : this.#nested(e.path);
         if (live) o.window = live.restartWindow();
         if (this.#escalated.has(e.path)) o.escalated = true;
-      } else if (options.limits !== false && RUNNING.has(e.state)) {
+      } else if (
+        RUNNING.has(e.state) &&
+        (typeof options.limits === 'function' ? options.limits(e.path) : options.limits !== false)
+      ) {
         const drift = limitDrift(tree, e.path);
         if (drift.length > 0) o.limitDrift = drift;
       }
@@ -515,6 +615,7 @@ export class Reconciler {
     if (!stale) await runner.finish();
     this.#persist(null);
     this.#o.changed?.();
+    this.#arm();
     const after = this.#pids();
     const restarted = Object.keys(applying.pids)
       .filter((p) => applying.pids[p] !== null && after[p] !== undefined && after[p] !== applying.pids[p])
@@ -564,6 +665,7 @@ export class Reconciler {
     if (this.#generation > 1 || applying) section.applied = true;
     if (this.#holds.length > 0) section.holds = this.#holds;
     if (applying) section.applying = applying;
+    if (this.#auto.length > 0) section.auto = this.#auto;
     this.#o.durable.setSection(SECTION, section);
   }
 
@@ -573,18 +675,24 @@ export class Reconciler {
     const out: string[] = [];
     for (const e of tree.supervisor.tree()) {
       if (e.kind === 'node' || !RUNNING.has(e.state)) continue;
-      const drift = limitDrift(tree, e.path);
-      if (drift.length === 0) continue;
-      const limits: Record<string, number | null> = {};
-      for (const d of drift) limits[d.quantity] = d.granted;
       try {
-        tree.runtime.groupFor(e.path).setLimits(limits);
-        out.push(e.path);
+        if (this.#rewriteLimits(e.path)) out.push(e.path);
       } catch {
         // Left as drift: status keeps recommending it.
       }
     }
     return out;
+  }
+
+  /** Writes a path's limits that read back as differing from its grant; false when none did. */
+  #rewriteLimits(path: string): boolean {
+    const tree = this.#o.tree;
+    const drift = limitDrift(tree, path);
+    if (drift.length === 0) return false;
+    const limits: Record<string, number | null> = {};
+    for (const d of drift) limits[d.quantity] = d.granted;
+    tree.runtime.groupFor(path).setLimits(limits);
+    return true;
   }
 
   #nested(path: string) {
@@ -639,19 +747,127 @@ export class Reconciler {
   /** Assesses the tree now and journals each recommendation not journalled before; returns them. */
   recommendNow(): Recommendation[] {
     if (this.#o.tree.supervisor.state !== 'ready' || this.#busy) return [];
-    const report = assess(this.snapshot({ limits: false }));
-    const next = new Map(
-      report.recommendations.map((r) => [`${r.type} ${r.path} ${r.drift} ${r.action}`, r]),
-    );
+    // Limits are read back only in auto subtrees (elsewhere `status` reads them when asked).
+    const report = assess(this.snapshot({ limits: (p) => this.#isAuto(p) }));
+    const next = new Map(report.recommendations.map((r) => [keyOf(r), r]));
     const fresh = [...next].filter(([k]) => !this.#journalled.has(k)).map(([, r]) => r);
     const now = this.#o.tree.supervisor.clock.now();
     const drift = new Map(report.drift.map((d) => [`${d.path} ${d.kind}`, d.message]));
-    for (const r of fresh)
-      this.#o.record({ ...r, at: now, message: drift.get(`${r.path} ${r.drift}`) ?? r.reason });
+    const messageOf = (r: Recommendation) => drift.get(`${r.path} ${r.drift}`) ?? r.reason;
+    const wall = this.#o.wallClock?.() ?? Date.now();
+    const verdicts = this.#decideAll(report.recommendations, wall);
+    for (const r of fresh) {
+      const v = verdicts.get(r);
+      // A recommendation already blocked (held) says so itself: its guard goes with it.
+      const guarded = v && !v.act && GUARDRAILS.has(v.guard) && r.type === 'reconcile_blocked';
+      if (guarded) this.#refused.set(keyOf(r), v.guard);
+      this.#o.record({
+        ...r,
+        at: now,
+        message: messageOf(r),
+        ...(guarded ? { guard: v.guard, retryAt: v.retryAt } : {}),
+      });
+    }
+    for (const [r, v] of verdicts) {
+      const key = keyOf(r);
+      if (v.act) {
+        this.#refused.delete(key);
+        this.#act(key, r, messageOf(r), now, wall);
+      } else if (GUARDRAILS.has(v.guard) && this.#refused.get(key) !== v.guard) {
+        this.#refused.set(key, v.guard);
+        this.#o.record({
+          ...r,
+          type: 'reconcile_blocked',
+          reason: v.reason,
+          at: now,
+          message: messageOf(r),
+          guard: v.guard,
+          retryAt: v.retryAt,
+        });
+      }
+      if (!v.act && v.retryAt !== null) this.#retryAt(v.retryAt);
+    }
+    for (const k of this.#refused.keys()) if (!next.has(k)) this.#refused.delete(k);
     const gone = [...this.#journalled.keys()].some((k) => !next.has(k));
     this.#journalled = next;
     if (fresh.length > 0 || gone) this.#checkpoint(report);
     return fresh;
+  }
+
+  /** The auto-mode verdict of each recommendation in an auto subtree (actions counted as decided). */
+  #decideAll(recs: readonly Recommendation[], now: number): Map<Recommendation, ReturnType<typeof decide>> {
+    const out = new Map<Recommendation, ReturnType<typeof decide>>();
+    const manifest = this.#o.tree.manifest;
+    let took = false;
+    for (const r of recs) {
+      if (!this.#isAuto(r.path)) continue;
+      if (this.#acting.has(keyOf(r))) continue;
+      const policy = policyFor(manifest, r.path);
+      const v = decide(r, policy, { actions: this.#auto, holds: this.#holds }, now);
+      if (v.act) {
+        took = true;
+        // Forget what no rate limit can count any more; remember this one before the next decision.
+        this.#auto = [
+          ...this.#auto.filter((a) => a.at > now - policyFor(manifest, a.scope).per),
+          { scope: policy.scope, path: r.path, at: now },
+        ];
+      }
+      if (v.act || GUARDRAILS.has(v.guard)) out.set(r, v);
+    }
+    if (took) this.#persist(this.#applying);
+    return out;
+  }
+
+  /** Carries out a required recommendation (`mode: auto`) and journals it as `reconcile_auto`. */
+  #act(key: string, r: Recommendation, message: string, now: number, wall: number): void {
+    this.#acting.add(key);
+    const scope = policyFor(this.#o.tree.manifest, r.path).scope;
+    const done = (error: string | null) => {
+      this.#acting.delete(key);
+      this.#o.record({
+        type: 'reconcile_auto',
+        path: r.path,
+        at: now,
+        drift: r.drift,
+        action: r.action,
+        command: r.command,
+        scope,
+        decidedAt: wall,
+        message,
+        error,
+      });
+      this.#schedule();
+    };
+    this.#carryOut(r).then(
+      () => done(null),
+      (err: unknown) => done((err as Error).message ?? String(err)),
+    );
+  }
+
+  async #carryOut(r: Recommendation): Promise<void> {
+    if (r.action === 'rewrite limit') {
+      this.#rewriteLimits(r.path);
+      return;
+    }
+    const at = this.#o.tree.locate(r.path);
+    if (!at) throw new Error(`no child ${r.path} in this tree`);
+    if (r.command.startsWith('captree restart ')) await at.supervisor.restartChild(at.id);
+    else await at.supervisor.startChild(at.id);
+  }
+
+  /** Assesses again when the clock alone lets a refused action through (the earliest such time). */
+  #retryAt(at: number): void {
+    if (this.#retry && this.#retry.at <= at) return;
+    if (this.#retry) clearTimeout(this.#retry.timer);
+    const delay = Math.max(0, at - (this.#o.wallClock?.() ?? Date.now())) + 10;
+    // Timers cap at 2^31-1 ms; the periodic check or the next event covers anything further.
+    if (delay > 2 ** 31 - 1) return;
+    const timer = setTimeout(() => {
+      this.#retry = null;
+      this.#schedule();
+    }, delay);
+    timer.unref();
+    this.#retry = { at, timer };
   }
 
   #checkpoint(report: StatusReport): void {
@@ -664,6 +880,11 @@ export class Reconciler {
       // The journal has them; a checkpoint that cannot be written is not worth failing for.
     }
   }
+}
+
+/** One recommendation across assessments: journalled once, refused once per guard. */
+function keyOf(r: Recommendation): string {
+  return `${r.type} ${r.path} ${r.drift} ${r.action}`;
 }
 
 function describe(e: TreeEntry): string {

@@ -22,6 +22,9 @@ exact command and its blast radius (what it would restart). The manifest the tre
 from (or --file FILE) is planned against it for pending changes. With PATH, only that subtree.
 With --json, prints the report and the snapshot it was made from: 'captree reconcile --desired
 FILE --actual SNAPSHOT.json' makes the same decision from files.
+Under 'reconcile: { mode: auto }' the daemon does what is required itself, within its
+guardrails (rate limit, allow/deny windows, holds); see 'captree events' for what it did
+(reconcile_auto) or did not and why (reconcile_blocked).
 
 Example:
   captree status
