@@ -26,6 +26,8 @@ export type SupervisorEvent =
       readonly restarts: number;
       /** The sibling whose exit restarts this child too (rest_for_one, one_for_all); absent: its own exit. */
       readonly because?: string;
+      /** `launcher_lost`: the child died with its launcher; this restart is not counted against the intensity. */
+      readonly cause?: 'launcher_lost';
     })
   | (Base & { readonly type: 'permanent_failure'; readonly reason: ExitReason })
   | (Base & { readonly type: 'stopping' })

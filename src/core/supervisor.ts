@@ -37,6 +37,7 @@ import type {
   Strategy,
   SupervisorSpec,
 } from './types.ts';
+import { isLauncherLoss } from './types.ts';
 
 /** Where checkpoints live; in memory unless the daemon supplies a durable store. */
 export interface CheckpointStore {
@@ -482,6 +483,11 @@ export class Supervisor {
     return rec ? this.#info(rec) : undefined;
   }
 
+  /** True when child `id` is held stopped by an operator (`stopChild`), so nothing restarts it. */
+  isHeld(id: string): boolean {
+    return this.#byId.get(id)?.held ?? false;
+  }
+
   /** The nested supervisor running as child `id`, if any. */
   nested(id: string): Supervisor | undefined {
     return this.#byId.get(id)?.handle?.node;
@@ -785,12 +791,28 @@ export class Supervisor {
     }
   }
 
-  /** Counts a restart against the intensity, then restarts now or after the backoff delay. */
+  /**
+   * Counts a restart against the intensity, then restarts now or after the backoff delay. A child
+   * that died with its launcher (or could not start because it was gone) is restarted at once and
+   * not counted: losing the launcher is not its failure, and the node must not give up over it.
+   */
   async #restart(rec: ChildRecord): Promise<void> {
     if (this.#state !== 'ready' || rec.deleted) return;
     const now = this.clock.now();
     rec.restarts++;
     this.#restarts++;
+    if (isLauncherLoss(rec.lastExit)) {
+      this.#emit({
+        type: 'restarting',
+        path: rec.path,
+        at: now,
+        delay: 0,
+        restarts: rec.restarts,
+        cause: 'launcher_lost',
+      });
+      await this.#restartNow(rec);
+      return;
+    }
     if (!this.#window.add(now)) {
       this.#emit({
         type: 'intensity_exceeded',

@@ -114,7 +114,8 @@ export function task(fn: TaskFunction, options: TaskOptions = {}): ChildDriver {
           if (!done) events.ready(true);
         },
         step: () => {
-          if (limit?.kind === 'crashed' && limit.reason) throw new LimitExceeded(limit.reason, limit.message);
+          if (limit?.kind === 'crashed' && limit.reason && limit.reason !== 'launcher_lost')
+            throw new LimitExceeded(limit.reason, limit.message);
           steps++;
           if (maxSteps !== undefined && steps > maxSteps) {
             const reason = stepLimitExit(maxSteps);

@@ -12,7 +12,8 @@ import type { ChildDriver } from './driver.ts';
  * - `shutdown`: it stopped because it was asked to (by its supervisor or an auto-shutdown).
  * - `killed`: it was killed (brutal shutdown, or it outlived its shutdown timeout).
  * - `crashed`: anything abnormal: non-zero exit, signal, OOM kill, rejected task, failed readiness,
- *   or a limit (`reason`: `step_limit`, `deadline`, `oom`, `liveness`; see `LimitReason`).
+ *   or a limit (`reason`: `step_limit`, `deadline`, `oom`, `liveness`; see `LimitReason`), or
+ *   the loss of what ran it (`reason: 'launcher_lost'`: not the child's own failure, see below).
  * - `permanent_failure`: the child declared it must not be restarted (s6's exit 125,
  *   systemd's `RestartPreventExitStatus`); it is reported, not looped.
  * - `escalated`: a nested supervisor exceeded its restart intensity and gave up.
@@ -27,8 +28,11 @@ export type ExitReason =
       readonly code?: number;
       readonly signal?: string;
       readonly oom?: boolean;
-      /** A limit of the spec or driver ended the instance (the process driver's OOM sets `oom` only). */
-      readonly reason?: LimitReason;
+      /**
+       * A limit of the spec or driver ended the instance (the process driver's OOM sets `oom`
+       * only), or `launcher_lost`: the process that ran it died, so it was ended with it.
+       */
+      readonly reason?: LimitReason | 'launcher_lost';
     }
   | { readonly kind: 'permanent_failure'; readonly message: string; readonly code?: number }
   | { readonly kind: 'escalated'; readonly message: string };
@@ -42,6 +46,15 @@ export type ExitReason =
  */
 export type LimitReason = 'step_limit' | 'deadline' | 'oom' | 'liveness';
 export const limitReasons: readonly LimitReason[] = ['step_limit', 'deadline', 'oom', 'liveness'];
+
+/**
+ * The child did not fail: what ran it did (the launcher was killed). It is restarted as any crash
+ * would be, but the restart does not count against its supervisor's intensity (nor its backoff):
+ * a node must not give up on children whose only fault was to lose their parent process.
+ */
+export function isLauncherLoss(reason: ExitReason | null | undefined): boolean {
+  return reason?.kind === 'crashed' && reason.reason === 'launcher_lost';
+}
 
 /** OTP: a transient child is restarted only when its exit reason is abnormal. */
 export function isAbnormal(reason: ExitReason): boolean {

@@ -58,6 +58,7 @@ import {
 } from '../runtime/confine/index.ts';
 import {
   HostRuntime,
+  type ListenFd,
   logName,
   type OrphanKill,
   type PathState,
@@ -374,7 +375,7 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
   }
   // Mounted back into a confined supervisor child's view of the state dir: it must exist first.
   if (supervised.CAPTREE_LOGS) mkdirSync(supervised.CAPTREE_LOGS, { recursive: true, mode: 0o700 });
-  const listenFds: { handle: number; name: string }[] = [];
+  const listenFds: ListenFd[] = [];
   const held = listenHandles(runtime);
   for (const [name, endpoint] of Object.entries(spec.requires.listen)) {
     // A child rebuilt by reconciliation keeps the socket it already listens on (no EADDRINUSE,
@@ -383,17 +384,18 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
     const address = JSON.stringify(endpoint);
     const known = held.get(key);
     if (known && known.address === address) {
-      listenFds.push({ handle: known.handle, name });
+      listenFds.push(known.fd);
       continue;
     }
-    if (known) await runtime.launcher.closeListen(known.handle).catch(() => {});
-    const { handle } = await runtime.launcher.listen(
+    if (known) await runtime.launcher.closeListen(known.fd.handle).catch(() => {});
+    const fd = await runtime.listen(
       endpoint.type === 'tcp'
         ? { tcp: { host: endpoint.host, port: endpoint.port } }
         : { unix: endpoint.path },
+      name,
     );
-    held.set(key, { address, handle });
-    listenFds.push({ handle, name });
+    held.set(key, { address, fd });
+    listenFds.push(fd);
   }
   // Kept by reference: a renegotiated grant updates both in place (live-limits.ts).
   const env = { ...spec.env, ...plan.env, ...supervised };
@@ -438,10 +440,10 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
   });
 }
 
-const listenRegistry = new WeakMap<object, Map<string, { address: string; handle: number }>>();
+const listenRegistry = new WeakMap<object, Map<string, { address: string; fd: ListenFd }>>();
 
 /** `path\0name` → the launcher's listening socket for it, per runtime. */
-function listenHandles(runtime: HostRuntime): Map<string, { address: string; handle: number }> {
+function listenHandles(runtime: HostRuntime): Map<string, { address: string; fd: ListenFd }> {
   let map = listenRegistry.get(runtime);
   if (!map) {
     map = new Map();
@@ -562,10 +564,10 @@ class Tree implements RunningTree {
 
   async forgetManifestChild(path: string): Promise<void> {
     const held = listenHandles(this.runtime);
-    for (const [key, { handle }] of [...held])
+    for (const [key, { fd }] of [...held])
       if (key.startsWith(`${path}\0`) || key.startsWith(`${path}/`)) {
         held.delete(key);
-        await this.runtime.launcher.closeListen(handle).catch(() => {});
+        await this.runtime.launcher.closeListen(fd.handle).catch(() => {});
       }
     for (const known of [...this.#specs.keys()])
       if (known === path || known.startsWith(`${path}/`)) this.#specs.delete(known);
@@ -702,6 +704,10 @@ class Tree implements RunningTree {
     return run;
   }
 
+  adoptable(path: string): boolean {
+    return this.runtime.adoptable(path);
+  }
+
   async recover(): Promise<{ recovery: Recovery | null; kills: OrphanKill[] }> {
     const recovery = this.runtime.recovery;
     if (recovery === null) return { recovery, kills: [] };
@@ -714,7 +720,11 @@ class Tree implements RunningTree {
     if (!spec) return 'absent';
     if (spec.kind === 'node') return 'node';
     const at = this.supervisor.locate(path);
-    const state = at?.supervisor.child(at.id)?.state;
-    return state === undefined || state === 'stopped' || state === 'failed' ? 'stopped' : 'running';
+    const child = at?.supervisor.child(at.id);
+    if (!at || !child || child.state === 'failed') return 'stopped';
+    // Between an exit and its restart a child is `stopped` for a moment (a restart storm): its
+    // group is its driver's to clean, and sweeping it could kill the instance starting now.
+    if (child.state === 'stopped' && at.supervisor.isHeld(at.id)) return 'stopped';
+    return child.state === 'stopped' && at.supervisor.state !== 'ready' ? 'stopped' : 'running';
   }
 }

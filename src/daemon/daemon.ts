@@ -22,6 +22,7 @@ import type { ExitReason } from '../core/index.ts';
 import type { ManifestTree } from '../manifest/index.ts';
 import { admissionEndpoint } from './admit-endpoint.ts';
 import { type Channels, openChannels } from './channel.ts';
+import { watchDaemonLog } from './daemon-log.ts';
 import { canAdmit, DynamicChildren } from './dynamic-children.ts';
 import { Journal, type JournalRecord, pathsOfPids } from './journal.ts';
 import { Metrics } from './metrics.ts';
@@ -94,6 +95,21 @@ function exitCode(reason: ExitReason): number {
   return reason.kind === 'normal' || reason.kind === 'shutdown' ? 0 : 1;
 }
 
+/**
+ * The journal's rotation from the environment: `CAPTREE_JOURNAL_MAX_SIZE` (bytes, or with a unit:
+ * 4Mi, 512Ki) and `CAPTREE_JOURNAL_KEEP` (rotated files kept). Unset or unreadable: the defaults.
+ */
+export function journalLimits(env: NodeJS.ProcessEnv): { maxBytes?: number; keep?: number } {
+  const out: { maxBytes?: number; keep?: number } = {};
+  const size = env.CAPTREE_JOURNAL_MAX_SIZE?.trim();
+  const units: Record<string, number> = { '': 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 };
+  const m = size ? /^(\d+)(|Ki|Mi|Gi)$/.exec(size) : null;
+  if (m) out.maxBytes = Number(m[1]) * (units[m[2] as string] as number);
+  const keep = env.CAPTREE_JOURNAL_KEEP?.trim();
+  if (keep && /^\d+$/.test(keep)) out.keep = Number(keep);
+  return out;
+}
+
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const paths = statePaths(options.stateDir);
   // sockaddr_un holds 107 bytes of path; a longer one fails later with a cryptic EINVAL.
@@ -110,7 +126,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let journalEnd = 0;
   try {
     journalEnd = fileSize(paths.journal);
-    journal = new Journal(paths.journal);
+    journal = new Journal(paths.journal, journalLimits(process.env));
     durable = DurableState.load(paths.state);
     const build = options.build ?? (await defaultBuilder());
     // After a crash, the tree last applied runs again (an apply cut short included), not the file.
@@ -140,6 +156,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
               at: sup.clock.now(),
               dropped: t.dropped,
               droppedBytes: t.droppedBytes,
+            },
+      );
+  // A launcher lost (kill -9): its children are restarted on a new one, uncounted (host-runtime.ts).
+  if ('onLauncherTrouble' in tree.runtime)
+    tree.runtime.onLauncherTrouble = (t) =>
+      journalled(
+        t.state === 'lost'
+          ? { type: 'launcher_lost', path: sup.path, at: sup.clock.now(), pid: t.pid, error: t.error }
+          : {
+              type: 'launcher_restarted',
+              path: sup.path,
+              at: sup.clock.now(),
+              pid: t.pid,
+              ms: t.ms,
+              ...(t.error !== undefined ? { error: t.error } : {}),
             },
       );
   const metrics = new Metrics(tree);
@@ -308,8 +339,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     .then(() => undefined);
   // A failed start is reported through `started`; `finished` still resolves (with exit code 1).
   started.catch(() => {});
+  // A detached daemon's own output (daemon.log) is bounded too.
+  const stopWatchingLog = watchDaemonLog(paths.log);
   const finished = treeGone.then(async (reason) => {
     reconciler?.close();
+    stopWatchingLog();
     await control?.close();
     await import('node:fs/promises').then(async (fs) => {
       await fs.rm(paths.socket, { force: true });

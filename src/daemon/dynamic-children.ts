@@ -578,7 +578,14 @@ export class DynamicChildren {
     const answer = (async (): Promise<Answer> => {
       const at = this.#tree.locate(path);
       if (at) {
-        await at.supervisor.stopChild(at.id).catch(() => {});
+        try {
+          await at.supervisor.stopChild(at.id);
+        } catch (err) {
+          // Still running (its stop could not be recorded: a full disk): nothing is returned, and
+          // the caller is told so rather than acknowledged.
+          if (at.supervisor.child(at.id)?.state !== 'stopped' && this.#admitted.has(path))
+            return failure(503, 'not_stopped', `${path} could not be stopped: ${(err as Error).message}`);
+        }
         if (at.supervisor.child(at.id)) await at.supervisor.deleteChild(at.id).catch(() => {});
       }
       const returned = this.#admitted.has(path) ? this.#end(path, 'revoked') : { cpu: 0, memory: 0, pids: 0 };
@@ -626,7 +633,7 @@ export class DynamicChildren {
         if (this.#cleanups.get(path) === cleanup) this.#cleanups.delete(path);
       });
     this.#cleanups.set(path, cleanup);
-    this.#save();
+    this.#saveSoon();
     this.#record({
       type: 'revoked',
       path,
@@ -646,6 +653,39 @@ export class DynamicChildren {
       admitted: this.list(),
       requests: [...this.#requests.values()].slice(-PERSISTED_REQUESTS),
     });
+    this.#retry?.cancel();
+    this.#retry = null;
+  }
+
+  #retry: { cancel(): void } | null = null;
+
+  /**
+   * `#save()` where nothing waits for it (an admission ended): a write that fails (a full disk)
+   * must not fail the caller, an engine listener (one that throws is detached, and admissions
+   * would go unrecorded from then on). It is tried again each second until one succeeds or the
+   * tree stops; a daemon killed meanwhile finds the ended child still in state.json.
+   */
+  #saveSoon(): void {
+    try {
+      this.#save();
+    } catch {
+      if (this.#retry !== null) return;
+      const timer = setInterval(() => {
+        const state = this.#tree.supervisor.state;
+        if (state === 'stopping' || state === 'stopped') {
+          this.#retry?.cancel();
+          this.#retry = null;
+          return;
+        }
+        try {
+          this.#save();
+        } catch {
+          // Still no space: next second.
+        }
+      }, 1000);
+      timer.unref();
+      this.#retry = { cancel: () => clearInterval(timer) };
+    }
   }
 
   /** Re-admits what an earlier daemon acknowledged, before the tree starts. */
@@ -671,7 +711,7 @@ export class DynamicChildren {
         returned: { cpu: 0, memory: 0, pids: 0 },
       });
     }
-    if (dropped) this.#save();
+    if (dropped) this.#saveSoon();
   }
 
   /** Null when re-admitted; else why not. */
@@ -704,6 +744,12 @@ export class DynamicChildren {
       const spec = this.#specs.get(r.path);
       const grant = grantOfPath(this.#tree.caps, r.path);
       if (!spec || !grant) continue;
+      // Acknowledged only once it ran, and no launcher runs it now: it ended (or died with its
+      // launcher) while no daemon ran. A temporary child never runs twice.
+      if (spec.restart === 'temporary' && this.#tree.adoptable?.(r.path) === false) {
+        this.#end(r.path, 'ended while no daemon ran (temporary: not run again)');
+        continue;
+      }
       const p = (async () => {
         try {
           await sup.addChild(await this.#tree.dynamicChild(spec, grant));

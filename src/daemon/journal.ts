@@ -7,10 +7,16 @@
  * the next (group commit). A synchronous fsync per event cost 1–2 ms of blocked event loop each:
  * stopping 1,000 children spent more time in fsync than in stopping them. Acknowledgements that
  * must be durable before they are sent (admissions) are made durable in state.json, not here.
+ *
+ * Size-bounded: once the file passes `maxBytes` (default 4 MiB) it is renamed `journal.jsonl.1`
+ * (older ones shift up to `.keep`, default 4; the oldest goes) and a new file starts, so the
+ * journal holds at most about (keep + 1) × maxBytes. Readers go backwards from the newest record
+ * across the files (journal-files.ts) and stop once they have what they asked for.
  */
 import * as fs from 'node:fs';
 import type { SupervisorEvent } from '../core/index.ts';
 import type { ChannelEvent } from './channel.ts';
+import { journalFiles, journalLinesBackward } from './journal-files.ts';
 import { openAppend, openRead } from './private-fs.ts';
 import type { ReconcileEvent } from './reconcile.ts';
 
@@ -104,6 +110,26 @@ export type DaemonEvent =
       readonly result: string;
     }
   | {
+      /** The launcher died (`kill -9`, OOM): its children die with it and a new one is started. */
+      readonly type: 'launcher_lost';
+      readonly path: string;
+      readonly at: number;
+      readonly pid: number;
+      readonly error: string;
+    }
+  | {
+      /**
+       * A new launcher runs after a loss (`pid`), started `ms` after it; or (`pid` null) none could
+       * be started (`error`) and children that need one fail to start.
+       */
+      readonly type: 'launcher_restarted';
+      readonly path: string;
+      readonly at: number;
+      readonly pid: number | null;
+      readonly ms: number;
+      readonly error?: string;
+    }
+  | {
       /** A gone run-time child's cgroups could not be removed (they stay until `down`). */
       readonly type: 'cleanup_failed';
       readonly path: string;
@@ -129,6 +155,8 @@ const durable: ReadonlySet<JournalEvent['type']> = new Set<JournalEvent['type']>
   'recovered',
   'exited_offline',
   'orphan_killed',
+  'launcher_lost',
+  'launcher_restarted',
   'grant_changed',
   'admitted',
   'revoked',
@@ -178,6 +206,17 @@ export interface JournalHealth {
 /** Records kept in memory while the file cannot be written. */
 const RING = 1000;
 
+export interface JournalOptions {
+  now?: () => number;
+  /** Size at which the file is rotated; default 4 MiB (`CAPTREE_JOURNAL_MAX_SIZE` for a daemon). */
+  maxBytes?: number;
+  /** Rotated files kept; default 4 (`CAPTREE_JOURNAL_KEEP`). */
+  keep?: number;
+}
+
+export const JOURNAL_MAX_BYTES = 4 << 20;
+export const JOURNAL_KEEP = 4;
+
 export class Journal {
   readonly file: string;
   #fd: number | null;
@@ -188,13 +227,20 @@ export class Journal {
   #syncAgain = false;
   #health: JournalHealth = { degraded: false, since: null, error: null, unwritten: 0 };
   #ring: JournalRecord[] = [];
+  readonly #maxBytes: number;
+  readonly #keep: number;
+  /** Bytes in the current file. */
+  #size = 0;
 
-  constructor(file: string, options: { now?: () => number } = {}) {
+  constructor(file: string, options: JournalOptions = {}) {
     this.file = file;
     // Numbers go on from the last record an earlier daemon wrote: SSE ids stay monotonic.
     this.#seq = lastSeq(file);
     this.#fd = openAppend(file);
+    this.#size = fs.fstatSync(this.#fd).size;
     this.#now = options.now ?? Date.now;
+    this.#maxBytes = Math.max(4096, options.maxBytes ?? JOURNAL_MAX_BYTES);
+    this.#keep = Math.max(1, Math.floor(options.keep ?? JOURNAL_KEEP));
   }
 
   get health(): JournalHealth {
@@ -214,9 +260,15 @@ export class Journal {
       try {
         // After a failed write the file may end mid-line: the torn line is ended first, so
         // this record stays readable on a line of its own.
-        fs.writeSync(this.#fd, `${this.#health.degraded ? '\n' : ''}${JSON.stringify(record)}\n`);
+        const line = Buffer.from(`${this.#health.degraded ? '\n' : ''}${JSON.stringify(record)}\n`);
+        const written = fs.writeSync(this.#fd, line);
+        this.#size += written;
+        // A nearly full disk takes part of a line without an error: a torn line, ended by the next.
+        if (written < line.length)
+          throw new Error(`ENOSPC: no space left on device (wrote ${written} of ${line.length} bytes)`);
         if (this.#health.degraded) this.#health = { ...this.#health, degraded: false };
-        if (durable.has(event.type)) this.#sync();
+        if (this.#size >= this.#maxBytes) this.#rotate();
+        else if (durable.has(event.type)) this.#sync();
       } catch (err) {
         this.#failed(err, record);
       }
@@ -244,6 +296,32 @@ export class Journal {
     if (this.#ring.length > RING) this.#ring.shift();
   }
 
+  /**
+   * The full file becomes `.1` (older ones shift, the oldest goes) and a new one starts. Made
+   * durable first, synchronously (once per `maxBytes`): an fsync in flight on the old descriptor
+   * then only finds it closed, which is no failure of the new file.
+   */
+  #rotate(): void {
+    const fd = this.#fd;
+    if (fd === null) return;
+    try {
+      fs.fsyncSync(fd);
+      for (let i = this.#keep - 1; i >= 1; i--) {
+        const from = `${this.file}.${i}`;
+        if (fs.existsSync(from)) fs.renameSync(from, `${this.file}.${i + 1}`);
+      }
+      fs.renameSync(this.file, `${this.file}.1`);
+      const next = openAppend(this.file);
+      this.#fd = next;
+      this.#size = 0;
+      this.#syncAgain = false;
+      fs.close(fd, () => {});
+    } catch (err) {
+      // Not rotated (a full disk, say): the file grows on, the next record tries again.
+      this.#health = { ...this.#health, error: `rotation failed: ${(err as Error).message}` };
+    }
+  }
+
   /** One fsync in flight at a time; whatever was written meanwhile rides on the next one. */
   #sync(): void {
     if (this.#syncing) {
@@ -255,6 +333,13 @@ export class Journal {
     this.#syncing = true;
     fs.fsync(fd, (err) => {
       this.#syncing = false;
+      // The descriptor was rotated away (and made durable before it was): nothing failed.
+      if (err && this.#fd !== fd) err = null;
+      if (this.#syncAgain && this.#fd !== fd && this.#fd !== null) {
+        this.#syncAgain = false;
+        this.#sync();
+        return;
+      }
       if (err && !this.#health.degraded)
         this.#health = {
           degraded: true,
@@ -288,8 +373,16 @@ export class Journal {
   }
 }
 
-/** The `seq` of the journal's last complete record (0 when there is none). */
+/** The `seq` of the journal's last complete record (0 when there is none), in the rotated files too. */
 export function lastSeq(file: string, window = 64 << 10): number {
+  for (const f of journalFiles(file)) {
+    const seq = lastSeqOf(f, window);
+    if (seq > 0) return seq;
+  }
+  return 0;
+}
+
+function lastSeqOf(file: string, window: number): number {
   const fd = openRead(file);
   if (fd === null) return 0;
   try {
@@ -316,13 +409,29 @@ export function lastSeq(file: string, window = 64 << 10): number {
 
 /**
  * The path of each of `pids` by the last `started` record naming it within the journal's first
- * `end` bytes (the records an earlier daemon wrote), reading at most the last `window` bytes.
+ * `end` bytes (the records an earlier daemon wrote), reading at most the last `window` bytes;
+ * then in the last rotated file, for those not found (the earlier daemon may just have rotated).
  */
 export function pathsOfPids(
   file: string,
   pids: ReadonlySet<number>,
   end: number,
   window = 8 << 20,
+): Map<number, string> {
+  const out = pathsOfPidsIn(file, pids, end, window);
+  const missing = new Set([...pids].filter((pid) => !out.has(pid)));
+  if (missing.size > 0 && fs.existsSync(`${file}.1`)) {
+    const older = pathsOfPidsIn(`${file}.1`, missing, fs.statSync(`${file}.1`).size, window);
+    for (const [pid, path] of older) out.set(pid, path);
+  }
+  return out;
+}
+
+function pathsOfPidsIn(
+  file: string,
+  pids: ReadonlySet<number>,
+  end: number,
+  window: number,
 ): Map<number, string> {
   const out = new Map<number, string>();
   if (pids.size === 0 || end <= 0) return out;
@@ -354,25 +463,30 @@ export function pathsOfPids(
   return out;
 }
 
-/** Records of a journal file matching `filter`, oldest first; a torn last line is skipped. */
-export async function readJournal(file: string, filter: JournalFilter = {}): Promise<JournalRecord[]> {
-  let text: string;
-  try {
-    text = await fs.promises.readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
+/**
+ * Records of a journal (its file and the rotated ones) matching `filter`, oldest first; with
+ * `limit`, only the last `limit` of them. Read backwards from the newest record: it stops at the
+ * first record older than `since`, or once it has `limit`, so a recent window costs the same
+ * whatever the journal's size. Torn lines are skipped.
+ */
+export async function readJournal(
+  file: string,
+  filter: JournalFilter = {},
+  limit?: number,
+): Promise<JournalRecord[]> {
   const out: JournalRecord[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
+  if (limit !== undefined && limit <= 0) return out;
+  for await (const line of journalLinesBackward(file)) {
     let r: JournalRecord;
     try {
       r = JSON.parse(line) as JournalRecord;
     } catch {
       continue;
     }
-    if (matches(filter, r)) out.push(r);
+    if (filter.since !== undefined && r.ts < filter.since) break;
+    if (!matches(filter, r)) continue;
+    out.push(r);
+    if (limit !== undefined && out.length >= limit) break;
   }
-  return out;
+  return out.reverse();
 }

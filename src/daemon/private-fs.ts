@@ -120,7 +120,10 @@ export function writeAtomic(file: string, data: string, mode = 0o600): void {
   let fd: number | null = null;
   try {
     fd = createExclusive(tmp, mode);
-    fs.writeSync(fd, data);
+    // A nearly full disk takes part of a write without an error: what is short is written again
+    // (and then fails), never renamed into place truncated.
+    const bytes = Buffer.from(data);
+    for (let off = 0; off < bytes.length; ) off += fs.writeSync(fd, bytes, off);
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = null;

@@ -128,6 +128,36 @@ function sendError(res: http.ServerResponse, err: unknown): void {
   sendJson(res, failure.status, { error: { code: failure.code, message: failure.message } });
 }
 
+/**
+ * File records and those the journal kept in memory only (it could not write them: a full disk),
+ * in `seq` order: what happened is told even when it could not be written down.
+ */
+function withUnwritten(
+  records: JournalRecord[],
+  journal: Journal,
+  filter: JournalFilter,
+  visible: (r: JournalRecord) => boolean,
+): JournalRecord[] {
+  const unwritten = journal.unwrittenRecords().filter((r) => matches(filter, r) && visible(r));
+  if (unwritten.length === 0) return records;
+  const seqs = new Set(records.map((r) => r.seq));
+  return [...records, ...unwritten.filter((r) => !seqs.has(r.seq))].sort((a, b) => a.seq - b.seq);
+}
+
+/** The last `n` of `records` (all of them when `n` is undefined). */
+function lastOf<T>(records: T[], n: number | undefined): T[] {
+  return n === undefined ? records : n === 0 ? [] : records.slice(-n);
+}
+
+/** `limit=N`: only the last N records. */
+function limitParam(url: URL): number | undefined {
+  const raw = url.searchParams.get('limit');
+  if (raw === null) return undefined;
+  if (!/^\d+$/.test(raw))
+    throw new ApiFailure(400, 'bad_limit', `limit=${raw}: expected a number of records`);
+  return Number(raw);
+}
+
 function sinceParam(url: URL): number | undefined {
   const raw = url.searchParams.get('since');
   if (raw === null || raw === '') return undefined;
@@ -216,7 +246,13 @@ export function createControlServer(options: ControlOptions): ControlServer {
     const visible = (r: JournalRecord) => scope === null || scope.some((n) => within(r.path, n));
     const live = (req.headers.accept ?? '').includes('text/event-stream');
     if (!live) {
-      sendJson(res, 200, (await readJournal(journal.file, filter)).filter(visible));
+      const limit = limitParam(url);
+      // With a limit, the last `limit` this caller may see: filtered while reading, not after.
+      const fromFile =
+        scope === null
+          ? await readJournal(journal.file, filter, limit)
+          : lastOf((await readJournal(journal.file, filter)).filter(visible), limit);
+      sendJson(res, 200, lastOf(withUnwritten(fromFile, journal, filter, visible), limit));
       return;
     }
     res.writeHead(200, {
@@ -236,8 +272,14 @@ export function createControlServer(options: ControlOptions): ControlServer {
     });
     res.on('close', unsubscribe);
     stream(res);
+    const last = limitParam(url);
     const history =
-      filter.since === undefined ? [] : (await readJournal(journal.file, filter)).filter(visible);
+      filter.since === undefined && last === undefined
+        ? []
+        : lastOf(
+            (await readJournal(journal.file, filter, scope === null ? last : undefined)).filter(visible),
+            last,
+          );
     const seen = new Set(history.map((r) => `${r.ts}:${r.seq}:${r.type}:${r.path}`));
     for (const r of history) send(r);
     for (const r of pending) if (!seen.has(`${r.ts}:${r.seq}:${r.type}:${r.path}`)) send(r);

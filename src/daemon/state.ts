@@ -171,16 +171,51 @@ export class DurableState {
     return this.#held.has(path);
   }
 
-  /** Durable when it returns. */
+  /**
+   * Durable when it returns; a hold that cannot be written (a full disk) throws and is not taken.
+   * Releasing one never throws: the write is tried again each second until it succeeds (a daemon
+   * killed meanwhile finds the path still held, which an operator's `start` undoes).
+   */
   setHeld(path: string, held: boolean): void {
     if (this.#held.has(path) === held) return;
-    if (held) this.#held.add(path);
-    else this.#held.delete(path);
-    this.#write();
+    if (held) {
+      this.#held.add(path);
+      try {
+        this.#write();
+      } catch (err) {
+        this.#held.delete(path);
+        throw err;
+      }
+      return;
+    }
+    this.#held.delete(path);
+    this.#writeSoon();
+  }
+
+  #retry: ReturnType<typeof setInterval> | null = null;
+
+  #writeSoon(): void {
+    try {
+      this.#write();
+    } catch {
+      if (this.#retry !== null) return;
+      this.#retry = setInterval(() => {
+        try {
+          this.#write();
+        } catch {
+          return; // still failing: next second
+        }
+        if (this.#retry !== null) clearInterval(this.#retry);
+        this.#retry = null;
+      }, 1000);
+      this.#retry.unref();
+    }
   }
 
   /** After a clean stop: the next daemon starts from the manifest alone. */
   remove(): void {
+    if (this.#retry !== null) clearInterval(this.#retry);
+    this.#retry = null;
     fs.rmSync(this.file, { force: true });
   }
 
@@ -191,5 +226,8 @@ export class DurableState {
       ...Object.fromEntries(this.#sections),
     };
     writeAtomic(this.file, `${JSON.stringify(data, null, 2)}\n`);
+    // Whatever a retry was waiting to write is in this one.
+    if (this.#retry !== null) clearInterval(this.#retry);
+    this.#retry = null;
   }
 }

@@ -6,6 +6,7 @@
 import type { HoldStore, Supervisor } from '../core/index.ts';
 import type { ManifestTree, Reload } from '../manifest/index.ts';
 import type { Counters } from '../runtime/cgroup/counters.ts';
+import type { LauncherTrouble } from '../runtime/host-runtime.ts';
 import type { LogTrouble } from '../runtime/logs/index.ts';
 import type { RunResult } from '../runtime/run-in-child.ts';
 import type { JournalHealth } from './journal.ts';
@@ -33,8 +34,15 @@ export interface RunningTree {
     close(): Promise<void>;
     /** Hears that a child's log file cannot be written (records dropped), or can again. */
     onLogTrouble?: ((path: string, t: LogTrouble) => void) | undefined;
+    /** Hears that the launcher was lost, and replaced (or could not be). */
+    onLauncherTrouble?: ((t: LauncherTrouble) => void) | undefined;
   };
   locate(path: string): { supervisor: Supervisor; id: string } | null;
+  /**
+   * After a daemon restart: whether the launcher still runs `path`'s instance (it will be adopted).
+   * Absent: an in-process tree, where nothing outlives the daemon.
+   */
+  adoptable?(path: string): boolean;
   resources(path: string): Resources;
   /** The grant alone, without reading usage (metrics read the counters themselves). */
   grant?(path: string): Resources['grant'];

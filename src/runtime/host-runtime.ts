@@ -20,6 +20,14 @@
  * processes in the tree's cgroups outside a running child's group (held or removed children,
  * strays in node groups).
  *
+ * Launcher loss (`kill -9` of the launcher, the OOM killer): its connection closes, every child
+ * it ran is ended by its driver (its cgroup killed: what the launcher forked outlives it, orphaned
+ * to init) and reported `crashed` with reason `launcher_lost`, which its supervisor restarts
+ * without counting against the intensity. Meanwhile a new launcher is started on the same socket
+ * (`launcherReady()`: drivers wait for it before reporting the exit and before spawning), and the
+ * listening sockets the old one held are opened again on first use (`refreshListen()`), once the
+ * processes that shared them are gone. Named networks are bind mounts: they outlive the launcher.
+ *
  * Named networks (`network()`): one network namespace per name, with only `lo` (up), held by a
  * bind mount at `<state>/netns/<name>` (made by the launcher) and joined by the processes granted
  * it. A re-attached runtime finds them there and uses them again, so adopted and new children
@@ -33,7 +41,13 @@ import { mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync } from 'nod
 import { join, resolve } from 'node:path';
 import { type CgroupGroup, type CgroupHost, probeCgroups } from './cgroup/index.ts';
 import { credentialsDir, servicesDir } from './confine/index.ts';
-import { type ExitEvent, Launcher, type NotifyEvent, type SpawnResult } from './launcher/client.ts';
+import {
+  type ExitEvent,
+  Launcher,
+  type ListenSpec,
+  type NotifyEvent,
+  type SpawnResult,
+} from './launcher/client.ts';
 import { ChildLog, type LogTrouble, type StreamTag } from './logs/index.ts';
 
 export interface HostRuntimeOptions {
@@ -69,6 +83,29 @@ function procsOf(file: string): number[] {
     return [];
   }
 }
+
+/** What happened to the launcher: it was lost, then replaced (`pid`) or could not be (`pid` null). */
+export type LauncherTrouble =
+  | { state: 'lost'; pid: number; error: string }
+  | { state: 'restarted'; pid: number | null; ms: number; error?: string };
+
+/**
+ * A listening socket held by the launcher, passed to a child by `handle` (`ProcessOptions.listenFds`):
+ * after a launcher loss the runtime opens it again and updates `handle` in place.
+ */
+export interface ListenFd {
+  handle: number;
+  readonly name: string;
+}
+
+interface HeldListen extends ListenFd {
+  spec: ListenSpec;
+  /** The launcher that holds `handle`. */
+  holder: Launcher;
+}
+
+/** How long a listening socket is retried after a launcher loss (its old holders are still dying). */
+const RELISTEN_MS = 5000;
 
 /** What a re-attached launcher (or a non-empty cgroup subtree) held when the runtime opened. */
 export interface Recovery {
@@ -136,7 +173,7 @@ const PENDING_OUTPUT_MAX = 1 << 20;
 export class HostRuntime {
   readonly stateDir: string;
   readonly logsDir: string;
-  readonly launcher: Launcher;
+  #launcher: Launcher;
   readonly cgroups: CgroupHost;
   readonly root: CgroupGroup;
   readonly rootPath: string;
@@ -159,6 +196,12 @@ export class HostRuntime {
   recovery: Recovery | null = null;
   /** Named networks in use by this runtime: name → the file holding its namespace, once made. */
   #networks = new Map<string, Promise<string>>();
+  readonly #launcherOptions: { socketPath: string; runtimeDir: string };
+  /** The start of a new launcher after a loss, until it settles (then null, or kept while failed). */
+  #replacing: Promise<Launcher> | null = null;
+  #onLauncherTrouble: ((t: LauncherTrouble) => void) | undefined;
+  /** Listening sockets by handle object, to open again on a new launcher. */
+  #listens = new WeakSet<ListenFd>();
 
   private constructor(
     stateDir: string,
@@ -169,11 +212,29 @@ export class HostRuntime {
   ) {
     this.stateDir = stateDir;
     this.logsDir = join(stateDir, 'logs');
-    this.launcher = launcher;
+    this.#launcher = launcher;
+    this.#launcherOptions = launcherOptionsFor(stateDir);
     this.cgroups = cgroups;
     this.root = root;
     this.rootPath = rootPath;
     this.#groups.set(rootPath, root);
+    this.#listenTo(launcher);
+    // Registered before the launcher's queued frames are dispatched (they wait one macrotask).
+    if (launcher.reattached) {
+      const exits = new Map<number, ExitEvent>();
+      this.#recentExits = exits;
+      launcher.on('exited', (ev) => {
+        if (this.#recentExits === exits) exits.set(ev.pid, ev);
+      });
+    }
+  }
+
+  /** The launcher children are spawned by now (a new one after a loss). */
+  get launcher(): Launcher {
+    return this.#launcher;
+  }
+
+  #listenTo(launcher: Launcher): void {
     // One listener dispatching by pid: a listener per child would make every notification O(children).
     launcher.on('notify', (n) => this.#notify.get(n.pid)?.(n));
     launcher.on('output', ({ key, data }) => {
@@ -190,13 +251,114 @@ export class HostRuntime {
         this.#pendingBytes += data.length;
       }
     });
-    // Registered before the launcher's queued frames are dispatched (they wait one macrotask).
-    if (launcher.reattached) {
-      const exits = new Map<number, ExitEvent>();
-      this.#recentExits = exits;
-      launcher.on('exited', (ev) => {
-        if (this.#recentExits === exits) exits.set(ev.pid, ev);
-      });
+    launcher.on('disconnect', (err) => this.#launcherGone(launcher, err));
+  }
+
+  /** Who hears that the launcher was lost and replaced (the daemon journals it). */
+  set onLauncherTrouble(fn: ((t: LauncherTrouble) => void) | undefined) {
+    this.#onLauncherTrouble = fn;
+  }
+
+  /** The launcher's connection closed while the runtime was open: it died; start another. */
+  #launcherGone(launcher: Launcher, err: Error | null): void {
+    if (this.#closed || launcher !== this.#launcher || this.#replacing !== null) return;
+    const error = err?.message ?? 'its connection closed';
+    this.#onLauncherTrouble?.({ state: 'lost', pid: launcher.pid, error });
+    this.#replace();
+  }
+
+  #replace(): Promise<Launcher> {
+    const t0 = performance.now();
+    const replacing = (async () => {
+      let lastError: Error | undefined;
+      // A few tries: a launcher killed by the OOM killer may find memory short for a moment.
+      for (const wait of [0, 100, 500]) {
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        if (this.#closed) break;
+        try {
+          return await Launcher.start(this.#launcherOptions);
+        } catch (e) {
+          lastError = e as Error;
+        }
+      }
+      throw lastError ?? new Error('the runtime closed');
+    })();
+    this.#replacing = replacing;
+    replacing.then(
+      (next) => {
+        const ms = Math.round(performance.now() - t0);
+        if (this.#closed) {
+          next.close().catch(() => {});
+          return;
+        }
+        this.#launcher = next;
+        this.#listenTo(next);
+        if (this.#replacing === replacing) this.#replacing = null;
+        this.#onLauncherTrouble?.({ state: 'restarted', pid: next.pid, ms });
+      },
+      (e: Error) => {
+        // Kept: the next child that needs a launcher tries again (`launcherReady`).
+        this.#onLauncherTrouble?.({
+          state: 'restarted',
+          pid: null,
+          ms: Math.round(performance.now() - t0),
+          error: e.message,
+        });
+      },
+    );
+    return replacing;
+  }
+
+  /**
+   * Null while the launcher is connected; after a loss, the promise of its replacement (a failed
+   * one is tried again), which drivers await before reporting an exit or spawning.
+   */
+  launcherReady(): Promise<Launcher> | null {
+    if (this.#launcher.connected) return null;
+    if (this.#closed) return Promise.reject(new Error('the runtime is closed'));
+    const replacing = this.#replacing;
+    if (replacing === null) return this.#replace();
+    // A settled failure is retried by whoever needs a launcher next.
+    return replacing.catch(() =>
+      this.#replacing === replacing ? this.#replace() : (this.#replacing ?? replacing),
+    );
+  }
+
+  /** A listening socket held by the launcher (see `ListenFd`), named `name` for LISTEN_FDNAMES. */
+  async listen(spec: ListenSpec, name: string): Promise<ListenFd> {
+    const launcher = this.#launcher;
+    const { handle, port } = await launcher.listen(spec);
+    // An ephemeral port is opened again at the port it got.
+    const fixed: ListenSpec =
+      'tcp' in spec && spec.tcp.port === 0 && port !== undefined
+        ? { ...spec, tcp: { ...spec.tcp, port } }
+        : spec;
+    const held: HeldListen = { handle, name, spec: fixed, holder: launcher };
+    this.#listens.add(held);
+    return held;
+  }
+
+  /**
+   * Opens again, on the current launcher, those of `fds` a lost launcher held (retrying while the
+   * address is still held by the processes that shared it, which are being killed).
+   */
+  async refreshListen(fds: readonly ListenFd[]): Promise<void> {
+    for (const fd of fds) {
+      if (!this.#listens.has(fd)) continue;
+      const held = fd as HeldListen;
+      const launcher = this.#launcher;
+      if (held.holder === launcher) continue;
+      const deadline = Date.now() + RELISTEN_MS;
+      for (;;) {
+        try {
+          held.handle = (await launcher.listen(held.spec)).handle;
+          held.holder = launcher;
+          break;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'EADDRINUSE' || Date.now() > deadline) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      }
     }
   }
 
@@ -211,10 +373,7 @@ export class HostRuntime {
     const tag = createHash('sha256').update(stateDir).digest('hex').slice(0, 8);
     const root = cgroups.createRoot(`captree-${options.name}-${tag}`, { reuse: true });
     const leftovers = !root.isEmpty();
-    const launcher = await Launcher.start({
-      socketPath: join(stateDir, 'launcher.sock'),
-      runtimeDir: join(stateDir, 'run'),
-    });
+    const launcher = await Launcher.start(launcherOptionsFor(stateDir));
     const runtime = new HostRuntime(stateDir, launcher, cgroups, root, `/${options.name}`);
     if (launcher.reattached || leftovers) {
       try {
@@ -254,6 +413,11 @@ export class HostRuntime {
       this.#adoptable.set(path, { pid, main });
       recovery.found.push({ path, pid: main });
     }
+  }
+
+  /** True while the launcher still runs an instance of `path` left by an earlier daemon, not yet adopted. */
+  adoptable(path: string): boolean {
+    return this.#adoptable.has(path);
   }
 
   #inTree(path: string): boolean {
@@ -311,6 +475,8 @@ export class HostRuntime {
    */
   async sweep(stateOf: (path: string) => PathState): Promise<OrphanKill[]> {
     const kills: OrphanKill[] = this.#leftovers.splice(0);
+    // Adoption ends here: a restart from now on spawns, never takes a process the sweep may kill.
+    this.#adoptable.clear();
     const why = (path: string | null): string => {
       if (path === null || !this.#inTree(path)) return 'not a child of this tree';
       switch (stateOf(path)) {
@@ -325,12 +491,14 @@ export class HostRuntime {
       }
     };
     try {
-      const { children, tags } = await this.launcher.list();
+      const { children, tags, mains, watched } = await this.launcher.list();
       for (const pid of children) {
-        if (this.launcher.watching(pid)) continue;
+        // Decided at the reply: one of ours that exited since is gone, not an orphan.
+        if (watched.has(pid)) continue;
         const path = tags.get(pid) ?? null;
         await this.launcher.killGroup(pid, 'SIGKILL').catch(() => {});
-        kills.push({ pid, path: path ?? this.rootPath, why: why(path) });
+        // Named by its program (what `ps` showed), not a confined child's outer process.
+        kills.push({ pid: mains.get(pid) || pid, path: path ?? this.rootPath, why: why(path) });
       }
       const dirs = this.root.dirs;
       if (dirs.length > 0) await this.#sweepGroup('', dirs, stateOf, kills, why);
@@ -533,6 +701,7 @@ export class HostRuntime {
     this.#closed = true;
     // A namespace outlives its bind mount while members remain; the launcher kills them next.
     await Promise.allSettled(this.#networks.values());
+    await this.#replacing?.catch(() => {});
     await this.#removeNetworks(new Set());
     await this.launcher.close().catch(() => {});
     if (!this.root.isEmpty()) {
@@ -547,9 +716,15 @@ export class HostRuntime {
   async detach(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#replacing?.catch(() => {});
     await this.launcher.disconnect();
     await Promise.all([...this.#logs.values()].map((log) => log.close()));
   }
+}
+
+/** The launcher of the tree whose state dir is `stateDir`: a socket there, so it can be re-attached. */
+function launcherOptionsFor(stateDir: string): { socketPath: string; runtimeDir: string } {
+  return { socketPath: join(stateDir, 'launcher.sock'), runtimeDir: join(stateDir, 'run') };
 }
 
 function readProcs(dir: string): number[] {

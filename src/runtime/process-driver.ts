@@ -46,7 +46,7 @@ import type { CgroupGroup, Limits } from './cgroup/index.ts';
 import { readCredentials, type SecretSource } from './confine/index.ts';
 import type { AdoptedChild, HostRuntime } from './host-runtime.ts';
 import { streamKey } from './host-runtime.ts';
-import type { ExitEvent, MountSpec, NotifyEvent, SpawnResult } from './launcher/client.ts';
+import type { ExitEvent, Launcher, MountSpec, NotifyEvent, SpawnResult } from './launcher/client.ts';
 import type { ChildLog } from './logs/index.ts';
 import {
   type Check,
@@ -163,7 +163,9 @@ export function childEnv(options: ProcessOptions, path: string, host = process.e
 export type ProcessRuntime = Pick<
   HostRuntime,
   'groupFor' | 'adopt' | 'noteLeftovers' | 'logFor' | 'launcher' | 'onNotify'
->;
+> &
+  // A runtime that replaces a lost launcher (the host's): see HostRuntime's module comment.
+  Partial<Pick<HostRuntime, 'launcherReady' | 'refreshListen'>>;
 
 export function processDriver(runtime: ProcessRuntime, options: ProcessOptions): ChildDriver {
   return {
@@ -249,6 +251,7 @@ class ProcessInstance implements ChildHandle {
   async begin(): Promise<void> {
     const o = this.#options;
     let spawned: SpawnResult;
+    let launcher: Launcher | null = null;
     try {
       const group = this.#runtime.groupFor(this.#path);
       this.#group = group;
@@ -289,8 +292,13 @@ class ProcessInstance implements ChildHandle {
         throw new Error(
           `pidFile ${o.pidFile} is followed only for a child in its own PID namespace, which this host cannot give`,
         );
+      // After a launcher loss: its replacement, and the listening sockets opened again on it.
+      const replacing = this.#runtime.launcherReady?.();
+      if (replacing) await replacing;
+      if (o.listenFds?.length) await this.#runtime.refreshListen?.(o.listenFds);
+      launcher = this.#runtime.launcher;
       this.#spawnedAt = Date.now();
-      spawned = await this.#runtime.launcher.spawn({
+      spawned = await launcher.spawn({
         argv: o.command,
         env: childEnv(o, this.#path),
         cwd: o.cwd,
@@ -315,7 +323,13 @@ class ProcessInstance implements ChildHandle {
         ...(o.pidFile !== undefined ? { pidFile: o.pidFile, pidFileWaitMs: o.ready?.timeout ?? 30_000 } : {}),
       });
     } catch (err) {
-      this.#report({ kind: 'crashed', message: `could not start: ${(err as Error).message}` });
+      const message = `could not start: ${(err as Error).message}`;
+      // The launcher died under the spawn: not this child's failure (its restart is not counted).
+      this.#report(
+        launcher !== null && !launcher.connected
+          ? { kind: 'crashed', message, reason: 'launcher_lost' }
+          : { kind: 'crashed', message },
+      );
       return;
     }
     this.#follow(spawned.pid, spawned.main, spawned.exited);
@@ -562,7 +576,11 @@ class ProcessInstance implements ChildHandle {
     this.#mainAlive = false;
     const group = this.#group as CgroupGroup;
     if (lost && !this.#killed)
-      this.#failure ??= { kind: 'crashed', message: `launcher lost: ${lost.message}` };
+      this.#failure ??= {
+        kind: 'crashed',
+        message: `launcher lost: ${lost.message}`,
+        reason: 'launcher_lost',
+      };
     // One read of the group's state: every cgroup file read is on the restart path.
     const empty = await isEmptyWhenFdsAllow(group);
     // A confined child's init already followed its main process: its exit is the child's. An
@@ -595,6 +613,8 @@ class ProcessInstance implements ChildHandle {
       this.#log?.note(
         `${oomKills - this.#oomBefore} process(es) in its cgroup were killed for lack of memory; the main process ended on its own (${exit.code !== null ? `exit code ${exit.code}` : `signal ${exit.signal}`})`,
       );
+    // Its restart needs a launcher: reported once the lost one is replaced (or could not be).
+    if (lost) await this.#runtime.launcherReady?.()?.catch(() => {});
     this.#report(
       classifyExit(
         exit,

@@ -286,4 +286,40 @@ describe('shutdown', () => {
     const exited = h.events.find((e) => e.type === 'exited');
     assert.equal(exited?.type === 'exited' && exited.expected, true);
   });
+  it('a child lost with its launcher is restarted at once, its own backoff untouched, not counted against the intensity', async () => {
+    const h = harness();
+    const sup = h.supervisor({
+      name: 'root',
+      intensity: 1,
+      period: 1000,
+      children: ['a', 'b', 'c'].map((id) => ({
+        id,
+        driver: h.probe(id).driver,
+        backoff: { initial: 500, max: 5000 },
+      })),
+    });
+    await sup.start();
+    const lost = { kind: 'crashed', message: 'launcher lost', reason: 'launcher_lost' } as const;
+    for (let round = 0; round < 3; round++) {
+      for (const id of ['a', 'b', 'c']) h.probe(id).exit(lost);
+      await h.settle();
+    }
+    assert.equal(sup.state, 'ready', 'nine lost children later, the root has not given up');
+    for (const id of ['a', 'b', 'c']) assert.equal(h.probe(id).starts, 4, `${id} was restarted each time`);
+    const restarts = h.events.filter((e) => e.type === 'restarting');
+    assert.equal(restarts.length, 9);
+    assert.ok(restarts.every((e) => e.type === 'restarting' && e.cause === 'launcher_lost' && e.delay === 0));
+    assert.equal(sup.restartWindow().restarts, 0);
+    // Its own crash still counts, and still waits its backoff.
+    h.probe('a').crash();
+    await h.settle();
+    assert.equal(sup.restartWindow().restarts, 1);
+    assert.equal(sup.child('a')?.state, 'restarting');
+    h.clock.advance(500);
+    await h.settle();
+    assert.equal(h.probe('a').starts, 5);
+    h.probe('b').crash();
+    await h.settle();
+    assert.equal(sup.state, 'stopped', 'a second crash of its own in the period exceeds intensity 1');
+  });
 });

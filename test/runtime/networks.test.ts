@@ -205,9 +205,10 @@ describe('named networks', () => {
     assert.equal(readlinkSync(`/proc/${member.pid}/ns/net`), `net:[${ino}]`);
     assert.equal(mountsUnder(old).length, 1, 'the unused network is still held before the sweep');
     const kills = await second.sweep(() => 'absent');
+    // Named by its program (what `ps` showed), below the confined child's outer process.
     assert.deepEqual(
       kills.map((k) => k.pid),
-      [member.pid],
+      [member.main],
     );
     assert.deepEqual(mountsUnder(old), [], 'the sweep removed the network nothing uses');
     assert.equal(existsSync(old), false);

@@ -272,6 +272,11 @@ export class Launcher extends EventEmitter<LauncherEvents> {
     return this.#pid;
   }
 
+  /** False once the connection to the launcher is gone (it died, or was closed). */
+  get connected(): boolean {
+    return this.#gone === undefined;
+  }
+
   /** True when this client re-attached to a launcher that was already running (it may hold children). */
   get reattached(): boolean {
     return this.#reattached;
@@ -623,7 +628,10 @@ export class Launcher extends EventEmitter<LauncherEvents> {
 
   /**
    * What the launcher holds: live children (pids) with the tag each was spawned with and its
-   * current main process, stream keys, listen handles.
+   * current main process, stream keys, listen handles; and which of those children this client
+   * was watching when the reply arrived (`watched`: decided before any later frame, such as one
+   * of theirs exiting, is dispatched, so a child of ours that exits meanwhile is never taken for
+   * one nobody follows).
    */
   async list(): Promise<{
     children: number[];
@@ -631,8 +639,17 @@ export class Launcher extends EventEmitter<LauncherEvents> {
     mains: Map<number, number>;
     streams: string[];
     handles: number[];
+    watched: Set<number>;
   }> {
-    const r = await this.#request(Req.list, []);
+    let watched = new Set<number>();
+    const r = await this.#request(Req.list, [], (reply) => {
+      watched = new Set(
+        fieldsOf(reply, 'child')
+          .map(Number)
+          .filter((pid) => this.#watches.has(pid)),
+      );
+      return reply;
+    });
     const pairs = (name: string) =>
       fieldsOf(r, name).map((v) => {
         const colon = v.indexOf(':');
@@ -644,6 +661,7 @@ export class Launcher extends EventEmitter<LauncherEvents> {
       mains: new Map(pairs('main').map(([pid, main]) => [pid, Number(main)])),
       streams: fieldsOf(r, 'stream'),
       handles: fieldsOf(r, 'handle').map(Number),
+      watched,
     };
   }
 
