@@ -151,6 +151,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <dirent.h>
 #include <sys/prctl.h>
@@ -543,6 +544,9 @@ static void child_free(struct child *c) {
   free(c);
 }
 
+static int spawner_reaped(pid_t pid);
+static int is_spawner(pid_t pid);
+
 static void reap(void) {
   for (;;) {
     int status;
@@ -551,6 +555,7 @@ static void reap(void) {
     struct child **pp = &children;
     while (*pp && (*pp)->pid != pid) pp = &(*pp)->next;
     struct child *c = *pp;
+    if (!c && spawner_reaped(pid)) continue;
     if (!c) continue; /* an adopted orphan: reaping it is the whole point */
     *pp = c->next;
     uint64_t t = now_ns();
@@ -714,6 +719,7 @@ struct spawn_plan {
   long uid, gid; /* -1: unchanged */
   char **cgroups;
   int ncgroups;
+  int joined; /* forked by a spawner already in the v1 groups, into the cgroup2 one: no join */
   int nfds;
   int src[MAX_FIELDS + 8]; /* fd to place ... */
   int dst[MAX_FIELDS + 8]; /* ... at this number */
@@ -804,27 +810,12 @@ static void unescape_mountinfo(char *s) {
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
 
-/* Every mount at or below /sys/fs/cgroup read-only, one by one (a recursive bind remount does
-   not exist): the child reads its limits and cannot rewrite them, nor any other group's. */
+/* Every mount at or below /sys/fs/cgroup read-only, in one call (mount_setattr AT_RECURSIVE):
+   the child reads its limits and cannot rewrite them, nor any other group's. */
 static void cgroups_read_only(int errpipe) {
-  char what[PATH_MAX + 64];
-  FILE *f = fopen("/proc/self/mountinfo", "re");
-  if (!f) child_fail(errpipe, "cgroups read-only: open /proc/self/mountinfo");
-  char *line = NULL;
-  size_t cap = 0;
-  size_t rl = strlen(CGROUP_ROOT);
-  while (getline(&line, &cap, f) > 0) {
-    /* id parent major:minor root mountpoint ... */
-    char *save = NULL, *fld = strtok_r(line, " ", &save);
-    for (int i = 0; fld && i < 4; i++) fld = strtok_r(NULL, " ", &save);
-    if (!fld) continue;
-    unescape_mountinfo(fld);
-    if (strncmp(fld, CGROUP_ROOT, rl) != 0 || (fld[rl] != '\0' && fld[rl] != '/')) continue;
-    snprintf(what, sizeof what, "cgroups read-only: remount %s", fld);
-    if (remount_bind(fld, 1) < 0) child_fail(errpipe, what);
-  }
-  free(line);
-  fclose(f);
+  struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+  if (syscall(SYS_mount_setattr, AT_FDCWD, CGROUP_ROOT, AT_RECURSIVE, &ro, sizeof ro) < 0)
+    child_fail(errpipe, "cgroups read-only: mount_setattr " CGROUP_ROOT);
 }
 
 /* A supervisor child's own cgroup, writable again below a read-only /sys/fs/cgroup: what it
@@ -1228,7 +1219,8 @@ static void setup_mounts(struct spawn_plan *p, int errpipe) {
       child_fail(errpipe, what);
   }
   struct stat st;
-  if (stat(CGROUP_ROOT, &st) == 0) cgroups_read_only(errpipe);
+  /* Protected: already read-only with the rest of the filesystem. */
+  if (!(p->protect && !p->view) && stat(CGROUP_ROOT, &st) == 0) cgroups_read_only(errpipe);
   for (int i = 0; i < p->ndelegates; i++) delegate_cgroup(p->delegates[i], errpipe);
   for (int i = 0; i < p->nhides; i++) {
     int bound = 0;
@@ -1579,7 +1571,7 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
   /* Join cgroups before anything else so nothing the child runs escapes accounting. */
   char pidstr[32];
   int pidlen = snprintf(pidstr, sizeof pidstr, "%d\n", (int)getpid());
-  for (int i = 0; i < p->ncgroups; i++) {
+  for (int i = 0; i < p->ncgroups && !p->joined; i++) {
     snprintf(what, sizeof what, "join cgroup %s", p->cgroups[i]);
     int fd = open(p->cgroups[i], O_WRONLY | O_CLOEXEC);
     if (fd < 0) child_fail(errpipe, what);
@@ -1697,6 +1689,304 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
   errno = saved;
   child_fail(errpipe, what);
 }
+
+/* ---------- spawners: a restart forked from inside the child's v1 cgroups ----------
+ *
+ * The first write to any cgroup.procs file after a quiet spell waits for an RCU grace period (the
+ * kernel's global cgroup_threadgroup_rwsem; 7-17 ms measured here), so a child killed after
+ * running a while was replaced that much later than one restarted back to back. cgroup2 has
+ * clone3(CLONE_INTO_CGROUP), which does not take that path; v1 controllers have nothing like it,
+ * but a process forked by one already in the target v1 groups lands there with no write.
+ *
+ * So after a child's first start on a hybrid host the launcher keeps, for its set of groups, a
+ * spawner: a task sharing the launcher's memory and file table (CLONE_VM | CLONE_FILES: a task
+ * struct and a kernel stack, no pages or descriptors of its own but its stack's first pages)
+ * that joins the child's v1 groups once, while nobody waits, and then sleeps on a futex. A later
+ * spawn into the same groups is forked by it: clone3(CLONE_PARENT | CLONE_INTO_CGROUP), so the
+ * program is the launcher's child like any other, inherits the v1 groups and enters the cgroup2
+ * group without a cgroup.procs write. While it forks, the launcher waits (as for vfork), so the
+ * program's copy of the memory is the launcher's, consistent, with the spawn plan in it.
+ *
+ * The spawner never joins the child's cgroup2 group, which is what emptiness (cgroup.events)
+ * and cgroup.kill go by on a hybrid host; it does sit in the v1 groups, where the runtime tells
+ * it apart (in the v1 groups, not in the cgroup2 one, named captree-spawner: a child's processes
+ * cannot leave its cgroup2 group) and leaves it out of pids and usage, and SIGKILLs it before it
+ * removes the groups. It would take one pid of the v1 pids groups, so a child whose pids group
+ * (or one above it) has a limit gets none: its restarts pay the writes. scope=all signals here
+ * skip it; it dies with the launcher (PR_SET_PDEATHSIG). Only on a hybrid host (v1 groups plus
+ * exactly one cgroup2 group): on v1 alone it would be a member of every group the runtime
+ * counts. The spawner shares the launcher's TLS, so it makes raw system calls only (glibc's
+ * would write the launcher's errno).
+ */
+#if defined(__x86_64__) || defined(__aarch64__)
+#define HAVE_SPAWNERS 1
+#include <linux/futex.h>
+#define CLONE_INTO_CGROUP_FLAG 0x200000000ULL
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+/* Spawner stacks are slots of one mapping, so a thousand spawners add one mapping, not a
+   thousand, to every fork of the launcher (the page tables of each are copied). A program forked
+   by a spawner runs its setup on a copy of that slot and below it, deeper than the spawner ever
+   goes: in its own memory, over the copies of the slots below, and the reserve under the first. */
+#define SPAWNER_SLOT (16u << 10)
+#define SPAWNER_SLOTS 4096u
+#define SPAWNER_RESERVE (1u << 20)
+static char *spawner_pool;
+static unsigned char spawner_slot_used[SPAWNER_SLOTS];
+
+static void *spawner_stack_get(void) {
+  if (!spawner_pool) {
+    void *m = mmap(NULL, SPAWNER_RESERVE + (size_t)SPAWNER_SLOTS * SPAWNER_SLOT, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    spawner_pool = m;
+  }
+  for (unsigned i = 0; i < SPAWNER_SLOTS; i++) {
+    if (spawner_slot_used[i]) continue;
+    spawner_slot_used[i] = 1;
+    return spawner_pool + SPAWNER_RESERVE + (size_t)i * SPAWNER_SLOT;
+  }
+  return NULL;
+}
+
+static void spawner_stack_put(void *stack) {
+  size_t i = (size_t)((char *)stack - spawner_pool - SPAWNER_RESERVE) / SPAWNER_SLOT;
+  madvise(stack, SPAWNER_SLOT, MADV_DONTNEED);
+  spawner_slot_used[i] = 0;
+}
+
+struct clone_args_v2 {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+static long raw6(long n, long a, long b, long c, long d, long e, long f) {
+#if defined(__x86_64__)
+  register long r10 __asm__("r10") = d, r8 __asm__("r8") = e, r9 __asm__("r9") = f;
+  long ret;
+  __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9) : "rcx", "r11", "memory");
+  return ret;
+#else
+  register long x8 __asm__("x8") = n, x0 __asm__("x0") = a, x1 __asm__("x1") = b, x2 __asm__("x2") = c,
+                x3 __asm__("x3") = d, x4 __asm__("x4") = e, x5 __asm__("x5") = f;
+  __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
+  return x0;
+#endif
+}
+#define raw(n, a, b, c) raw6((n), (long)(a), (long)(b), (long)(c), 0, 0, 0)
+
+struct spawner {
+  char *key;              /* the spawn's cgroup= fields joined by '\n': the spawns it serves */
+  char **v1;              /* the v1 cgroup.procs files it joins */
+  int nv1;
+  char *v2dir;            /* the cgroup2 group a spawn enters */
+  char *block;            /* holds the paths above */
+  pid_t pid;
+  int tid;                /* its pid until it exits (CLONE_CHILD_CLEARTID zeroes it and wakes us) */
+  int state;              /* 0 joining, 1 ready, -1 could not join */
+  int go;                 /* launcher -> spawner: fork plan now (futex) */
+  int done;               /* spawner -> launcher: result is set (futex) */
+  long result;            /* the program's pid, or -errno */
+  int v2fd;               /* for this spawn: the cgroup2 directory (O_PATH) */
+  struct spawn_plan *plan;
+  int errfd;
+  void *stack;
+  struct spawner *next;
+};
+static struct spawner *spawners;
+
+static void futex_wake(int *w) { raw6(SYS_futex, (long)w, FUTEX_WAKE, 1, 0, 0, 0); }
+
+static int spawner_main(void *arg) {
+  struct spawner *s = arg;
+  uint64_t all = ~0ULL;
+  raw6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, 8, 0, 0);
+  raw6(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0, 0);
+  raw6(SYS_prctl, PR_SET_NAME, (long)"captree-spawner", 0, 0, 0, 0);
+  char digits[24], *d = digits + sizeof digits;
+  long pid = raw(SYS_getpid, 0, 0, 0);
+  *--d = '\n';
+  do *--d = (char)('0' + pid % 10); while ((pid /= 10) > 0);
+  for (int i = 0; i < s->nv1; i++) {
+    long fd = raw6(SYS_openat, AT_FDCWD, (long)s->v1[i], O_WRONLY | O_CLOEXEC, 0, 0, 0);
+    long w = fd < 0 ? fd : raw(SYS_write, fd, d, digits + sizeof digits - d);
+    if (fd >= 0) raw(SYS_close, fd, 0, 0);
+    if (w < 0) {
+      __atomic_store_n(&s->state, -1, __ATOMIC_RELEASE);
+      raw(SYS_exit, 1, 0, 0);
+    }
+  }
+  __atomic_store_n(&s->state, 1, __ATOMIC_RELEASE);
+  for (;;) {
+    while (!__atomic_load_n(&s->go, __ATOMIC_ACQUIRE)) raw6(SYS_futex, (long)&s->go, FUTEX_WAIT, 0, 0, 0, 0);
+    s->go = 0;
+    struct clone_args_v2 ca;
+    memset(&ca, 0, sizeof ca);
+    ca.flags = CLONE_PARENT | (s->v2fd >= 0 ? CLONE_INTO_CGROUP_FLAG : 0);
+    ca.exit_signal = 0; /* must be 0 with CLONE_PARENT: the program inherits ours, SIGCHLD */
+    ca.cgroup = (uint64_t)(s->v2fd >= 0 ? s->v2fd : 0);
+    long r = raw(SYS_clone3, &ca, sizeof ca, 0);
+    if (r == 0) child_exec(s->plan, s->errfd); /* the program: its own memory from here on */
+    s->result = r;
+    __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+    futex_wake(&s->done);
+  }
+  return 0;
+}
+
+static void spawner_free(struct spawner *s) {
+  spawner_stack_put(s->stack);
+  free(s->key);
+  free(s->v1);
+  free(s->block);
+  free(s);
+}
+
+/* A spawner exited (killed by the runtime removing its groups, or one that could not join). */
+static int spawner_reaped(pid_t pid) {
+  for (struct spawner **pp = &spawners; *pp; pp = &(*pp)->next) {
+    if ((*pp)->pid != pid) continue;
+    struct spawner *s = *pp;
+    *pp = s->next;
+    spawner_free(s);
+    return 1;
+  }
+  return 0;
+}
+
+static int is_spawner(pid_t pid) {
+  for (struct spawner *s = spawners; s; s = s->next)
+    if (s->pid == pid) return 1;
+  return 0;
+}
+
+static char *spawn_key(const struct spawn_plan *p) {
+  size_t len = 1;
+  for (int i = 0; i < p->ncgroups; i++) len += strlen(p->cgroups[i]) + 1;
+  char *k = malloc(len), *o = k;
+  if (!k) return NULL;
+  for (int i = 0; i < p->ncgroups; i++) o += sprintf(o, "%s\n", p->cgroups[i]);
+  *o = '\0';
+  return k;
+}
+
+static int on_cgroup2(const char *procs_file) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", procs_file);
+  char *slash = strrchr(dir, '/');
+  if (!slash) return -1;
+  *slash = '\0';
+  struct statfs st;
+  if (statfs(dir, &st) < 0) return -1;
+  return st.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+/* Whether a v1 group or one above it limits pids: a spawner there would take one of them. */
+static int pids_limited(const char *procs_file) {
+  char dir[PATH_MAX], file[PATH_MAX + 16], value[32];
+  snprintf(dir, sizeof dir, "%s", procs_file);
+  for (char *slash; (slash = strrchr(dir, '/')) && slash != dir;) {
+    *slash = '\0';
+    snprintf(file, sizeof file, "%s/pids.max", dir);
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0; /* the hierarchy's root (no pids.max), or not a pids group */
+    ssize_t n = read(fd, value, sizeof value - 1);
+    close(fd);
+    if (n <= 0 || strncmp(value, "max", 3)) return 1;
+  }
+  return 0;
+}
+
+/* After a first start: a spawner for these groups, if the host is hybrid and there is none. */
+static void spawner_make(const struct spawn_plan *p) {
+  if (p->ncgroups < 2) return;
+  int nv1 = 0, nv2 = 0, v2 = -1;
+  size_t len = 0;
+  for (int i = 0; i < p->ncgroups; i++) {
+    int two = on_cgroup2(p->cgroups[i]);
+    if (two < 0) return;
+    if (two) { nv2++; v2 = i; }
+    else if (pids_limited(p->cgroups[i])) return;
+    else nv1++;
+    len += strlen(p->cgroups[i]) + 1;
+  }
+  if (nv1 == 0 || nv2 != 1) return;
+  char *key = spawn_key(p);
+  if (!key) return;
+  for (struct spawner *s = spawners; s; s = s->next)
+    if (!strcmp(s->key, key)) { free(key); return; }
+  struct spawner *s = calloc(1, sizeof *s);
+  char **v1 = calloc((size_t)nv1, sizeof *v1);
+  char *block = malloc(len); /* the paths outlive this request's buffer: copies, in one block */
+  void *stack = spawner_stack_get();
+  if (!s || !v1 || !block || !stack) goto fail;
+  char *o = block;
+  for (int i = 0; i < p->ncgroups; i++) {
+    strcpy(o, p->cgroups[i]);
+    if (i == v2) { *strrchr(o, '/') = '\0'; s->v2dir = o; }
+    else v1[s->nv1++] = o;
+    o += strlen(o) + 1;
+  }
+  s->key = key;
+  s->v1 = v1;
+  s->block = block;
+  s->stack = stack;
+  s->v2fd = -1;
+  /* tid: set before clone returns, zeroed (and futex-woken) by the kernel when the spawner exits. */
+  pid_t pid = clone(spawner_main, (char *)stack + SPAWNER_SLOT,
+                    CLONE_VM | CLONE_FILES | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD, s, &s->tid, NULL,
+                    &s->tid);
+  if (pid < 0) goto fail;
+  s->pid = pid;
+  s->next = spawners;
+  spawners = s;
+  return;
+fail:
+  if (stack) spawner_stack_put(stack);
+  free(block);
+  free(v1);
+  free(key);
+  free(s);
+}
+
+/* Forks plan through a ready spawner of its groups: the program's pid, or -1 (then fork as usual). */
+static pid_t spawner_fork(struct spawn_plan *p, int errfd) {
+  if (p->ncgroups < 2) return -1;
+  char *key = spawn_key(p);
+  if (!key) return -1;
+  struct spawner *s = spawners;
+  while (s && strcmp(s->key, key)) s = s->next;
+  free(key);
+  if (!s || __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != 1 || !__atomic_load_n(&s->tid, __ATOMIC_ACQUIRE)) return -1;
+  int v2fd = open(s->v2dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (v2fd < 0) return -1;
+  p->joined = 1;
+  s->plan = p;
+  s->errfd = errfd;
+  s->v2fd = v2fd;
+  s->done = 0;
+  __atomic_store_n(&s->go, 1, __ATOMIC_RELEASE);
+  futex_wake(&s->go);
+  /* Wait on done itself (no lost wake-up); a spawner that died instead zeroes tid, seen on the
+     next timeout (it only dies when killed: rare, and then this spawn forks as usual). */
+  while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) && __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE)) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    syscall(SYS_futex, &s->done, FUTEX_WAIT, 0, &ts, NULL, 0);
+  }
+  close(v2fd);
+  s->v2fd = -1;
+  if (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) || s->result <= 0) {
+    p->joined = 0;
+    return -1;
+  }
+  return (pid_t)s->result;
+}
+#else
+static int spawner_reaped(pid_t pid) { (void)pid; return 0; }
+static int is_spawner(pid_t pid) { (void)pid; return 0; }
+static void spawner_make(const struct spawn_plan *p) { (void)p; }
+static pid_t spawner_fork(struct spawn_plan *p, int errfd) { (void)p; (void)errfd; return -1; }
+#endif
 
 /* ---------- requests ---------- */
 
@@ -1925,9 +2215,12 @@ static void do_spawn(struct req *r, const char *id) {
 
   pid_t pid = -1;
   uint64_t t = 0;
+  int by_spawner = 0;
   if (!err) {
     t = now_ns();
-    pid = fork();
+    pid = spawner_fork(&p, errpipe[1]);
+    by_spawner = pid > 0;
+    if (!by_spawner) pid = fork();
     if (pid < 0) { err = errno; ctx = "fork"; }
     if (pid == 0) {
       close(errpipe[0]);
@@ -1979,6 +2272,8 @@ static void do_spawn(struct req *r, const char *id) {
   c->main = confined ? host_pid_below(pid, 2, 0) : pid;
   c->next = children;
   children = c;
+  /* Off the critical path: this one paid the cgroup writes, its restarts will not. */
+  if (!by_spawner) spawner_make(&p);
   frame_begin('R');
   field("id", id);
   field("ok", "1");
@@ -2142,7 +2437,7 @@ static int signal_scoped(pid_t pid, int sig, const char *scope) {
   for (char *s = data, *end; *s; s = end) {
     long p = strtol(s, &end, 10);
     if (end == s) break;
-    if (p > 0) kill((pid_t)p, sig);
+    if (p > 0 && !is_spawner((pid_t)p)) kill((pid_t)p, sig);
   }
   return 0;
 }

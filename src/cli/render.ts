@@ -190,6 +190,22 @@ export function describeEvent(r: JournalRecord): string {
     }
     case 'grant_changed':
       return `grant ${r.cause === 'reclaim' ? 'reclaimed' : r.cause === 'release' ? 'released' : r.cause === 'return' ? 'returned' : 'raised'} (by ${r.by}): cpu ${r.grant.cpu ?? 'shared'}, memory ${r.grant.memory === null ? 'shared' : formatBytes(r.grant.memory)}, pids ${r.grant.pids ?? 'shared'}`;
+    case 'reconcile_apply':
+      return `${r.resumed ? 'resuming' : 'applying'} generation ${r.generation}: ${r.steps} steps, restarting ${r.restarts.length > 0 ? r.restarts.join(', ') : 'nothing'}`;
+    case 'reconcile_step':
+      return `apply step ${r.step + 1}: ${r.op}${r.error ? ` failed: ${r.error}` : ''}`;
+    case 'reconcile_applied':
+      return `applied generation ${r.generation}: restarted ${r.restarted.length > 0 ? r.restarted.join(', ') : 'nothing'}${r.differences.length > 0 ? `; differs from the plan: ${r.differences.join('; ')}` : ', as planned'}`;
+    case 'reconcile_hold':
+      return `held from reconciliation by ${r.by}${r.reason ? `: ${r.reason}` : ''}`;
+    case 'reconcile_release':
+      return `released for reconciliation by ${r.by}`;
+    case 'reconcile_auto':
+      return `auto: ${r.action} (as ${r.command})${r.error ? ` failed: ${r.error}` : ' done'}: ${r.message}`;
+    case 'reconcile_required':
+    case 'reconcile_recommended':
+    case 'reconcile_blocked':
+      return `${r.type.slice('reconcile_'.length)}: ${r.action} (${r.command}): ${r.guard ? `not done (${r.guard}): ${r.reason}; ` : ''}${r.message}`;
     default:
       return r.type;
   }

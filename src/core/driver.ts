@@ -57,5 +57,7 @@ export interface ChildDriver {
    * carries the real pid. Otherwise the engine reports it when `start()` returns.
    */
   readonly startsAsync?: boolean;
+  /** A nested supervisor's spec, as each start builds it (reconciliation revises from it). */
+  readonly spec?: import('./types.ts').SupervisorSpec;
   start(ctx: StartContext, events: ChildEvents): ChildHandle;
 }

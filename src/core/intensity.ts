@@ -33,6 +33,13 @@ export class RestartWindow {
     return times.length - this.#head <= this.intensity;
   }
 
+  /** The same recent restarts under a new intensity and period (a supervisor revised in place). */
+  resized(intensity: number, period: number): RestartWindow {
+    const next = new RestartWindow(intensity, period);
+    next.#times = this.#times.slice(this.#head);
+    return next;
+  }
+
   /** Restarts currently inside the window. */
   get count(): number {
     return this.#times.length - this.#head;

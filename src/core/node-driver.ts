@@ -17,6 +17,7 @@ export function node(
   if (problems.length > 0) throw new InvalidSpecError(`supervisor spec ${spec.name}`, problems);
   return {
     kind: 'node',
+    spec,
     start(ctx, events): ChildHandle {
       const sup = new Supervisor(spec, { ...options, clock: ctx.clock, sink: ctx.sink, path: ctx.path });
       let reported = false;

@@ -123,10 +123,10 @@ export interface ChildCounts {
 type LaunchOutcome = ExitReason | null;
 
 class ChildRecord {
-  readonly spec: ChildSpec;
+  spec: ChildSpec;
   readonly parentPath: string;
-  readonly restart: RestartType;
-  readonly shutdown: Shutdown;
+  restart: RestartType;
+  shutdown: Shutdown;
   state: ChildState = 'stopped';
   handle: ChildHandle | null = null;
   gen = 0;
@@ -145,6 +145,13 @@ class ChildRecord {
   constructor(spec: ChildSpec, parentPath: string) {
     this.spec = spec;
     this.parentPath = parentPath;
+    this.restart = spec.restart ?? 'permanent';
+    this.shutdown = spec.shutdown ?? (spec.driver.kind === 'node' ? 'infinity' : 5000);
+  }
+
+  /** A revised spec (same id): used from the next start; a running instance keeps going. */
+  revise(spec: ChildSpec): void {
+    this.spec = spec;
     this.restart = spec.restart ?? 'permanent';
     this.shutdown = spec.shutdown ?? (spec.driver.kind === 'node' ? 'infinity' : 5000);
   }
@@ -198,12 +205,12 @@ const burstLimit = 256;
 export class Supervisor {
   readonly name: string;
   readonly path: string;
-  readonly strategy: Strategy;
-  readonly autoShutdown: AutoShutdown;
+  #strategy: Strategy;
+  #autoShutdown: AutoShutdown;
   readonly clock: Clock;
   readonly events: EventSink;
-  readonly #spec: SupervisorSpec;
-  readonly #window: RestartWindow;
+  #spec: SupervisorSpec;
+  #window: RestartWindow;
   readonly #checkpoints: CheckpointStore | undefined;
   readonly #holds: HoldStore | undefined;
   readonly #isRoot: boolean;
@@ -225,8 +232,8 @@ export class Supervisor {
     this.#spec = spec;
     this.name = spec.name;
     this.path = options.path ?? `/${spec.name}`;
-    this.strategy = spec.strategy ?? 'one_for_one';
-    this.autoShutdown = spec.autoShutdown ?? 'never';
+    this.#strategy = spec.strategy ?? 'one_for_one';
+    this.#autoShutdown = spec.autoShutdown ?? 'never';
     this.clock = options.clock ?? systemClock;
     this.#isRoot = options.sink === undefined;
     this.events = options.sink ?? new EventSink();
@@ -238,6 +245,14 @@ export class Supervisor {
 
   get state(): SupervisorState {
     return this.#state;
+  }
+
+  get strategy(): Strategy {
+    return this.#strategy;
+  }
+
+  get autoShutdown(): AutoShutdown {
+    return this.#autoShutdown;
   }
 
   /** Why this supervisor stopped, once it has. */
@@ -308,8 +323,16 @@ export class Supervisor {
 
   // ---- operations on children -----------------------------------------------------------------
 
-  /** Adds a child at run time and starts it (OTP `start_child`); a child that fails to start is discarded. */
-  addChild(input: ChildSpec | (Partial<ChildSpec> & { id?: string })): Promise<ChildInfo> {
+  /**
+   * Adds a child at run time and starts it (OTP `start_child`); a child that fails to start is
+   * discarded. `index`: its place in start order (default: last), so a reconciled manifest's new
+   * child starts, stops and scopes rest_for_one where the manifest puts it. `start: false` only
+   * inserts it (stopped; `startChild` starts it, and a failed start then keeps it, stopped).
+   */
+  addChild(
+    input: ChildSpec | (Partial<ChildSpec> & { id?: string }),
+    options: { index?: number; start?: boolean } = {},
+  ): Promise<ChildInfo> {
     const spec = this.#fromTemplate(input);
     const problems = checkChildSpec(spec, this.#spec);
     if (problems.length > 0) return Promise.reject(new InvalidSpecError(`child spec ${spec.id}`, problems));
@@ -321,9 +344,9 @@ export class Supervisor {
       if (max !== undefined && this.#children.length >= max) {
         throw new SupervisorError('max_children', `${this.path} is at maxChildren (${max})`);
       }
-      const rec = this.#insert(spec);
+      const rec = this.#insert(spec, options.index);
       this.#emit({ type: 'child_added', path: rec.path, at: this.clock.now() });
-      if (this.#state === 'ready') {
+      if (this.#state === 'ready' && options.start !== false) {
         const outcome = await this.#launch(rec);
         if (outcome !== null) {
           this.#remove(rec);
@@ -358,14 +381,65 @@ export class Supervisor {
     });
   }
 
-  /** Stops a child and keeps its spec, held stopped (OTP `terminate_child`); a temporary child is removed. */
-  stopChild(id: string): Promise<void> {
+  /**
+   * Stops a child and keeps its spec, held stopped (OTP `terminate_child`); a temporary child is
+   * removed. With `hold: false` (reconciliation, which starts it again itself) the child is
+   * neither held nor removed: a sibling's restart may start it, as after any other stop.
+   */
+  stopChild(id: string, options: { hold?: boolean } = {}): Promise<void> {
+    const hold = options.hold ?? true;
     return this.#serial(async () => {
       const rec = this.#get(id);
-      this.#hold(rec, true);
+      if (hold) this.#hold(rec, true);
       await this.#halt(rec);
-      if (rec.restart === 'temporary') this.#remove(rec);
+      if (hold && rec.restart === 'temporary') this.#remove(rec);
     });
+  }
+
+  /**
+   * Replaces a child's spec (same id; OTP's appup child-spec change): a running instance keeps
+   * running, the new spec (driver, restart type, shutdown, backoff) applies from its next start.
+   */
+  reviseChild(spec: ChildSpec): Promise<void> {
+    const problems = checkChildSpec(spec, this.#spec);
+    if (problems.length > 0) return Promise.reject(new InvalidSpecError(`child spec ${spec.id}`, problems));
+    return this.#serial(async () => {
+      const rec = this.#get(spec.id);
+      if (rec.spec.driver.kind !== spec.driver.kind) {
+        throw new SupervisorError(
+          'running',
+          `${rec.path} is a ${rec.spec.driver.kind}; replace it (delete, add) to make it a ${spec.driver.kind}`,
+        );
+      }
+      rec.revise(spec);
+    });
+  }
+
+  /** The current spec of child `id` (as revised), or undefined. */
+  childSpec(id: string): ChildSpec | undefined {
+    return this.#byId.get(id)?.spec;
+  }
+
+  /**
+   * Changes this supervisor's own flags in place (OTP: supervisor flags changed by a code
+   * upgrade): the strategy (not to or from `dynamic`), intensity and period (restarts already
+   * in the window stay counted), autoShutdown, maxChildren. Nothing is restarted.
+   */
+  revise(
+    flags: Pick<SupervisorSpec, 'strategy' | 'intensity' | 'period' | 'autoShutdown' | 'maxChildren'>,
+  ): void {
+    const next: SupervisorSpec = { ...this.#spec, ...flags, children: [] };
+    const problems = checkSupervisorSpec(next);
+    if ((this.#strategy === 'dynamic') !== ((next.strategy ?? 'one_for_one') === 'dynamic'))
+      throw new SupervisorError(
+        'running',
+        `${this.path}: a strategy cannot change to or from dynamic in place; restart the node`,
+      );
+    if (problems.length > 0) throw new InvalidSpecError(`supervisor flags of ${this.path}`, problems);
+    this.#spec = { ...this.#spec, ...flags };
+    this.#strategy = next.strategy ?? 'one_for_one';
+    this.#autoShutdown = next.autoShutdown ?? 'never';
+    this.#window = this.#window.resized(next.intensity ?? 1, next.period ?? 5000);
   }
 
   /**
@@ -476,12 +550,14 @@ export class Supervisor {
 
   // ---- internals: one child -------------------------------------------------------------------
 
-  #insert(spec: ChildSpec): ChildRecord {
+  #insert(spec: ChildSpec, index?: number): ChildRecord {
     const rec = new ChildRecord(spec, this.path);
     const stored = this.#checkpoints?.load(rec.path);
     if (stored) rec.saved = stored;
     if (this.#holds?.isHeld(rec.path)) rec.held = true;
-    this.#children.push(rec);
+    if (index !== undefined && index >= 0 && index < this.#children.length)
+      this.#children.splice(index, 0, rec);
+    else this.#children.push(rec);
     this.#byId.set(spec.id, rec);
     return rec;
   }

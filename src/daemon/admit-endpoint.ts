@@ -11,7 +11,7 @@
  *   stopped and its budget returned; `404` unknown, `409` not admitted at run time.
  */
 import type * as http from 'node:http';
-import type { Answer, DynamicChildren } from './dynamic-children.ts';
+import { type Answer, type DynamicChildren, pausedAnswer } from './dynamic-children.ts';
 import { bearerToken, sendJson } from './http-util.ts';
 
 const MAX_BODY = 1 << 20;
@@ -71,7 +71,8 @@ export function admissionEndpoint(children: DynamicChildren, onAnswer?: AnswerLi
       send(res, await children.admit(node, body, token, trusted));
     },
     async revoke(res, path) {
-      const answer = await children.revoke(path);
+      const paused = children.pausedBy?.();
+      const answer = paused ? pausedAnswer(paused) : await children.revoke(path);
       sendJson(res, answer.status, answer.body);
     },
   };

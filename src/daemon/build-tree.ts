@@ -27,6 +27,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node
 import { join } from 'node:path';
 import { type CapTree, capabilityOf, type Grant, type HostCapabilities } from '../caps/index.ts';
 import {
+  type ChildDriver,
   type ChildSpec as EngineChild,
   node,
   Supervisor,
@@ -47,7 +48,7 @@ import type {
   Requires,
 } from '../manifest/index.ts';
 import { CounterReader, type Counters } from '../runtime/cgroup/counters.ts';
-import type { Limits } from '../runtime/cgroup/index.ts';
+import type { CgroupGroup, Limits } from '../runtime/cgroup/index.ts';
 import {
   planConfinement,
   serviceDir,
@@ -70,10 +71,12 @@ import { describeRun, runInChild } from '../runtime/run-in-child.ts';
 import { supervisorEnv } from './channel.ts';
 import { admitContracts, hostCapabilities, manifestNetworks, privilegesOf } from './contracts.ts';
 import { liveChildren } from './live-limits.ts';
+import type { LimitDrift } from './types.ts';
 
 export interface Resources {
   grant: { cpu: number | null; memory: number | null; pids: number | null };
   used: { cpu: number | null; memory: number | null };
+  drift?: LimitDrift[];
 }
 
 export interface RunningTree {
@@ -88,6 +91,8 @@ export interface RunningTree {
   locate(path: string): { supervisor: Supervisor; id: string } | null;
   /** Grant (cores, bytes, count; null = unlimited) and measured usage (null = unknown). */
   resources(path: string): Resources;
+  /** The grant alone, without reading usage. */
+  grant(path: string): Resources['grant'];
   /** Log directory and base name of a process child. */
   logFiles(path: string): { dir: string; name: string } | null;
   /** Live log lines of a process child; returns an unsubscribe function. */
@@ -104,6 +109,24 @@ export interface RunningTree {
   dynamicChild(spec: ProcessSpec, grant: Grant): Promise<EngineChild>;
   /** Forgets a run-time child once its supervisor no longer has it, and removes its cgroups. */
   forgetChild(path: string): Promise<void>;
+  /**
+   * Reconciliation: the engine spec of a manifest child (a process, or a node and its subtree,
+   * node limits written) confined by a re-admitted tree's grants; nothing starts.
+   */
+  engineChild(spec: ChildSpec, admitted: Readmitted): Promise<EngineChild>;
+  /** Reconciliation: the driver of a nested supervisor (the tree's checkpoints and holds). */
+  nodeDriver(spec: SupervisorSpec): ChildDriver;
+  /** Reconciliation: from now on the tree runs `manifest`, admitted as `admitted` (caps swapped). */
+  install(manifest: ManifestTree, admitted: Readmitted): void;
+  /** Reconciliation: a removed manifest child's cgroups (a node: its subtree's) and listening sockets go. */
+  forgetManifestChild(path: string): Promise<void>;
+}
+
+/** A tree admitted again (src/reconcile/fit.ts): its capability tree, grants and start order. */
+export interface Readmitted {
+  caps: CapTree;
+  grants: ReadonlyMap<string, Grant>;
+  startOrder: ReadonlyMap<string, readonly string[]>;
 }
 
 export interface BuildOptions extends Pick<SupervisorOptions, 'checkpoints' | 'holds'> {
@@ -205,7 +228,7 @@ export async function buildTree(manifest: ManifestTree, options: BuildOptions): 
     applyNodeLimits(runtime, manifest.root, specs);
     const rootSpec = await supervisorSpec(runtime, manifest.root, options, confinement);
     const supervisor = new Supervisor(rootSpec, { checkpoints: options.checkpoints, holds: options.holds });
-    return new Tree(supervisor, runtime, manifest, specs, admitted.caps, host, confinement);
+    return new Tree(supervisor, runtime, manifest, specs, admitted.caps, host, confinement, options);
   } catch (err) {
     await runtime.close();
     throw err;
@@ -353,15 +376,26 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
   // Mounted back into a confined supervisor child's view of the state dir: it must exist first.
   if (supervised.CAPTREE_LOGS) mkdirSync(supervised.CAPTREE_LOGS, { recursive: true, mode: 0o700 });
   const listenFds: ListenFd[] = [];
+  const held = listenHandles(runtime);
   for (const [name, endpoint] of Object.entries(spec.requires.listen)) {
-    listenFds.push(
-      await runtime.listen(
-        endpoint.type === 'tcp'
-          ? { tcp: { host: endpoint.host, port: endpoint.port } }
-          : { unix: endpoint.path },
-        name,
-      ),
+    // A child rebuilt by reconciliation keeps the socket it already listens on (no EADDRINUSE,
+    // no dropped connections); a changed address gets a new one.
+    const key = `${spec.path}\0${name}`;
+    const address = JSON.stringify(endpoint);
+    const known = held.get(key);
+    if (known && known.address === address) {
+      listenFds.push(known.fd);
+      continue;
+    }
+    if (known) await runtime.launcher.closeListen(known.fd.handle).catch(() => {});
+    const fd = await runtime.listen(
+      endpoint.type === 'tcp'
+        ? { tcp: { host: endpoint.host, port: endpoint.port } }
+        : { unix: endpoint.path },
+      name,
     );
+    held.set(key, { address, fd });
+    listenFds.push(fd);
   }
   // Kept by reference: a renegotiated grant updates both in place (live-limits.ts).
   const env = { ...spec.env, ...plan.env, ...supervised };
@@ -404,6 +438,18 @@ async function processDriverOf(runtime: HostRuntime, spec: ProcessSpec, confinem
       ? { writableOnly: writableWithoutRoot(spec) }
       : {}),
   });
+}
+
+const listenRegistry = new WeakMap<object, Map<string, { address: string; fd: ListenFd }>>();
+
+/** `path\0name` → the launcher's listening socket for it, per runtime. */
+function listenHandles(runtime: HostRuntime): Map<string, { address: string; fd: ListenFd }> {
+  let map = listenRegistry.get(runtime);
+  if (!map) {
+    map = new Map();
+    listenRegistry.set(runtime, map);
+  }
+  return map;
 }
 
 function runsAsRoot(uid: number | undefined): boolean {
@@ -452,11 +498,12 @@ export function primaryGroupOf(user: string | number, file = '/etc/passwd'): num
 class Tree implements RunningTree {
   readonly supervisor: Supervisor;
   readonly runtime: HostRuntime;
-  readonly manifest: ManifestTree;
-  readonly caps: CapTree;
+  manifest: ManifestTree;
+  caps: CapTree;
   readonly host: HostCapabilities;
   readonly #specs: Map<string, ChildSpec | NodeSpec>;
-  readonly #confinement: Confinement;
+  #confinement: Confinement;
+  readonly #options: BuildOptions;
   /** Last cpu sample per path, to turn cumulative usage into cores. */
   #cpuSamples = new Map<string, { usec: number; at: number }>();
   readonly #counters = new CounterReader();
@@ -469,6 +516,7 @@ class Tree implements RunningTree {
     caps: CapTree,
     host: HostCapabilities,
     confinement: Confinement,
+    options: BuildOptions,
   ) {
     this.supervisor = supervisor;
     this.runtime = runtime;
@@ -477,6 +525,54 @@ class Tree implements RunningTree {
     this.caps = caps;
     this.host = host;
     this.#confinement = confinement;
+    this.#options = options;
+  }
+
+  async engineChild(spec: ChildSpec, admitted: Readmitted): Promise<EngineChild> {
+    const confinement = { ...this.#confinement, grants: admitted.grants, startOrder: admitted.startOrder };
+    if (spec.kind === 'node') applyNodeLimits(this.runtime, spec, this.#specs);
+    else this.#specs.set(spec.path, spec);
+    return childSpec(this.runtime, spec, this.#options, confinement);
+  }
+
+  nodeDriver(spec: SupervisorSpec): ChildDriver {
+    return node(spec, this.#options);
+  }
+
+  install(manifest: ManifestTree, admitted: Readmitted): void {
+    const paths = (root: NodeSpec) => {
+      const index = new Map<string, ChildSpec | NodeSpec>();
+      const walk = (n: NodeSpec) => {
+        index.set(n.path, n);
+        for (const c of n.children)
+          if (c.kind === 'node') walk(c);
+          else index.set(c.path, c);
+      };
+      walk(root);
+      return index;
+    };
+    const before = paths(this.manifest.root);
+    const after = paths(manifest.root);
+    // Run-time children are in neither manifest: they stay indexed.
+    for (const [path, spec] of this.#specs) if (!before.has(path) && !after.has(path)) after.set(path, spec);
+    this.#specs.clear();
+    for (const [path, spec] of after) this.#specs.set(path, spec);
+    this.manifest = manifest;
+    this.caps = admitted.caps;
+    this.#confinement = { ...this.#confinement, grants: admitted.grants, startOrder: admitted.startOrder };
+  }
+
+  async forgetManifestChild(path: string): Promise<void> {
+    const held = listenHandles(this.runtime);
+    for (const [key, { fd }] of [...held])
+      if (key.startsWith(`${path}\0`) || key.startsWith(`${path}/`)) {
+        held.delete(key);
+        await this.runtime.launcher.closeListen(fd.handle).catch(() => {});
+      }
+    for (const known of [...this.#specs.keys()])
+      if (known === path || known.startsWith(`${path}/`)) this.#specs.delete(known);
+    liveChildren(this.runtime).delete(path);
+    await this.runtime.releaseGroup(path);
   }
 
   async dynamicChild(spec: ProcessSpec, grant: Grant): Promise<EngineChild> {
@@ -534,7 +630,31 @@ class Tree implements RunningTree {
     } catch {
       // A path without a cgroup (yet): usage unknown.
     }
-    return { grant, used };
+    const drift = this.#specs.get(path)?.kind === 'process' ? this.#drift(path, grant) : [];
+    return { grant, used, ...(drift.length > 0 ? { drift } : {}) };
+  }
+
+  /** The grant against what the kernel holds: a limit rewritten behind captree's back shows. */
+  #drift(path: string, grant: Resources['grant']): LimitDrift[] {
+    if (grant.cpu === null && grant.memory === null && grant.pids === null) return [];
+    let enforced: ReturnType<CgroupGroup['enforced']>;
+    try {
+      enforced = this.runtime.groupFor(path).enforced();
+    } catch {
+      return [];
+    }
+    const out: LimitDrift[] = [];
+    // The kernel's units: a quota of at least 1 ms per period, memory in whole pages.
+    const tolerance = { cpu: 0.0051, memory: 4096, pids: 0 } as const;
+    for (const q of ['cpu', 'memory', 'pids'] as const) {
+      const g = grant[q];
+      const e = enforced[q];
+      if (g === null || e === undefined) continue;
+      const wanted = q === 'cpu' ? Math.max(g, 0.01) : g;
+      if (e === null || Math.abs(e - wanted) > tolerance[q])
+        out.push({ quantity: q, granted: g, enforced: e });
+    }
+    return out;
   }
 
   counters(path: string): Counters | null {

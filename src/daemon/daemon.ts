@@ -26,6 +26,8 @@ import { watchDaemonLog } from './daemon-log.ts';
 import { canAdmit, DynamicChildren } from './dynamic-children.ts';
 import { Journal, type JournalRecord, pathsOfPids } from './journal.ts';
 import { Metrics } from './metrics.ts';
+import { appliedFile, canReconcile, Reconciler, recoveredManifest } from './reconcile.ts';
+import { reconcileEndpoint } from './reconcile-endpoint.ts';
 import { type ControlServer, createControlServer, type TcpOptions } from './server.ts';
 import { signalEndpoint } from './signal-endpoint.ts';
 import { acquireStateDir, DurableState, type StatePaths, statePaths } from './state.ts';
@@ -127,7 +129,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     journal = new Journal(paths.journal, journalLimits(process.env));
     durable = DurableState.load(paths.state);
     const build = options.build ?? (await defaultBuilder());
-    tree = await build(options.manifest, { stateDir: paths.dir, holds: durable });
+    // After a crash, the tree last applied runs again (an apply cut short included), not the file.
+    const manifest = recoveredManifest(paths, durable) ?? options.manifest;
+    tree = await build(manifest, { stateDir: paths.dir, holds: durable });
   } catch (err) {
     journal?.close();
     release();
@@ -230,6 +234,25 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const admission = dynamic
     ? admissionEndpoint(dynamic, (node, status, body) => metrics.admission(node, status, body))
     : undefined;
+  const reconciler = canReconcile(tree)
+    ? new Reconciler({
+        tree,
+        durable,
+        paths,
+        dynamic,
+        record: journalled,
+        changed: () => channels?.renegotiator.refresh(),
+      })
+    : undefined;
+  if (reconciler) {
+    // An apply installs a whole new capability tree: a grant changed meanwhile would be undone.
+    const paused = () =>
+      reconciler.applyingNow
+        ? 'an apply of a changed manifest is under way; nothing was changed: ask again once it is done'
+        : null;
+    if (dynamic) dynamic.pausedBy = paused;
+    if (channels) channels.renegotiator.pausedBy = paused;
+  }
   const scopesOf = dynamic ? (token: string) => (dynamic as DynamicChildren).scopesOf(token) : undefined;
   const signals = signalEndpoint(tree, journalled);
   control = createControlServer({
@@ -240,6 +263,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     admission,
     scopesOf,
     metrics,
+    ...(reconciler ? { reconcile: reconcileEndpoint(reconciler) } : {}),
     signals,
   });
   let serving = `the control socket ${paths.socket}`;
@@ -305,12 +329,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const started = sup
     .start()
     .then(() => dynamic?.settled())
-    .then(recover);
+    .then(recover)
+    .then(() =>
+      // An apply that cannot be finished is journalled as such; the tree runs on regardless.
+      reconciler?.resume().catch((err: unknown) => {
+        console.error(`captree: could not finish the apply: ${(err as Error).message}`);
+      }),
+    )
+    .then(() => undefined);
   // A failed start is reported through `started`; `finished` still resolves (with exit code 1).
   started.catch(() => {});
   // A detached daemon's own output (daemon.log) is bounded too.
   const stopWatchingLog = watchDaemonLog(paths.log);
   const finished = treeGone.then(async (reason) => {
+    reconciler?.close();
     stopWatchingLog();
     await control?.close();
     await import('node:fs/promises').then(async (fs) => {
@@ -320,6 +352,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
     // Stopped in order: the next `up` starts from the manifest alone.
     durable.remove();
+    await import('node:fs/promises').then((fs) => fs.rm(appliedFile(paths), { force: true }));
     j.close();
     release();
     return exitCode(reason);

@@ -159,6 +159,11 @@ function failure(status: number, code: string, message: string, reasons?: ApiRea
 }
 
 /** `path field: message`: `captree check`'s line without the file position (a request has no file). */
+/** The answer to an API revocation while `pausedBy` says why not. */
+export function pausedAnswer(reason: string): Answer {
+  return failure(409, 'apply_in_progress', reason);
+}
+
 export function reasonText(r: ApiReason): string {
   const subject = [r.path, r.field].filter((p) => p !== '').join(' ');
   return `${subject ? `${subject}: ` : ''}${r.message}`;
@@ -231,11 +236,7 @@ export class DynamicChildren {
     this.#durable = options.durable;
     this.#record = options.record;
     this.#maxRequests = options.maxRequests ?? 1024;
-    const walk = (n: NodeSpec) => {
-      this.#nodes.set(n.path, n);
-      for (const c of n.children) if (c.kind === 'node') walk(c);
-    };
-    walk(this.#tree.manifest.root);
+    this.refresh();
     this.#load();
     this.#tree.supervisor.subscribe((event) => {
       if (event.type === 'ready' && this.#nodes.has(event.path)) this.#restoreInto(event.path);
@@ -258,6 +259,24 @@ export class DynamicChildren {
     return [...this.#admitted.values()];
   }
 
+  /** The parsed spec of each live admission (reconciliation re-admits them with a new manifest). */
+  admittedSpecs(): { node: string; spec: ProcessSpec }[] {
+    return [...this.#admitted.values()].flatMap((r) => {
+      const spec = this.#specs.get(r.path);
+      return spec ? [{ node: r.node, spec }] : [];
+    });
+  }
+
+  /** Reads the nodes and their admission rules again from the tree's manifest (after an apply). */
+  refresh(): void {
+    this.#nodes.clear();
+    const walk = (n: NodeSpec) => {
+      this.#nodes.set(n.path, n);
+      for (const c of n.children) if (c.kind === 'node') walk(c);
+    };
+    walk(this.#tree.manifest.root);
+  }
+
   /** Resolves once every re-add under way (restoration after a restart) is done. */
   async settled(): Promise<void> {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
@@ -269,7 +288,15 @@ export class DynamicChildren {
    * Answers `POST /v1/nodes/{node}/children`; `token` is the bearer token, if any. `trusted`: the
    * caller holds the whole tree (the TCP admin token), so no node's token is asked for.
    */
+  /**
+   * Why admissions and revocations asked through the API must wait now (an apply under way), or
+   * null. Set by the daemon; the apply's own revocations go on.
+   */
+  pausedBy: (() => string | null) | null = null;
+
   admit(node: string, body: unknown, token: string | undefined, trusted = false): Promise<Answer> {
+    const paused = this.pausedBy?.();
+    if (paused) return Promise.resolve(failure(409, 'apply_in_progress', paused));
     if (!isRecord(body))
       return Promise.resolve(failure(400, 'bad_request', 'expected a JSON object { requestId, spec }'));
     const { requestId, spec } = body;

@@ -18,6 +18,7 @@ import type { SupervisorEvent } from '../core/index.ts';
 import type { ChannelEvent } from './channel.ts';
 import { journalFiles, journalLinesBackward } from './journal-files.ts';
 import { openAppend, openRead } from './private-fs.ts';
+import type { ReconcileEvent } from './reconcile.ts';
 
 /**
  * What the daemon itself records about recovery after an earlier daemon died (the engine knows
@@ -137,7 +138,8 @@ export type DaemonEvent =
     };
 
 /** `channel` and `grant_changed`: the parent–child channel and renegotiation (channel.ts). */
-export type JournalEvent = SupervisorEvent | DaemonEvent | ChannelEvent;
+/** `reconcile_*`: applying a manifest and drift seen in the events (reconcile.ts). */
+export type JournalEvent = SupervisorEvent | DaemonEvent | ChannelEvent | ReconcileEvent;
 
 export type JournalRecord = JournalEvent & {
   /** Position in the journal, from 1, going on across daemon restarts. */
@@ -167,6 +169,9 @@ const durable: ReadonlySet<JournalEvent['type']> = new Set<JournalEvent['type']>
   'stopped',
   'child_added',
   'child_deleted',
+  'reconcile_apply',
+  'reconcile_applied',
+  'reconcile_auto',
 ]);
 
 export interface JournalFilter {

@@ -99,6 +99,11 @@ export class Renegotiator {
     this.#specs = processSpecs(tree);
   }
 
+  /** Reads the tree's process children again (after an apply changed the manifest). */
+  refresh(): void {
+    this.#specs = processSpecs(this.#tree);
+  }
+
   /** Samples cpu usage of every process child that could give back, each interval, from now on. */
   start(): void {
     if (this.#timer) return;
@@ -141,13 +146,23 @@ export class Renegotiator {
     return { cpu: r(g?.cpu), memory: r(g?.memory), pids: r(g?.pids) };
   }
 
+  /**
+   * Why grants cannot change now (an apply of a changed manifest installs a whole new capability
+   * tree, which would undo a change made meanwhile), or null. Set by the daemon.
+   */
+  pausedBy: (() => string | null) | null = null;
+
   /** `path` asks for more. Serialised with every other renegotiation of the tree. */
   request(path: string, delta: Delta): Promise<RenegotiationResult> {
+    const paused = this.pausedBy?.();
+    if (paused) return Promise.resolve({ ok: false, reasons: [paused] });
     return this.#serial(() => this.#request(path, delta));
   }
 
   /** `path` gives back. */
   release(path: string, delta: Delta): Promise<RenegotiationResult> {
+    const paused = this.pausedBy?.();
+    if (paused) return Promise.resolve({ ok: false, reasons: [paused] });
     return this.#serial(() => this.#release(path, delta));
   }
 
@@ -370,7 +385,8 @@ export class Renegotiator {
   /** Each interval: lenders using (nearly) all of their lowered cpu or memory get some back. */
   #returnDue(): void {
     if (this.#returning) return;
-    const due = [...this.#specs.keys()].filter((p) => this.#needsBack(p) !== null);
+    if (this.#lent.size === 0) return;
+    const due = [...this.#lent.keys()].filter((p) => this.#needsBack(p) !== null);
     if (due.length === 0) return;
     this.#returning = true;
     void this.#serial(async () => {
@@ -382,12 +398,12 @@ export class Renegotiator {
 
   /** Per quantity, what `path` needs now (internal units), where it holds less than it declared and is using it up. */
   #needsBack(path: string): Partial<Record<Quantity, number>> | null {
-    const g = grantOf(this.#tree.caps, path);
-    if (!g) return null;
-    const out: Partial<Record<Quantity, number>> = {};
     // Only what siblings took comes back by itself: what a child released on its own stays released.
     const lent = this.#lent.get(path);
     if (!lent) return null;
+    const g = grantOf(this.#tree.caps, path);
+    if (!g) return null;
+    const out: Partial<Record<Quantity, number>> = {};
     const cpuOwn = internal('cpu', g.cpu.reserved);
     const rate = this.#cpuRate(path);
     if ((lent.cpu ?? 0) > 0 && cpuOwn > 0 && rate !== null && rate * 1000 >= cpuOwn * BUSY)

@@ -25,6 +25,7 @@ import type { AdmissionEndpoint } from './admit-endpoint.ts';
 import { bearerToken, digest, sendJson } from './http-util.ts';
 import { type Journal, type JournalFilter, type JournalRecord, matches, readJournal } from './journal.ts';
 import { type Metrics, render } from './metrics.ts';
+import type { ReconcileEndpoint } from './reconcile-endpoint.ts';
 import { requester, type SignalEndpoint } from './signal-endpoint.ts';
 import { snapshot } from './snapshot.ts';
 import { parseSince } from './time.ts';
@@ -45,6 +46,8 @@ export interface ControlOptions {
   signals?: SignalEndpoint;
   /** `GET /metrics`, `/v1/stats`, `/v1/admissions` (metrics.ts); absent: those answer 404. */
   metrics?: Metrics;
+  /** `/v1/reconcile` (reconcile-endpoint.ts); absent: 404. */
+  reconcile?: ReconcileEndpoint;
 }
 
 /** Who is asking: the unix socket's owner, or a TCP caller by the token it presented. */
@@ -485,6 +488,11 @@ export function createControlServer(options: ControlOptions): ControlServer {
         inScope(access, path);
         return logs(req, res, url, path);
       }
+      case 'reconcile':
+        adminOnly(access, method, url.pathname);
+        if (!options.reconcile)
+          throw new ApiFailure(404, 'unknown_route', `${url.pathname}: this tree cannot be reconciled`);
+        return options.reconcile.handle(req, res, rest, method);
       case 'down':
         if (rest.length === 0) {
           expect('POST');

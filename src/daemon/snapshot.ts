@@ -36,6 +36,7 @@ export function snapshot(rt: RunningTree): PsEntry[] {
       grant: res.grant,
       used: res.used,
       lastExit: e.lastExit ? describeExit(e.lastExit) : null,
+      ...(res.drift && res.drift.length > 0 ? { drift: res.drift } : {}),
     };
   });
 }

@@ -16,6 +16,15 @@ export interface Resources {
   grant: { cpu: number | null; memory: number | null; pids: number | null };
   /** Measured usage (cores, bytes); null = unknown. */
   used: { cpu: number | null; memory: number | null };
+  /** Where the cgroup holds another limit than the grant (someone rewrote it): what each says. */
+  drift?: LimitDrift[];
+}
+
+export interface LimitDrift {
+  quantity: 'cpu' | 'memory' | 'pids';
+  granted: number;
+  /** What the cgroup file says; null: unlimited. */
+  enforced: number | null;
 }
 
 export interface RunningTree {
@@ -103,6 +112,8 @@ export interface PsEntry {
   used: Resources['used'];
   /** Why it last exited, in words; null if it never did. */
   lastExit: string | null;
+  /** Limits the cgroup holds that differ from the grant; absent when none. */
+  drift?: LimitDrift[];
 }
 
 /** Facts about the daemon itself (`GET /v1/daemon`). */

@@ -35,6 +35,7 @@ import type {
   ProcessSpec,
   ProvidedService,
   Ready,
+  ReconcileRules,
   Reload,
   Requires,
   YamlPath,
@@ -542,6 +543,7 @@ class Checker {
         allowAdvisory: input.policy.allowAdvisory,
       },
       admission: input.admission === undefined ? null : this.admission(input.admission, raw.admission),
+      ...(input.reconcile === undefined ? {} : { reconcile: reconcileRules(input.reconcile) }),
       children: children as ChildSpec[],
     };
   }
@@ -843,4 +845,16 @@ function editDistance(a: string, b: string): number {
     previous = current;
   }
   return previous[b.length] ?? 0;
+}
+
+/** The keys as written (none defaulted here: a key left out is inherited, see src/reconcile/auto.ts). */
+function reconcileRules(input: NonNullable<NodeInput['reconcile']>): ReconcileRules {
+  const out: ReconcileRules = {};
+  if (input.mode !== undefined) out.mode = input.mode;
+  if (input.maxActions !== undefined) out.maxActions = input.maxActions;
+  if (input.per !== undefined) out.per = input.per;
+  if (input.allow !== undefined) out.allow = input.allow.map((w) => ({ cron: w.cron, duration: w.duration }));
+  if (input.deny !== undefined) out.deny = input.deny.map((w) => ({ cron: w.cron, duration: w.duration }));
+  if (input.checkEvery !== undefined) out.checkEvery = input.checkEvery;
+  return out;
 }

@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import { parsePrivilege } from '../caps/privileges.ts';
+import { MAX_WINDOW_MS, parseCron } from '../reconcile/cron.ts';
 import { CPU_PATTERN, DURATION_PATTERN, parseCpu, parseDuration, parseSize, SIZE_PATTERN } from './units.ts';
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -453,10 +454,72 @@ function nodeFields() {
     provides: providesSchema.optional(),
     policy: policySchema(),
     admission: admissionSchema().optional(),
+    reconcile: reconcileSchema().optional(),
     restart: restart(),
     shutdown: shutdown('infinity'),
     significant: significant(),
   };
+}
+
+/**
+ * `reconcile:` on a node, for its subtree (keys left out are inherited from the nearest ancestor
+ * that sets them): whether the daemon acts on `reconcile_required` itself, and its guardrails.
+ * Cron expressions are checked here, so a bad one is reported at its `file:line:col`.
+ */
+function reconcileSchema() {
+  const cron = z.string(must("a cron expression like '0 2 * * *'")).superRefine((value, ctx) => {
+    try {
+      parseCron(value);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `must be a cron expression: ${(err as Error).message}` });
+    }
+  });
+  const window = () =>
+    z
+      .array(
+        z.strictObject(
+          {
+            cron: cron.meta({ description: 'Minute hour day-of-month month day-of-week, in UTC.' }),
+            duration: durationOf()
+              .refine((ms) => ms >= 60_000 && ms <= MAX_WINDOW_MS, {
+                message: 'must be between 1m and 7d (a window opens on a minute)',
+              })
+              .meta({ description: 'How long each opening lasts (1m to 7d).' }),
+          },
+          must("a mapping { cron, duration }, like { cron: '0 2 * * *', duration: 1h }"),
+        ),
+        must('a list of { cron, duration }'),
+      )
+      .optional();
+  return z
+    .strictObject(
+      {
+        mode: z.enum(['recommend', 'auto'], must('one of recommend | auto')).optional().meta({
+          description:
+            'recommend (default): journal what to do; auto: the daemon does what is required (restart a missing child, rewrite a drifted limit) within the guardrails.',
+        }),
+        maxActions: count(1)
+          .optional()
+          .meta({ description: 'Automatic actions at most per `per` in this subtree (default 3).' }),
+        per: durationOf()
+          .refine((ms) => ms > 0, { message: 'must be more than 0' })
+          .optional()
+          .meta({ description: 'The rate limit window (default 10m).' }),
+        allow: window().meta({
+          description: 'When given, automatic actions only inside one of these windows.',
+        }),
+        deny: window().meta({ description: 'No automatic action inside any of these windows.' }),
+        checkEvery: durationOf()
+          .refine((ms) => ms >= 100, { message: 'must be at least 100ms' })
+          .optional()
+          .meta({
+            description:
+              'How often cgroup limits are read back in an auto subtree (cgroupfs sends no event; default 30s).',
+          }),
+      },
+      must('a mapping { mode, maxActions, per, allow, deny, checkEvery }'),
+    )
+    .meta({ description: 'Reconciliation of this subtree: mode (recommend | auto) and its guardrails.' });
 }
 
 /**

@@ -79,7 +79,33 @@ export interface NodeSpec extends ChildCommon {
   policy: Policy;
   /** null: closed; an object (possibly empty): open to `captree admit` with these rules. */
   admission: AdmissionRules | null;
+  /** `reconcile:` as written (absent: inherited from the parent; see src/reconcile/auto.ts). */
+  reconcile?: ReconcileRules;
   children: ChildSpec[];
+}
+
+/**
+ * A node's `reconcile:` rules, each key as written (a key left out is inherited from the nearest
+ * ancestor that sets it, else its default). Durations in ms.
+ */
+export interface ReconcileRules {
+  /** `recommend` (the default): journal what to do; `auto`: do `reconcile_required` itself. */
+  mode?: 'recommend' | 'auto';
+  /** At most this many automatic actions per `per` in the subtree (default 3 per 10 min). */
+  maxActions?: number;
+  per?: number;
+  /** When given, automatic actions only inside one of these windows. */
+  allow?: ReconcileWindow[];
+  /** Never inside one of these windows. */
+  deny?: ReconcileWindow[];
+  /** How often limits are read back in an auto subtree (cgroupfs sends no event; default 30s). */
+  checkEvery?: number;
+}
+
+/** A window: opens at each minute `cron` matches (UTC), stays open `duration` ms. */
+export interface ReconcileWindow {
+  cron: string;
+  duration: number;
 }
 
 /** A node's `admission:` rules; a key left out is absent (no limit, no template, no tokens). */

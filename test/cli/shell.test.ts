@@ -276,6 +276,8 @@ describe('captree shell, driven through tmux', () => {
   });
 
   test('a client killed with SIGKILL leaves no session dir: the next shell sweeps it', async () => {
+    // A session that outlives 'e', so the tmux server does not exit (and race 'f's start) with it.
+    await tmux('new-session', '-d', '-s', 'keep', 'sleep 3600');
     await open('e');
     const [left] = readdirSync(join(dir, '.captree/shells'));
     const client = Number(/\.(\d+)\.[0-9a-f]{8}$/.exec(left ?? '')?.[1]);
@@ -288,5 +290,6 @@ describe('captree shell, driven through tmux', () => {
     assert.equal(dirs.length, 1, `only the live session's dir: ${dirs.join(', ')}`);
     assert.notEqual(dirs[0], left);
     assert.equal(await close('f', 0), 0);
+    await tmux('kill-session', '-t', at('keep')).catch(() => {});
   });
 });

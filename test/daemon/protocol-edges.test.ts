@@ -98,7 +98,9 @@ children:
     assert.equal(busy?.id, 'busy');
     const reason = String(busy?.reasons);
     assert.doesNotMatch(reason, /idle/, reason);
-    assert.match(reason, /no sibling has any to spare/);
+    // On a loaded machine the hog may be measured below its quota: then what it could give back is
+    // named, never as "idle".
+    assert.match(reason, /no sibling has any to spare|siblings using less than they hold could give back/);
     assert.equal(grantOf(tree.caps, `/${name}/hog`)?.cpu.reserved, 0.3);
     assert.equal(afterFlood?.type, 'grant');
     // 65536 bytes before the newline is accepted; 65537 is denied and closes the connection.

@@ -162,6 +162,12 @@ children:
         'cgroup v1 refuses a quota above the parent',
       );
     else assert.match(report, /^exceed spin=written children=written/, 'cgroup v2 accepts and caps');
+    // Its own limit files are read-only in its view: it cannot lift its own quota (-1).
+    assert.match(report, / self=(EROFS|EACCES|EPERM) /, report);
+    const ownQuota = tree.runtime
+      .groupFor(greedyPath)
+      .dirs.find((d) => existsSync(join(d, 'cpu.cfs_quota_us')));
+    if (ownQuota) assert.equal(readFileSync(join(ownQuota, 'cpu.cfs_quota_us'), 'utf8').trim(), '30000');
     // A spinning grandchild gets the grant (0.3 core) ± 10%, measured over 1.5 s.
     const group = tree.runtime.groupFor(greedyPath);
     const u0 = group.usage().cpuUsec!;

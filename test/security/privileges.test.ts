@@ -275,3 +275,77 @@ children:
     assert.match(tcp, /^\s*\d+: 0100007F:0050 00000000:0000 0A /m, tcp);
   });
 });
+
+describe('nginx as it starts by default: a root master that binds :80 and starts its workers as www-data', () => {
+  const nginx = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null;
+  const dir = mkdtempSync(join(tmpdir(), 'captree-nginx-root-'));
+  const name = `nr${process.pid}${Math.random().toString(36).slice(2, 6)}`;
+  let daemon: Daemon | undefined;
+
+  before(async () => {
+    if (!nginx) return;
+    chmodSync(dir, 0o755);
+    mkdirSync(join(dir, 'tmp'));
+    writeFileSync(
+      join(dir, 'nginx.conf'),
+      `user www-data;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log stderr notice;
+worker_processes 2;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/tmp/body;
+  proxy_temp_path ${dir}/tmp/proxy;
+  fastcgi_temp_path ${dir}/tmp/fastcgi;
+  uwsgi_temp_path ${dir}/tmp/uwsgi;
+  scgi_temp_path ${dir}/tmp/scgi;
+  server { listen 127.0.0.1:80; return 200 "ok\\n"; }
+}
+`,
+    );
+    daemon = await daemonOn(
+      dir,
+      `name: ${name}
+requires: { cpu: 1.0, memory: 256Mi, pids: 64 }
+children:
+  - name: web
+    command: [${nginx}, -c, ${dir}/nginx.conf, -e, stderr]
+    user: root
+    ready: { log: start worker process }
+    requires: { net: none, privileges: [root, net_bind_service, setuid, setgid, chown, dac_override] }
+`,
+    );
+  });
+
+  after(async () => {
+    await daemon?.stop();
+    await daemon?.finished;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the master holds exactly the named capabilities, the workers are www-data with none', async (t) => {
+    if (!nginx) return skipOrFail(t, 'nginx (Debian nginx-light) is not installed');
+    const www = Number(/^www-data:[^:]*:(\d+):/m.exec(read('/etc/passwd'))?.[1]);
+    const procs = await until('nginx master and two workers', () => {
+      const ps = processesOf(name, 'web').filter((p) => field(p.status, 'Name') === 'nginx');
+      return ps.length >= 3 ? ps : undefined;
+    });
+    const cmd = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const master = procs.find((p) => cmd(p.pid).startsWith('nginx: master'));
+    assert.ok(master);
+    assert.match(field(master.status, 'Uid'), /^0\s+0\s+0\s+0$/);
+    // chown 0, dac_override 1, setgid 6, setuid 7, net_bind_service 10, and nothing else.
+    const named = (1n << 0n) | (1n << 1n) | (1n << 6n) | (1n << 7n) | (1n << 10n);
+    assert.equal(field(master.status, 'CapEff'), named.toString(16).padStart(16, '0'));
+    assert.equal(field(master.status, 'CapBnd'), named.toString(16).padStart(16, '0'));
+    const workers = procs.filter((p) => cmd(p.pid).startsWith('nginx: worker'));
+    assert.equal(workers.length, 2);
+    for (const w of workers) {
+      assert.match(field(w.status, 'Uid'), new RegExp(`^${www}\\s+${www}\\s+${www}\\s+${www}$`));
+      assert.match(field(w.status, 'CapEff'), /^0+$/);
+    }
+    assert.match(read(`/proc/${master.pid}/net/tcp`), /^\s*\d+: 0100007F:0050 00000000:0000 0A /m);
+  });
+});

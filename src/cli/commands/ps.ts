@@ -10,7 +10,7 @@ import {
   resolvePath,
   stateOption,
 } from '../cli.ts';
-import { renderTable } from '../render.ts';
+import { formatBytes, renderTable } from '../render.ts';
 
 export const ps: Command = {
   name: 'ps',
@@ -53,11 +53,30 @@ Example:
     }
     const lines = renderTable(entries, { palette: palette(io.stdout, io.env) });
     io.stdout.write(`${lines.join('\n')}\n`);
+    for (const line of driftLines(entries)) io.stderr.write(`captree: warning: ${line}\n`);
     const journal = (await client.json<DaemonInfo>('/v1/daemon').catch(() => null))?.journal;
     if (journal?.degraded) io.stderr.write(`captree: warning: ${journalWarning(journal)}\n`);
     return 0;
   },
 };
+
+/** Limits rewritten behind captree's back: what the grant says, what the cgroup holds, and the fix. */
+export function driftLines(entries: readonly PsEntry[]): string[] {
+  const shown = (q: string, v: number | null) =>
+    v === null
+      ? 'unlimited'
+      : q === 'memory'
+        ? formatBytes(v)
+        : q === 'cpu'
+          ? `${+v.toFixed(3)} cores`
+          : String(v);
+  return entries.flatMap((e) =>
+    (e.drift ?? []).map(
+      (d) =>
+        `limit drift: ${e.path} is granted ${d.quantity} ${shown(d.quantity, d.granted)}, its cgroup holds ${shown(d.quantity, d.enforced)} (restore it: captree restart ${e.path})`,
+    ),
+  );
+}
 
 /** What a degraded journal means for the operator. */
 export function journalWarning(j: JournalHealth): string {

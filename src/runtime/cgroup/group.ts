@@ -374,6 +374,47 @@ class Group implements CgroupGroup {
     return out;
   }
 
+  enforced(): { cpu?: number | null; memory?: number | null; pids?: number | null } {
+    const u = this.#unified;
+    const out: { cpu?: number | null; memory?: number | null; pids?: number | null } = {};
+    const read = (file: string): string | null => {
+      try {
+        return fs.readFileSync(file, 'utf8').trim();
+      } catch {
+        return null;
+      }
+    };
+    if (this.#routes.cpu === 'v2' && u) {
+      const [quota, period] = (read(path.join(u.dir, 'cpu.max')) ?? '').split(' ');
+      if (quota !== undefined && period !== undefined)
+        out.cpu = quota === 'max' ? null : Number(quota) / Number(period);
+    } else if (this.#routes.cpu === 'v1') {
+      const dir = this.#v1('cpu')!.dir;
+      const quota = readNumber(path.join(dir, 'cpu.cfs_quota_us'));
+      const period = readNumber(path.join(dir, 'cpu.cfs_period_us')) ?? CPU_PERIOD_US;
+      if (quota !== null) out.cpu = quota < 0 ? null : quota / period;
+    }
+    if (this.#routes.memory === 'v2' && u) {
+      const m = read(path.join(u.dir, 'memory.max'));
+      if (m !== null) out.memory = m === 'max' ? null : Number(m);
+    } else if (this.#routes.memory === 'v1') {
+      const m = readNumber(path.join(this.#v1('memory')!.dir, 'memory.limit_in_bytes'));
+      // v1 says "unlimited" with the largest page-aligned value.
+      if (m !== null) out.memory = m >= 2 ** 62 ? null : m;
+    }
+    const pidsFile =
+      this.#routes.pids === 'v2' && u
+        ? path.join(u.dir, 'pids.max')
+        : this.#routes.pids === 'v1'
+          ? path.join(this.#v1('pids')!.dir, 'pids.max')
+          : null;
+    if (pidsFile) {
+      const p = read(pidsFile);
+      if (p !== null) out.pids = p === 'max' ? null : Number(p);
+    }
+    return out;
+  }
+
   usage(): Usage {
     const u = this.#unified;
     let cpuUsec: number | null = null;
@@ -388,7 +429,12 @@ class Group implements CgroupGroup {
       memoryBytes = readNumber(path.join(this.#v1('memory')!.dir, 'memory.usage_in_bytes'));
     let pids: number | null = null;
     if (this.#routes.pids === 'v2' && u) pids = readNumber(path.join(u.dir, 'pids.current'));
-    else if (this.#routes.pids === 'v1') pids = readNumber(path.join(this.#v1('pids')!.dir, 'pids.current'));
+    else if (this.#routes.pids === 'v1') {
+      const current = readNumber(path.join(this.#v1('pids')!.dir, 'pids.current'));
+      const members = new Set<number>();
+      readProcs(this.#v1('pids')!.dir, members);
+      if (current !== null) pids = Math.max(0, current - this.#spawners(members).length);
+    }
     if (pids === null) pids = this.pids().length;
     return { cpuUsec, memoryBytes, pids };
   }
@@ -410,7 +456,23 @@ class Group implements CgroupGroup {
   pids(): number[] {
     const all = new Set<number>();
     for (const n of this.#nodes) readProcs(n.dir, all);
+    for (const pid of this.#spawners(all)) all.delete(pid);
     return [...all].sort((a, b) => a - b);
+  }
+
+  /**
+   * The launcher's spawners among `members` (native/launcher.c, "spawners"): in the v1 groups,
+   * never in the cgroup2 group, named captree-spawner. Everything a child forks is in the cgroup2
+   * group and cannot leave it, so a child cannot pass for one; a process of the child that is
+   * exiting may already be missing from the cgroup2 list but keeps its own name.
+   */
+  #spawners(members: Set<number>): number[] {
+    if (!this.#unified) return [];
+    const child = new Set<number>();
+    readProcs(this.#unified.dir, child);
+    return [...members].filter(
+      (p) => !child.has(p) && readText(`/proc/${p}/comm`)?.trim() === 'captree-spawner',
+    );
   }
 
   track(_pid: number): void {}
@@ -462,6 +524,16 @@ class Group implements CgroupGroup {
   }
 
   async remove(): Promise<void> {
+    // A spawner keeps a v1 group busy (EBUSY): it is ours and goes with the group.
+    const members = new Set<number>();
+    for (const n of this.#nodes) readProcs(n.dir, members);
+    for (const pid of this.#spawners(members)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch (e) {
+        if (errCode(e) !== 'ESRCH') throw e;
+      }
+    }
     const deadline = Date.now() + 2_000;
     for (const n of this.#nodes) await rmdirTree(n.dir, deadline);
   }

@@ -78,6 +78,10 @@ export class NoneGroup implements CgroupGroup {
     return into;
   }
 
+  enforced(): { cpu?: number | null; memory?: number | null; pids?: number | null } {
+    return {};
+  }
+
   usage(): Usage {
     return { cpuUsec: null, memoryBytes: null, pids: this.pids().length };
   }

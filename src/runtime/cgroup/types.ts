@@ -57,6 +57,8 @@ export interface CgroupGroup {
    * the parent. v2 accepts any order and caps children at their parent.
    */
   setLimits(limits: Limits): AppliedLimits;
+  /** The limits the kernel holds now, read back (cores, bytes, count; null: unlimited; undefined: not enforced here). */
+  enforced(): { cpu?: number | null; memory?: number | null; pids?: number | null };
   usage(): Usage;
   /** Processes the kernel OOM-killed in this group and its descendants. */
   oomKills(): number;
