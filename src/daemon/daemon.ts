@@ -16,7 +16,7 @@
  * journal records each adoption, each exit that happened meanwhile and each orphan killed.
  * Restart counters and intensity windows start over.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExitReason } from '../core/index.ts';
 import type { ManifestTree } from '../manifest/index.ts';
@@ -110,6 +110,37 @@ export function journalLimits(env: NodeJS.ProcessEnv): { maxBytes?: number; keep
   return out;
 }
 
+/**
+ * Temporary files (`<file>.<pid>.<random>.tmp`, private-fs.ts) a process killed mid-write left in
+ * the state dir: the dir is ours now, so one whose writer is gone is garbage.
+ */
+function removeStaleTemps(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /\.(\d+)\.[a-z0-9]+\.tmp$/.exec(name);
+    if (!m || (Number(m[1]) !== process.pid && isRunning(Number(m[1])))) continue;
+    try {
+      unlinkSync(join(dir, name));
+    } catch {
+      // Gone already.
+    }
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const paths = statePaths(options.stateDir);
   // sockaddr_un holds 107 bytes of path; a longer one fails later with a cryptic EINVAL.
@@ -119,6 +150,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     );
   }
   const release = acquireStateDir(paths);
+  removeStaleTemps(paths.dir);
   let journal: Journal | undefined;
   let tree: RunningTree;
   let durable: DurableState;
