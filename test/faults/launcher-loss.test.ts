@@ -28,7 +28,7 @@ const cleanup: number[] = [];
 
 after(() => {
   killAll(cleanup.filter((p) => isAlive(p)));
-  for (const d of dirs) if (!process.env.KEEP) rmSync(d, { recursive: true, force: true });
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 /** The launcher a daemon started: its child process named `captree-launche(r)`. */
