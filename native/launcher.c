@@ -1750,6 +1750,18 @@ static void *spawner_stack_get(void) {
   return NULL;
 }
 
+/* Opt-in (CAPTREE_SPAWNERS=1 in the launcher's environment) until a restart forked by a spawner
+   survives a launcher replacement: test/faults/launcher-loss.test.ts fails with them (the new
+   launcher's restarts of a just-stopped child are SIGKILLed right after they start). */
+static int spawners_wanted(void) {
+  static int wanted = -1;
+  if (wanted < 0) {
+    const char *v = getenv("CAPTREE_SPAWNERS");
+    wanted = v && !strcmp(v, "1");
+  }
+  return wanted;
+}
+
 static void spawner_stack_put(void *stack) {
   size_t i = (size_t)((char *)stack - spawner_pool - SPAWNER_RESERVE) / SPAWNER_SLOT;
   madvise(stack, SPAWNER_SLOT, MADV_DONTNEED);
@@ -1899,6 +1911,7 @@ static int pids_limited(const char *procs_file) {
 
 /* After a first start: a spawner for these groups, if the host is hybrid and there is none. */
 static void spawner_make(const struct spawn_plan *p) {
+  if (!spawners_wanted()) return;
   if (p->ncgroups < 2) return;
   int nv1 = 0, nv2 = 0, v2 = -1;
   size_t len = 0;
@@ -1951,7 +1964,7 @@ fail:
 
 /* Forks plan through a ready spawner of its groups: the program's pid, or -1 (then fork as usual). */
 static pid_t spawner_fork(struct spawn_plan *p, int errfd) {
-  if (p->ncgroups < 2) return -1;
+  if (p->ncgroups < 2 || !spawners_wanted()) return -1;
   char *key = spawn_key(p);
   if (!key) return -1;
   struct spawner *s = spawners;
