@@ -1711,8 +1711,9 @@ static void child_exec(struct spawn_plan *p, int errpipe) {
  * and cgroup.kill go by on a hybrid host; it does sit in the v1 groups, where the runtime tells
  * it apart (in the v1 groups, not in the cgroup2 one, named captree-spawner: a child's processes
  * cannot leave its cgroup2 group) and leaves it out of pids and usage, and SIGKILLs it before it
- * removes the groups. It would take one pid of the v1 pids groups, so a child whose pids group
- * (or one above it) has a limit gets none: its restarts pay the writes. scope=all signals here
+ * removes the groups. It would take one pid of the v1 pids groups, and a memory cgroup's OOM
+ * killer could pick it and with it the launcher (they share memory), so a child whose pids or
+ * memory group (or one above it) has a limit gets none: its restarts pay the writes. scope=all signals here
  * skip it; it dies with the launcher (PR_SET_PDEATHSIG). Only on a hybrid host (v1 groups plus
  * exactly one cgroup2 group): on v1 alone it would be a member of every group the runtime
  * counts. The spawner shares the launcher's TLS, so it makes raw system calls only (glibc's
@@ -1893,18 +1894,28 @@ static int on_cgroup2(const char *procs_file) {
   return st.f_type == CGROUP2_SUPER_MAGIC;
 }
 
-/* Whether a v1 group or one above it limits pids: a spawner there would take one of them. */
-static int pids_limited(const char *procs_file) {
-  char dir[PATH_MAX], file[PATH_MAX + 16], value[32];
+/* Whether a v1 group or one above it limits pids or memory. A spawner there would take one of
+   the pids; and a memory cgroup's OOM killer may pick it (its badness is the launcher's memory,
+   which it shares) and then kills every process sharing that memory: the launcher. */
+static int limited(const char *procs_file) {
+  char dir[PATH_MAX], file[PATH_MAX + 32], value[32];
   snprintf(dir, sizeof dir, "%s", procs_file);
   for (char *slash; (slash = strrchr(dir, '/')) && slash != dir;) {
     *slash = '\0';
-    snprintf(file, sizeof file, "%s/pids.max", dir);
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0; /* the hierarchy's root (no pids.max), or not a pids group */
-    ssize_t n = read(fd, value, sizeof value - 1);
-    close(fd);
-    if (n <= 0 || strncmp(value, "max", 3)) return 1;
+    int found = 0;
+    static const char *const knobs[] = {"pids.max", "memory.limit_in_bytes"};
+    for (int k = 0; k < 2; k++) {
+      snprintf(file, sizeof file, "%s/%s", dir, knobs[k]);
+      int fd = open(file, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      found = 1;
+      ssize_t n = read(fd, value, sizeof value - 1);
+      close(fd);
+      value[n > 0 ? n : 0] = '\0';
+      /* unlimited: "max" (pids), PAGE_COUNTER_MAX pages in bytes (memory, 9223372036854771712) */
+      if (n <= 0 || (k == 0 ? strncmp(value, "max", 3) != 0 : strncmp(value, "92233720368547", 14) != 0)) return 1;
+    }
+    if (!found) return 0; /* the hierarchy's root (no such files), or another controller */
   }
   return 0;
 }
@@ -1919,7 +1930,7 @@ static void spawner_make(const struct spawn_plan *p) {
     int two = on_cgroup2(p->cgroups[i]);
     if (two < 0) return;
     if (two) { nv2++; v2 = i; }
-    else if (pids_limited(p->cgroups[i])) return;
+    else if (limited(p->cgroups[i])) return;
     else nv1++;
     len += strlen(p->cgroups[i]) + 1;
   }

@@ -3,7 +3,8 @@
  * start, a task in the child's v1 groups (not its cgroup2 group) forks the restarts, so they need
  * no cgroup.procs write. These tests show it serves the restarts and never counts as the child:
  * not in the group's pids, not in its usage, not keeping it non-empty, not hit by a stop, gone
- * with the group, and absent where a pids limit would have to count it.
+ * with the group, and absent where a pids limit would count it or a memory limit's OOM killer
+ * could pick it.
  *
  * Every wait is on a supervisor event or a condition polled with a deadline; no timing is asserted.
  */
@@ -53,7 +54,7 @@ interface Setup {
   v2: string;
 }
 
-async function setup(t: TestContext, limits?: { pids: number }): Promise<Setup | null> {
+async function setup(t: TestContext, limits?: { pids?: number; memory?: number }): Promise<Setup | null> {
   if (!isRoot) {
     skipOrFail(t, 'needs root (cgroups)');
     return null;
@@ -154,6 +155,22 @@ test('spawner: a restart is forked by a task in the v1 groups, and the program l
 
 test('spawner: none for a child whose pids are limited (it would take one of them)', async (t) => {
   const s = await setup(t, { pids: 8 });
+  if (!s) return;
+  const launcher = s.runtime.launcher.pid;
+  const first = startedPids(s.events)[0]!;
+  process.kill(first, 'SIGKILL');
+  await until(() => startedPids(s.events).find((p) => p !== first), 'the replacement to start');
+  const strangers = s.v1.flatMap(procsOf).filter((p) => !procsOf(s.v2).includes(p));
+  assert.deepEqual(strangers, [], 'nothing but the child in its v1 groups');
+  assert.equal(
+    childrenOf(launcher).some((p) => comm(p) === 'captree-spawner'),
+    false,
+    'no spawner under the launcher',
+  );
+});
+
+test('spawner: none for a child whose memory is limited (its OOM killer could pick it, and the launcher with it)', async (t) => {
+  const s = await setup(t, { memory: 64 * 2 ** 20 });
   if (!s) return;
   const launcher = s.runtime.launcher.pid;
   const first = startedPids(s.events)[0]!;
