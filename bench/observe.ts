@@ -86,11 +86,11 @@ async function main() {
     [
       `name: ${name}`,
       'intensity: 10',
-      'requires: { memory: 4Gi, pids: 4096 }',
+      'requires: { memory: 4Gi, pids: 16384 }',
       'children:',
       ...Array.from(
         { length: N },
-        (_, i) => `  - { name: c${i}, command: [sleep, infinity], requires: { pids: 2 } }`,
+        (_, i) => `  - { name: c${i}, command: [sleep, infinity], requires: { pids: 8 } }`,
       ),
     ].join('\n'),
   );

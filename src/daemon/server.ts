@@ -24,7 +24,7 @@ import { formatRecord, type LogRecord, parseRecord, readLogSince } from '../runt
 import type { AdmissionEndpoint } from './admit-endpoint.ts';
 import { bearerToken, digest, sendJson } from './http-util.ts';
 import { type Journal, type JournalFilter, type JournalRecord, matches, readJournal } from './journal.ts';
-import { type Metrics, render } from './metrics.ts';
+import { type Metrics, render, statsWindow } from './metrics.ts';
 import { requester, type SignalEndpoint } from './signal-endpoint.ts';
 import { snapshot } from './snapshot.ts';
 import { parseSince } from './time.ts';
@@ -308,9 +308,18 @@ export function createControlServer(options: ControlOptions): ControlServer {
     const metrics = options.metrics;
     if (!metrics) throw new ApiFailure(404, 'unknown_route', `${url.pathname}: this daemon keeps no metrics`);
     if (what === 'metrics') adminOnly(access, method, url.pathname);
+    const parsed = what === 'stats' ? statsWindow(url.searchParams) : { window: {}, error: null };
+    if (parsed.error !== null) throw new ApiFailure(400, 'bad_param', `${url.pathname}: ${parsed.error}`);
+    const window = parsed.window;
     for (const key of url.searchParams.keys())
-      if (key !== 'path')
-        throw new ApiFailure(400, 'bad_param', `${url.pathname} takes only ?path=/tree/path, not ${key}`);
+      if (key !== 'path' && !(what === 'stats' && key in window))
+        throw new ApiFailure(
+          400,
+          'bad_param',
+          what === 'stats'
+            ? `${url.pathname} takes ?path=, match=, sort=, offset= and limit=, not ${key}`
+            : `${url.pathname} takes only ?path=/tree/path, not ${key}`,
+        );
     const raw = url.searchParams.get('path');
     const under = raw === null ? null : treePath(raw.split('/').filter((s) => s !== ''));
     if (under !== null) {
@@ -318,30 +327,28 @@ export function createControlServer(options: ControlOptions): ControlServer {
       if (!tree.supervisor.tree().some((e) => e.path === under))
         throw new ApiFailure(404, 'not_found', `no node or child ${under} in this tree (see: captree ps)`);
     }
-    const keep = (path: string) =>
-      (under === null || within(path, under)) &&
-      (access.kind !== 'scoped' || access.nodes.some((n) => within(path, n)));
+    const keep =
+      under === null && access.kind !== 'scoped'
+        ? undefined
+        : (path: string) =>
+            (under === null || within(path, under)) &&
+            (access.kind !== 'scoped' || access.nodes.some((n) => within(path, n)));
     if (what === 'admissions') {
       sendJson(res, 200, {
-        counts: metrics.admissions().filter((a) => keep(a.node)),
-        refusals: metrics.refusals().filter((r) => keep(r.node)),
+        counts: metrics.admissions().filter((a) => keep?.(a.node) ?? true),
+        refusals: metrics.refusals().filter((r) => keep?.(r.node) ?? true),
       });
       return;
     }
-    const stats = metrics.stats();
-    const reply = {
-      ...stats,
-      paths: stats.paths.filter((p) => keep(p.path)),
-      admissions: stats.admissions.filter((a) => keep(a.node)),
-    };
+    const stats = metrics.stats({ ...window, keep, rates: what === 'stats' });
     if (what === 'stats') {
-      sendJson(res, 200, reply);
+      sendJson(res, 200, stats);
       return;
     }
-    const text = render(reply);
+    const text = Buffer.from(render(stats));
     res.writeHead(200, {
       'content-type': 'text/plain; version=0.0.4; charset=utf-8',
-      'content-length': Buffer.byteLength(text),
+      'content-length': text.length,
       'cache-control': 'no-store',
     });
     res.end(method === 'HEAD' ? undefined : text);
