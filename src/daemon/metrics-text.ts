@@ -12,6 +12,9 @@
 
 export type MetricType = 'counter' | 'gauge';
 
+/** Lines per piece of `chunks()`: about 20 KiB. */
+const CHUNK_LINES = 400;
+
 export type Labels = Readonly<Record<string, string>>;
 
 const NEEDS_ESCAPE = /[\\"\n]/;
@@ -71,10 +74,25 @@ export class TextWriter {
   }
 
   toString(): string {
-    let out = '';
+    return this.chunks().join('');
+  }
+
+  /**
+   * The exposition in pieces of at most about `CHUNK_LINES` lines: written one by one, no piece
+   * is large enough to be allocated outside V8's young generation, where garbage is cheap (a
+   * scrape's single 300 KiB string went straight to the old generation and stayed until a full
+   * collection, a few hundred KiB of heap per scrape).
+   */
+  chunks(): string[] {
+    const out: string[] = [];
     for (const [name, f] of this.#families) {
-      out += `# HELP ${name} ${escapeHelp(f.help)}\n# TYPE ${name} ${f.type}\n`;
-      if (f.lines.length > 0) out += `${f.lines.join('\n')}\n`;
+      let text = `# HELP ${name} ${escapeHelp(f.help)}\n# TYPE ${name} ${f.type}\n`;
+      for (let i = 0; i < f.lines.length; i += CHUNK_LINES) {
+        text += `${f.lines.slice(i, i + CHUNK_LINES).join('\n')}\n`;
+        out.push(text);
+        text = '';
+      }
+      if (text !== '') out.push(text);
     }
     return out;
   }

@@ -502,6 +502,11 @@ const Slot = {
  * scrapes: a value unchanged since the last scrape reuses its line, its label set is escaped once.
  */
 export function render(s: StatsReply): string {
+  return renderChunks(s).join('');
+}
+
+/** `render` in pieces of about 20 KiB, to be written one after the other. */
+export function renderChunks(s: StatsReply): string[] {
   const w = new TextWriter();
   const f = (name: string) => {
     const family = families.find((x) => x[0] === name) as (typeof families)[number];
@@ -554,7 +559,7 @@ export function render(s: StatsReply): string {
   for (const a of s.admissions)
     w.sample('captree_admissions_total', { node: a.node, result: a.result, reason: a.reason }, a.count);
   w.sample('captree_scrape_duration_seconds', {}, s.tookMs / 1000);
-  return w.toString();
+  return w.chunks();
 }
 
 /** Each path's kept lines; forgotten when the path goes (and all past a bound). */

@@ -18,13 +18,16 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs/promises';
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import { SupervisorError } from '../core/index.ts';
 import { formatRecord, type LogRecord, parseRecord, readLogSince } from '../runtime/logs/index.ts';
 import type { AdmissionEndpoint } from './admit-endpoint.ts';
 import { bearerToken, digest, sendJson } from './http-util.ts';
+import { IdleCollector } from './idle-collect.ts';
 import { type Journal, type JournalFilter, type JournalRecord, matches, readJournal } from './journal.ts';
-import { type Metrics, render, statsWindow } from './metrics.ts';
+import { type Metrics, statsWindow } from './metrics.ts';
+import { sendMetrics, sendStats } from './metrics-reply.ts';
+import { deadlineServer } from './request-deadline.ts';
 import { requester, type SignalEndpoint } from './signal-endpoint.ts';
 import { snapshot } from './snapshot.ts';
 import { parseSince } from './time.ts';
@@ -341,17 +344,8 @@ export function createControlServer(options: ControlOptions): ControlServer {
       return;
     }
     const stats = metrics.stats({ ...window, keep, rates: what === 'stats' });
-    if (what === 'stats') {
-      sendJson(res, 200, stats);
-      return;
-    }
-    const text = Buffer.from(render(stats));
-    res.writeHead(200, {
-      'content-type': 'text/plain; version=0.0.4; charset=utf-8',
-      'content-length': text.length,
-      'cache-control': 'no-store',
-    });
-    res.end(method === 'HEAD' ? undefined : text);
+    if (what === 'stats') sendStats(res, stats, method === 'HEAD');
+    else sendMetrics(res, stats, method === 'HEAD');
   }
 
   const signals = (): SignalEndpoint => {
@@ -535,7 +529,12 @@ export function createControlServer(options: ControlOptions): ControlServer {
         .then((a) => route(req, res, a))
         .catch((err: unknown) => sendError(res, err));
     };
-  const server = http.createServer(handler(() => ({ kind: 'local' }), null));
+  const idle = new IdleCollector();
+  const server = deadlineServer(
+    UNIX_REQUEST_TIMEOUT_MS,
+    handler(() => ({ kind: 'local' }), null),
+    idle,
+  );
   bound(server, UNIX_MAX_CONNECTIONS, null);
   const addressOf = (s: http.Server | undefined): string | null => {
     const a = s?.address();
@@ -550,9 +549,10 @@ export function createControlServer(options: ControlOptions): ControlServer {
     async listenTcp({ host, port, token }, role = 'api') {
       if (token.trim() === '') throw new Error('the admin token is empty');
       const admin = digest(token);
-      const s = http.createServer(
-        { headersTimeout: TCP_HEADERS_TIMEOUT_MS, requestTimeout: TCP_HEADERS_TIMEOUT_MS },
+      const s = deadlineServer(
+        TCP_HEADERS_TIMEOUT_MS,
         handler((req) => authenticate(req, admin), admin),
+        idle,
       );
       bound(s, TCP_MAX_CONNECTIONS, TCP_MAX_PER_PEER);
       await new Promise<void>((resolve, reject) => {
@@ -580,6 +580,7 @@ export function createControlServer(options: ControlOptions): ControlServer {
     },
     async close() {
       closing = true;
+      idle.close();
       for (const res of streams) res.end();
       await Promise.all(
         servers().map(
@@ -615,6 +616,8 @@ function toRecord(line: string): LogRecord {
 const TCP_MAX_CONNECTIONS = 256;
 const TCP_MAX_PER_PEER = 16;
 const TCP_HEADERS_TIMEOUT_MS = 10_000;
+/** Node's default `headersTimeout`, which the control socket had before request-deadline.ts. */
+const UNIX_REQUEST_TIMEOUT_MS = 60_000;
 /** The control socket is 0600 (its owner only), but a runaway script must not exhaust fds either. */
 const UNIX_MAX_CONNECTIONS = 512;
 
