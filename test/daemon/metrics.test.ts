@@ -351,7 +351,8 @@ children:
     const held = () =>
       readdirSync('/proc/self/fd').filter((fd) => {
         try {
-          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(`/sys/fs/cgroup/`);
+          const target = readlinkSync(`/proc/self/fd/${fd}`);
+          return target.startsWith(`/sys/fs/cgroup/`) || target === '/proc/vmstat';
         } catch {
           return false;
         }

@@ -350,6 +350,10 @@ export class CounterReader {
       this.#close(group);
       this.#groups.delete(key);
     }
+    if (this.#groups.size === 0) {
+      this.#hostOom.close();
+      this.#oomSeen = [null, null];
+    }
   }
 
   /** Counter files read so far (for benchmarks and tests). */
