@@ -244,6 +244,7 @@ export class CounterReader {
   #hold = true;
   /** A group's directory list is one array for its life: its key is joined once. */
   readonly #keys = new WeakMap<readonly string[], string>();
+  readonly #byDirs = new WeakMap<readonly string[], Group>();
   readonly #hostOom = new HostOomKills();
   /** The host's OOM kill count at the last two passes' starts. */
   #oomSeen: [number | null, number | null] = [null, null];
@@ -283,9 +284,16 @@ export class CounterReader {
    */
   read(dirs: readonly string[], quota = true, want: number = Want.all): Counters {
     if (!this.#hold) return this.#readOnce(dirs, quota, want);
-    const key = this.#key(dirs);
-    let group = this.#groups.get(key);
+    // By the list's identity first (a scrape reads a thousand groups: a string-keyed lookup
+    // each was a twentieth of its time), by its text when the list is new.
+    // A group retained away or closed has `open` null: it is looked up again by its text.
+    let group = this.#byDirs.get(dirs);
+    if (group === undefined || group.open === null) {
+      group = this.#groups.get(this.#key(dirs));
+      if (group && group.open !== null) this.#byDirs.set(dirs, group);
+    }
     if (!group || group.open === null) {
+      const key = this.#key(dirs);
       try {
         group = { open: this.#openAll(dirs), oom: null };
       } catch (e) {
@@ -296,6 +304,7 @@ export class CounterReader {
         return this.#readOnce(dirs, quota, want);
       }
       this.#groups.set(key, group);
+      this.#byDirs.set(dirs, group);
     }
     if (group.open === null) return empty();
     const out = this.#readAll(group, quota, want);
