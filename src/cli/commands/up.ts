@@ -318,7 +318,13 @@ async function foreground(
   const header = (state: string) =>
     `captree: ${name} ${state} (state ${where}${state === 'stopped' ? '' : '; Ctrl-C to stop'})`;
   // The view exists before the daemon: the first events are emitted while it starts.
-  if (tty) view = new LiveView(io.stdout, p, () => (daemon ? snapshot(daemon.tree) : []), header('starting'));
+  if (tty)
+    view = new LiveView(
+      io.stdout,
+      p,
+      (limit) => (daemon ? snapshot(daemon.tree, limit) : []),
+      header('starting'),
+    );
   else io.stdout.write(`captree: starting ${name} (pid ${process.pid}, state ${where})\n`);
   try {
     daemon = await startDaemon({
