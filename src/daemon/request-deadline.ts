@@ -56,10 +56,16 @@ export function deadlineServer(
     const w = waiting.get(req.socket);
     if (!w) return;
     w.req = req;
-    if (req.complete && w.timer) {
-      clearTimeout(w.timer);
-      w.timer = null;
-    }
+    // Headers are in; a body-less request is complete once the parser is done with this packet,
+    // just after this event: checked then, so a long answer keeps no timer armed.
+    const whole = () => {
+      if (w.req === req && req.complete && w.timer) {
+        clearTimeout(w.timer);
+        w.timer = null;
+      }
+    };
+    if (req.complete) whole();
+    else setImmediate(whole);
     res.once('finish', () => {
       w.req = null;
       if (!req.socket.destroyed) arm(req.socket, w);

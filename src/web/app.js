@@ -142,7 +142,9 @@ async function api(path) {
 
 /** Reads the whole tree: every row, in tree order (at start, when children come or go). */
 async function readAll() {
+  const asked = performance.now();
   const s = await api('/v1/stats');
+  const read = performance.now();
   const body = $('#tree tbody');
   const seen = new Set();
   let before = null;
@@ -168,6 +170,9 @@ async function readAll() {
   const root = s.paths[0];
   if (root) $('#name').textContent = root.path;
   document.body.dataset.rendered = String(s.paths.length);
+  // What the last whole read took, ms: the daemon and the wire, then the page's own work.
+  document.body.dataset.readMs = (read - asked).toFixed(0);
+  document.body.dataset.renderMs = (performance.now() - read).toFixed(0);
 }
 
 /** The rows in view as one window of the tree order, or null before any is. */
