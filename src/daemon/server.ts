@@ -616,7 +616,10 @@ function toRecord(line: string): LogRecord {
 const TCP_MAX_CONNECTIONS = 256;
 const TCP_MAX_PER_PEER = 16;
 const TCP_HEADERS_TIMEOUT_MS = 10_000;
-/** Node's default `headersTimeout`, which the control socket had before request-deadline.ts. */
+/**
+ * Node's default `headersTimeout`, which the control socket had before request-deadline.ts; the
+ * body now comes within it too (Node's `requestTimeout` was 300 s; the API's bodies are small).
+ */
 const UNIX_REQUEST_TIMEOUT_MS = 60_000;
 /** The control socket is 0600 (its owner only), but a runaway script must not exhaust fds either. */
 const UNIX_MAX_CONNECTIONS = 512;
