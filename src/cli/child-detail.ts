@@ -54,7 +54,7 @@ export async function childDetail(client: ControlClient, path: string): Promise<
   if (!entry) throw new Error(`no child ${path} in this tree (see: captree ps)`);
   const query = `?path=${encodeURIComponent(path)}`;
   const stats = await client
-    .json<{ paths: PathStats[] }>(`/v1/stats${query}`)
+    .json<{ paths: PathStats[] }>(`/v1/stats${query}&limit=1`)
     .then((s) => s.paths.find((p) => p.path === path) ?? null)
     .catch(() => null);
   const journal = await client.json<JournalRecord[]>(`/v1/events${query}`).catch(() => []);

@@ -15,7 +15,8 @@ const recentEvents = 6;
 export class LiveView {
   readonly #out: NodeJS.WriteStream;
   readonly #palette: Palette;
-  readonly #rows: () => PsEntry[];
+  /** The first `limit` rows in tree order (only those are measured). */
+  readonly #rows: (limit: number) => PsEntry[];
   #header: string;
   #recent: JournalRecord[] = [];
   #drawn = 0;
@@ -24,7 +25,7 @@ export class LiveView {
   #closed = false;
   readonly #refresh: NodeJS.Timeout;
 
-  constructor(out: NodeJS.WriteStream, palette: Palette, rows: () => PsEntry[], header: string) {
+  constructor(out: NodeJS.WriteStream, palette: Palette, rows: (limit: number) => PsEntry[], header: string) {
     this.#out = out;
     this.#palette = palette;
     this.#rows = rows;
@@ -65,10 +66,10 @@ export class LiveView {
     this.#out.write('\x1b[?25h');
   }
 
-  #frame(p: Palette): string[] {
+  #frame(p: Palette, rows: PsEntry[]): string[] {
     return [
       ...this.#header.split('\n').map((l) => p.bold(l)),
-      ...renderTable(this.#rows(), { palette: p, uptime: false }),
+      ...renderTable(rows, { palette: p, uptime: false }),
       '',
       ...this.#recent.map((r) => eventLine(r, p)),
     ];
@@ -80,8 +81,11 @@ export class LiveView {
     // A pty without a size (script(1), some CI) reports 0: assume a common terminal.
     const columns = this.#out.columns || 120;
     const rows = this.#out.rows || 40;
-    let lines = this.#frame(this.#palette);
-    const plainLines = this.#frame(plain);
+    // Rows past the terminal's height are never shown: a 1,000-child tree is not measured whole
+    // each second for the 30 lines that fit.
+    const table = this.#rows(Math.max(1, rows - this.#header.split('\n').length - 1));
+    let lines = this.#frame(this.#palette, table);
+    const plainLines = this.#frame(plain, table);
     // A wrapped line would break the cursor arithmetic: fall back to plain text cut to width.
     if (plainLines.some((l) => l.length > columns)) lines = plainLines.map((l) => l.slice(0, columns));
     if (lines.length > rows - 1) lines = lines.slice(0, rows - 1);

@@ -657,10 +657,16 @@ class Tree implements RunningTree {
     return out;
   }
 
-  counters(path: string): Counters | null {
+  counters(path: string, want?: number, quota?: boolean): Counters | null {
     if (!this.#inTree(path)) return null;
     const dirs = this.runtime.groupFor(path).dirs;
-    return dirs.length === 0 ? null : this.#counters.read(dirs, this.grant(path).cpu !== null);
+    if (dirs.length === 0) return null;
+    return this.#counters.read(dirs, quota ?? this.grant(path).cpu !== null, want);
+  }
+
+  countersPass(begin: boolean): void {
+    if (begin) this.#counters.beginPass();
+    else this.#counters.endPass();
   }
 
   retainCounters(paths: readonly string[]): void {

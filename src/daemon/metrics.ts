@@ -8,10 +8,10 @@
  * the rest comes from the live supervisor and from counts this collector keeps as events pass
  * (no timer, so an idle daemon with no scraper does no work at all).
  */
-import type { ExitReason, SupervisorEvent } from '../core/index.ts';
-import type { Counters } from '../runtime/cgroup/counters.ts';
+import type { ExitReason, SupervisorEvent, TreeEntry } from '../core/index.ts';
+import { type Counters, Want } from '../runtime/cgroup/counters.ts';
 import type { JournalRecord } from './journal.ts';
-import { TextWriter } from './metrics-text.ts';
+import { quoted, SeriesLines, TextWriter } from './metrics-text.ts';
 import type { PsEntry, RunningTree } from './types.ts';
 
 /** One node or child, as `/v1/stats` returns it. */
@@ -30,6 +30,13 @@ export interface PathStats {
   grant: { cpu: number | null; memory: number | null; pids: number | null };
   /** The kernel's counters of its cgroup now; null where there is none. */
   counters: Counters | null;
+  /**
+   * Cores used since the daemon's previous `/v1/stats` read of it, clamped to the grant (the
+   * quota allows no more; a higher figure is only the two reads' timing); null until two reads.
+   */
+  cores: number | null;
+  /** Share of that interval its cpu quota throttled it (0 to 1); null until two reads. */
+  throttled: number | null;
   /** Nodes: restarts in the window over `intensity` (1: the next failure escalates). */
   intensity: { restarts: number; intensity: number; period: number; ratio: number } | null;
   /** Children waiting out a backoff delay: its length, s; else 0. */
@@ -42,8 +49,33 @@ export interface StatsReply {
   at: number;
   /** Time the daemon took to read it, ms. */
   tookMs: number;
+  /** Paths in scope (the subtree asked for, within the caller's reach) and how many are up. */
+  total: number;
+  up: number;
+  /** Of those, how many `match` kept, before `offset` and `limit` cut the list. */
+  matched: number;
   paths: PathStats[];
   admissions: AdmissionCount[];
+}
+
+export type StatsSort = 'tree' | 'cpu' | 'memory' | 'restarts';
+
+/** What a read asks for; nothing given: every path, in tree order, all counters. */
+export interface StatsQuery {
+  /** The paths in scope (a subtree, a caller's reach); default all. */
+  keep?: (path: string) => boolean;
+  /** Keeps the paths containing this text, or in this state. */
+  match?: string;
+  /** cpu: by `cores`, memory: by bytes, restarts: by count, each largest first; default tree. */
+  sort?: StatsSort;
+  /** The window of the sorted list answered; counters are read for its rows only (and the sort key for all). */
+  offset?: number;
+  limit?: number;
+  /**
+   * Takes this read as the sample `cores` and `throttled` are measured against (`/v1/stats`: yes;
+   * a Prometheus scrape, which computes its own rates, no).
+   */
+  rates?: boolean;
 }
 
 export interface AdmissionCount {
@@ -65,6 +97,8 @@ export interface Refusal {
 }
 
 const RECENT_REFUSALS = 50;
+/** Two reads closer than this keep the rate of the last longer interval (too short to measure). */
+const MIN_RATE_INTERVAL_MS = 100;
 
 /** The label of a restart: why the instance before it stopped. */
 export function restartReason(reason: ExitReason | undefined, startFailed: boolean): string {
@@ -74,6 +108,25 @@ export function restartReason(reason: ExitReason | undefined, startFailed: boole
   return reason.kind;
 }
 
+/** One path while a read is assembled. */
+interface Row {
+  e: TreeEntry;
+  depth: number;
+  grant: PathStats['grant'];
+  counters: Counters | null;
+  cores: number | null;
+  throttled: number | null;
+}
+
+/** The last cpu reading of a path and the rates measured up to it. */
+interface Sample {
+  at: number;
+  cpu: number;
+  throttledSeconds: number | null;
+  cores: number | null;
+  throttled: number | null;
+}
+
 export class Metrics {
   readonly #tree: RunningTree;
   readonly #lastExit = new Map<string, { reason: ExitReason; startFailed: boolean }>();
@@ -81,6 +134,7 @@ export class Metrics {
   readonly #backoff = new Map<string, number>();
   readonly #admissions = new Map<string, AdmissionCount>();
   readonly #refusals: Refusal[] = [];
+  readonly #samples = new Map<string, Sample>();
   /** Children came or went since the last scrape: counter files of the gone ones to close. */
   #changed = true;
 
@@ -96,6 +150,10 @@ export class Metrics {
         break;
       case 'start_failed':
         this.#lastExit.set(e.path, { reason: e.reason, startFailed: true });
+        break;
+      case 'started':
+        // A new instance: a new cgroup whose counters start over.
+        this.#samples.delete(e.path);
         break;
       case 'restarting': {
         const last = this.#lastExit.get(e.path);
@@ -114,6 +172,8 @@ export class Metrics {
         this.#lastExit.delete(e.path);
         this.#restarts.delete(e.path);
         this.#backoff.delete(e.path);
+        this.#samples.delete(e.path);
+        forgetLabel(e.path);
         break;
     }
   }
@@ -146,55 +206,135 @@ export class Metrics {
     return [...this.#refusals];
   }
 
-  stats(): StatsReply {
+  stats(q: StatsQuery = {}): StatsReply {
     const started = performance.now();
     const tree = this.#tree;
     const sup = tree.supervisor;
     const rootDepth = slashes(sup.path);
-    const entries = sup.tree();
-    const paths: PathStats[] = [];
-    for (const e of entries) {
+    const rows: Row[] = [];
+    let up = 0;
+    for (const e of sup.tree()) {
+      if (q.keep && !q.keep(e.path)) continue;
       let grant: PathStats['grant'] = { cpu: null, memory: null, pids: null };
-      let counters: Counters | null = null;
       try {
         grant = tree.grant ? tree.grant(e.path) : tree.resources(e.path).grant;
-        counters = tree.counters?.(e.path) ?? null;
       } catch {
-        // A path without a cgroup (yet): its counters are unknown.
+        // A path without a cgroup (yet): no grant to show.
       }
-      let intensity: PathStats['intensity'] = null;
-      if (e.kind === 'node') {
-        const node = e.path === sup.path ? sup : nestedAt(tree, e.path);
-        const w = node?.restartWindow();
-        if (w) intensity = { ...w, ratio: w.intensity === 0 ? 1 : Math.min(1, w.restarts / w.intensity) };
-      }
-      const up = e.kind === 'node' ? e.state === 'ready' : e.state === 'running' || e.state === 'ready';
-      paths.push({
-        path: e.path,
+      if (isUp(e)) up++;
+      rows.push({
+        e,
         depth: slashes(e.path) - rootDepth,
-        kind: e.kind,
-        state: e.state,
-        pid: e.pid,
-        up,
-        restarts: e.restarts,
-        restartsByReason: this.#restarts.get(e.path) ?? {},
         grant,
-        counters,
-        intensity,
-        backoffSeconds: e.state === 'restarting' ? (this.#backoff.get(e.path) ?? 0) / 1000 : 0,
-        lastExit: e.lastExit ? describe(e.lastExit) : null,
+        counters: null,
+        cores: null,
+        throttled: null,
       });
     }
-    sumOomKills(paths);
+    const match = q.match;
+    let list = match ? rows.filter((r) => r.e.path.includes(match) || r.e.state === match) : rows;
+    const matched = list.length;
+    const windowed = q.offset !== undefined || q.limit !== undefined;
+    const at = Date.now();
+    if (tree.counters) {
+      tree.countersPass?.(true);
+      try {
+        if (!windowed) {
+          for (const r of rows) r.counters = this.#read(r, Want.all);
+        } else {
+          // The sort key for every listed row, OOM kills for all (a v1 node's figure sums its
+          // children's; they are re-read only after the host counted a kill), the rest for the window.
+          const sortWant = q.sort === 'cpu' ? Want.cpu : q.sort === 'memory' ? Want.memory : 0;
+          const listed = match ? new Set(list) : null;
+          for (const r of rows)
+            r.counters = this.#read(r, Want.oomKills | (listed === null || listed.has(r) ? sortWant : 0));
+          if (q.rates && sortWant === Want.cpu) for (const r of list) this.#rate(r, at);
+          list = sorted(list, q.sort);
+          list = list.slice(q.offset ?? 0, (q.offset ?? 0) + (q.limit ?? list.length));
+          const rest = Want.all & ~(Want.oomKills | sortWant);
+          for (const r of list) r.counters = merge(r.counters, this.#read(r, rest));
+        }
+      } finally {
+        tree.countersPass?.(false);
+      }
+      if (q.rates) for (const r of list) if (r.cores === null) this.#rate(r, at);
+    }
+    if (!windowed) list = sorted(list, q.sort);
+    sumOomKills(rows);
     if (this.#changed) {
       this.#changed = false;
-      tree.retainCounters?.(paths.map((p) => p.path));
+      tree.retainCounters?.(sup.tree().map((e) => e.path));
+    }
+    const paths = list.map((r) => this.#pathStats(r));
+    return {
+      at,
+      tookMs: performance.now() - started,
+      total: rows.length,
+      up,
+      matched,
+      paths,
+      admissions: q.keep ? this.admissions().filter((a) => q.keep?.(a.node)) : this.admissions(),
+    };
+  }
+
+  #read(r: Row, want: number): Counters | null {
+    if (want === 0) return r.counters;
+    try {
+      return this.#tree.counters?.(r.e.path, want, r.grant.cpu !== null) ?? null;
+    } catch {
+      // A path without a cgroup (yet): its counters are unknown.
+      return null;
+    }
+  }
+
+  /** Cores used and share throttled since the path's previous sample; the sample moves on. */
+  #rate(r: Row, at: number): void {
+    const cpu = r.counters?.cpuSeconds;
+    if (cpu === null || cpu === undefined) return;
+    const thr = r.counters?.throttledSeconds ?? null;
+    const last = this.#samples.get(r.e.path);
+    if (last && at - last.at < MIN_RATE_INTERVAL_MS) {
+      r.cores = last.cores;
+      r.throttled = last.throttled;
+      return;
+    }
+    if (last && cpu >= last.cpu) {
+      const seconds = (at - last.at) / 1000;
+      const cores = (cpu - last.cpu) / seconds;
+      r.cores = r.grant.cpu === null ? cores : Math.min(cores, r.grant.cpu);
+      r.throttled =
+        thr === null || last.throttledSeconds === null
+          ? null
+          : Math.min(1, Math.max(0, (thr - last.throttledSeconds) / seconds));
+    }
+    this.#samples.set(r.e.path, { at, cpu, throttledSeconds: thr, cores: r.cores, throttled: r.throttled });
+  }
+
+  #pathStats(r: Row): PathStats {
+    const e = r.e;
+    const sup = this.#tree.supervisor;
+    let intensity: PathStats['intensity'] = null;
+    if (e.kind === 'node') {
+      const node = e.path === sup.path ? sup : nestedAt(this.#tree, e.path);
+      const w = node?.restartWindow();
+      if (w) intensity = { ...w, ratio: w.intensity === 0 ? 1 : Math.min(1, w.restarts / w.intensity) };
     }
     return {
-      at: Date.now(),
-      tookMs: performance.now() - started,
-      paths,
-      admissions: this.admissions(),
+      path: e.path,
+      depth: r.depth,
+      kind: e.kind,
+      state: e.state,
+      pid: e.pid,
+      up: isUp(e),
+      restarts: e.restarts,
+      restartsByReason: this.#restarts.get(e.path) ?? {},
+      grant: r.grant,
+      counters: r.counters,
+      cores: r.cores,
+      throttled: r.throttled,
+      intensity,
+      backoffSeconds: e.state === 'restarting' ? (this.#backoff.get(e.path) ?? 0) / 1000 : 0,
+      lastExit: e.lastExit ? describe(e.lastExit) : null,
     };
   }
 
@@ -202,6 +342,65 @@ export class Metrics {
   text(): string {
     return render(this.stats());
   }
+}
+
+const SORTS: readonly StatsSort[] = ['tree', 'cpu', 'memory', 'restarts'];
+
+/** `?match=&sort=&offset=&limit=` of `/v1/stats`, or why not (only the parameters given appear). */
+export function statsWindow(params: URLSearchParams): {
+  window: Pick<StatsQuery, 'match' | 'sort' | 'offset' | 'limit'>;
+  error: string | null;
+} {
+  const window: Pick<StatsQuery, 'match' | 'sort' | 'offset' | 'limit'> = {};
+  const match = params.get('match');
+  if (match !== null) window.match = match;
+  const sort = params.get('sort');
+  if (sort !== null) {
+    if (!SORTS.includes(sort as StatsSort))
+      return { window, error: `sort=${sort}: expected one of ${SORTS.join(', ')}` };
+    window.sort = sort as StatsSort;
+  }
+  for (const key of ['offset', 'limit'] as const) {
+    const raw = params.get(key);
+    if (raw === null) continue;
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isInteger(n) || n < 0)
+      return { window, error: `${key}=${raw}: expected an integer ≥ 0` };
+    window[key] = n;
+  }
+  return { window, error: null };
+}
+
+function isUp(e: TreeEntry): boolean {
+  return e.kind === 'node' ? e.state === 'ready' : e.state === 'running' || e.state === 'ready';
+}
+
+function sorted(list: Row[], sort: StatsSort | undefined): Row[] {
+  const by = (key: (r: Row) => number) => [...list].sort((a, b) => key(b) - key(a));
+  switch (sort) {
+    case 'cpu':
+      return by((r) => r.cores ?? -1);
+    case 'memory':
+      return by((r) => r.counters?.memoryBytes ?? -1);
+    case 'restarts':
+      return by((r) => r.e.restarts);
+    default:
+      return list;
+  }
+}
+
+/** Two partial reads of one group as one: what the second read fills in. */
+function merge(a: Counters | null, b: Counters | null): Counters | null {
+  if (a === null || b === null) return a ?? b;
+  return {
+    cpuSeconds: a.cpuSeconds ?? b.cpuSeconds,
+    throttledSeconds: a.throttledSeconds ?? b.throttledSeconds,
+    throttledPeriods: a.throttledPeriods ?? b.throttledPeriods,
+    memoryBytes: a.memoryBytes ?? b.memoryBytes,
+    oomKills: a.oomKills ?? b.oomKills,
+    oomKillsLocal: a.oomKillsLocal || b.oomKillsLocal,
+    pids: a.pids ?? b.pids,
+  };
 }
 
 function slashes(path: string): number {
@@ -232,12 +431,12 @@ function nestedAt(tree: RunningTree, path: string) {
  * its children's (summed first, walking up from the leaves). v2's `memory.events` is already
  * hierarchical.
  */
-function sumOomKills(paths: PathStats[]): void {
-  for (let i = paths.length - 1; i >= 0; i--) {
-    const p = paths[i] as PathStats;
-    if (p.kind !== 'node' || !p.counters?.oomKillsLocal || p.counters.oomKills === null) continue;
-    for (let j = i + 1; j < paths.length && (paths[j] as PathStats).depth > p.depth; j++) {
-      const c = paths[j] as PathStats;
+function sumOomKills(rows: Row[]): void {
+  for (let i = rows.length - 1; i >= 0; i--) {
+    const p = rows[i] as Row;
+    if (p.e.kind !== 'node' || !p.counters?.oomKillsLocal || p.counters.oomKills === null) continue;
+    for (let j = i + 1; j < rows.length && (rows[j] as Row).depth > p.depth; j++) {
+      const c = rows[j] as Row;
       if (c.depth === p.depth + 1) p.counters.oomKills += c.counters?.oomKills ?? 0;
     }
   }
@@ -281,31 +480,119 @@ const families: [string, 'counter' | 'gauge', string][] = [
   ['captree_scrape_duration_seconds', 'gauge', 'Time the daemon took to collect this scrape, in seconds.'],
 ];
 
+/** Slots of a path's series in its `SeriesLines` (the families one path has one line in). */
+const Slot = {
+  up: 0,
+  cpuGrant: 1,
+  memoryGrant: 2,
+  pidsGrant: 3,
+  cpuSeconds: 4,
+  throttledSeconds: 5,
+  throttledPeriods: 6,
+  memory: 7,
+  oomKills: 8,
+  pids: 9,
+  intensity: 10,
+  backoff: 11,
+  count: 12,
+} as const;
+
+/**
+ * The text exposition of a read. A path's lines come from its `SeriesLines`, kept between
+ * scrapes: a value unchanged since the last scrape reuses its line, its label set is escaped once.
+ */
 export function render(s: StatsReply): string {
+  return renderChunks(s).join('');
+}
+
+/** `render` in pieces of about 20 KiB, to be written one after the other. */
+export function renderChunks(s: StatsReply): string[] {
   const w = new TextWriter();
-  for (const [name, type, help] of families) w.family(name, type, help);
+  const f = (name: string) => {
+    const family = families.find((x) => x[0] === name) as (typeof families)[number];
+    return w.family(family[0], family[1], family[2]);
+  };
+  const upLines = f('captree_up');
+  const cpuGrant = f('captree_cpu_grant_cores');
+  const cpuSeconds = f('captree_cpu_seconds_total');
+  const throttledSeconds = f('captree_cpu_throttled_seconds_total');
+  const throttledPeriods = f('captree_cpu_throttled_periods_total');
+  const memoryGrant = f('captree_memory_grant_bytes');
+  const memory = f('captree_memory_bytes');
+  const oomKills = f('captree_oom_kills_total');
+  const pidsGrant = f('captree_pids_grant');
+  const pids = f('captree_pids');
+  f('captree_restarts_total');
+  const intensity = f('captree_intensity_used_ratio');
+  const backoff = f('captree_backoff_seconds');
+  f('captree_admissions_total');
+  f('captree_scrape_duration_seconds');
   for (const p of s.paths) {
-    const l = { path: p.path };
-    w.sample('captree_up', { path: p.path, kind: p.kind, state: p.state }, p.up ? 1 : 0);
-    if (p.grant.cpu !== null) w.sample('captree_cpu_grant_cores', l, p.grant.cpu);
-    if (p.grant.memory !== null) w.sample('captree_memory_grant_bytes', l, p.grant.memory);
-    if (p.grant.pids !== null) w.sample('captree_pids_grant', l, p.grant.pids);
+    const l = linesOf(p.path);
+    upLines.push(l.line(Slot.up, 'captree_up', p.up ? 1 : 0, upLabels(p.kind, p.state)));
+    const g = p.grant;
+    if (g.cpu !== null) cpuGrant.push(l.line(Slot.cpuGrant, 'captree_cpu_grant_cores', g.cpu));
+    if (g.memory !== null) memoryGrant.push(l.line(Slot.memoryGrant, 'captree_memory_grant_bytes', g.memory));
+    if (g.pids !== null) pidsGrant.push(l.line(Slot.pidsGrant, 'captree_pids_grant', g.pids));
     const c = p.counters;
     if (c) {
-      if (c.cpuSeconds !== null) w.sample('captree_cpu_seconds_total', l, c.cpuSeconds);
-      if (c.throttledSeconds !== null) w.sample('captree_cpu_throttled_seconds_total', l, c.throttledSeconds);
-      if (c.throttledPeriods !== null) w.sample('captree_cpu_throttled_periods_total', l, c.throttledPeriods);
-      if (c.memoryBytes !== null) w.sample('captree_memory_bytes', l, c.memoryBytes);
-      if (c.oomKills !== null) w.sample('captree_oom_kills_total', l, c.oomKills);
-      if (c.pids !== null) w.sample('captree_pids', l, c.pids);
+      if (c.cpuSeconds !== null)
+        cpuSeconds.push(l.line(Slot.cpuSeconds, 'captree_cpu_seconds_total', c.cpuSeconds));
+      if (c.throttledSeconds !== null)
+        throttledSeconds.push(
+          l.line(Slot.throttledSeconds, 'captree_cpu_throttled_seconds_total', c.throttledSeconds),
+        );
+      if (c.throttledPeriods !== null)
+        throttledPeriods.push(
+          l.line(Slot.throttledPeriods, 'captree_cpu_throttled_periods_total', c.throttledPeriods),
+        );
+      if (c.memoryBytes !== null) memory.push(l.line(Slot.memory, 'captree_memory_bytes', c.memoryBytes));
+      if (c.oomKills !== null) oomKills.push(l.line(Slot.oomKills, 'captree_oom_kills_total', c.oomKills));
+      if (c.pids !== null) pids.push(l.line(Slot.pids, 'captree_pids', c.pids));
     }
-    for (const [reason, n] of Object.entries(p.restartsByReason))
-      w.sample('captree_restarts_total', { path: p.path, reason }, n);
-    if (p.intensity) w.sample('captree_intensity_used_ratio', l, p.intensity.ratio);
-    if (p.kind !== 'node') w.sample('captree_backoff_seconds', l, p.backoffSeconds);
+    for (const reason in p.restartsByReason)
+      w.sample('captree_restarts_total', { path: p.path, reason }, p.restartsByReason[reason] as number);
+    if (p.intensity)
+      intensity.push(l.line(Slot.intensity, 'captree_intensity_used_ratio', p.intensity.ratio));
+    if (p.kind !== 'node') backoff.push(l.line(Slot.backoff, 'captree_backoff_seconds', p.backoffSeconds));
   }
   for (const a of s.admissions)
     w.sample('captree_admissions_total', { node: a.node, result: a.result, reason: a.reason }, a.count);
   w.sample('captree_scrape_duration_seconds', {}, s.tookMs / 1000);
-  return w.toString();
+  return w.chunks();
+}
+
+/** Each path's kept lines; forgotten when the path goes (and all past a bound). */
+const kept = new Map<string, SeriesLines>();
+const KEPT_PATHS = 100_000;
+
+function linesOf(path: string): SeriesLines {
+  let l = kept.get(path);
+  if (l === undefined) {
+    if (kept.size >= KEPT_PATHS) kept.clear();
+    l = new SeriesLines({ path }, Slot.count);
+    kept.set(path, l);
+  }
+  return l;
+}
+
+function forgetLabel(path: string): void {
+  kept.delete(path);
+}
+
+/** `kind="...",state="..."` of `captree_up`, one string per pair. */
+const upLabelTexts = new Map<string, Map<string, string>>();
+
+function upLabels(kind: string, state: string): string {
+  let byState = upLabelTexts.get(kind);
+  if (!byState) {
+    byState = new Map();
+    upLabelTexts.set(kind, byState);
+  }
+  let text = byState.get(state);
+  if (text === undefined) {
+    text = `kind=${quoted(kind)},state=${quoted(state)}`;
+    byState.set(state, text);
+  }
+  return text;
 }

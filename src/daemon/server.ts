@@ -18,14 +18,17 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs/promises';
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import { SupervisorError } from '../core/index.ts';
 import { formatRecord, type LogRecord, parseRecord, readLogSince } from '../runtime/logs/index.ts';
 import type { AdmissionEndpoint } from './admit-endpoint.ts';
 import { bearerToken, digest, sendJson } from './http-util.ts';
+import { IdleCollector } from './idle-collect.ts';
 import { type Journal, type JournalFilter, type JournalRecord, matches, readJournal } from './journal.ts';
-import { type Metrics, render } from './metrics.ts';
+import { type Metrics, statsWindow } from './metrics.ts';
+import { sendMetrics, sendStats } from './metrics-reply.ts';
 import type { ReconcileEndpoint } from './reconcile-endpoint.ts';
+import { deadlineServer } from './request-deadline.ts';
 import { requester, type SignalEndpoint } from './signal-endpoint.ts';
 import { snapshot } from './snapshot.ts';
 import { parseSince } from './time.ts';
@@ -353,9 +356,18 @@ export function createControlServer(options: ControlOptions): ControlServer {
     const metrics = options.metrics;
     if (!metrics) throw new ApiFailure(404, 'unknown_route', `${url.pathname}: this daemon keeps no metrics`);
     if (what === 'metrics') adminOnly(access, method, url.pathname);
+    const parsed = what === 'stats' ? statsWindow(url.searchParams) : { window: {}, error: null };
+    if (parsed.error !== null) throw new ApiFailure(400, 'bad_param', `${url.pathname}: ${parsed.error}`);
+    const window = parsed.window;
     for (const key of url.searchParams.keys())
-      if (key !== 'path')
-        throw new ApiFailure(400, 'bad_param', `${url.pathname} takes only ?path=/tree/path, not ${key}`);
+      if (key !== 'path' && !(what === 'stats' && key in window))
+        throw new ApiFailure(
+          400,
+          'bad_param',
+          what === 'stats'
+            ? `${url.pathname} takes ?path=, match=, sort=, offset= and limit=, not ${key}`
+            : `${url.pathname} takes only ?path=/tree/path, not ${key}`,
+        );
     const raw = url.searchParams.get('path');
     const under = raw === null ? null : treePath(raw.split('/').filter((s) => s !== ''));
     if (under !== null) {
@@ -363,33 +375,22 @@ export function createControlServer(options: ControlOptions): ControlServer {
       if (!tree.supervisor.tree().some((e) => e.path === under))
         throw new ApiFailure(404, 'not_found', `no node or child ${under} in this tree (see: captree ps)`);
     }
-    const keep = (path: string) =>
-      (under === null || within(path, under)) &&
-      (access.kind !== 'scoped' || access.nodes.some((n) => within(path, n)));
+    const keep =
+      under === null && access.kind !== 'scoped'
+        ? undefined
+        : (path: string) =>
+            (under === null || within(path, under)) &&
+            (access.kind !== 'scoped' || access.nodes.some((n) => within(path, n)));
     if (what === 'admissions') {
       sendJson(res, 200, {
-        counts: metrics.admissions().filter((a) => keep(a.node)),
-        refusals: metrics.refusals().filter((r) => keep(r.node)),
+        counts: metrics.admissions().filter((a) => keep?.(a.node) ?? true),
+        refusals: metrics.refusals().filter((r) => keep?.(r.node) ?? true),
       });
       return;
     }
-    const stats = metrics.stats();
-    const reply = {
-      ...stats,
-      paths: stats.paths.filter((p) => keep(p.path)),
-      admissions: stats.admissions.filter((a) => keep(a.node)),
-    };
-    if (what === 'stats') {
-      sendJson(res, 200, reply);
-      return;
-    }
-    const text = render(reply);
-    res.writeHead(200, {
-      'content-type': 'text/plain; version=0.0.4; charset=utf-8',
-      'content-length': Buffer.byteLength(text),
-      'cache-control': 'no-store',
-    });
-    res.end(method === 'HEAD' ? undefined : text);
+    const stats = metrics.stats({ ...window, keep, rates: what === 'stats' });
+    if (what === 'stats') sendStats(res, stats, method === 'HEAD');
+    else sendMetrics(res, stats, method === 'HEAD');
   }
 
   const signals = (): SignalEndpoint => {
@@ -578,7 +579,12 @@ export function createControlServer(options: ControlOptions): ControlServer {
         .then((a) => route(req, res, a))
         .catch((err: unknown) => sendError(res, err));
     };
-  const server = http.createServer(handler(() => ({ kind: 'local' }), null));
+  const idle = new IdleCollector();
+  const server = deadlineServer(
+    UNIX_REQUEST_TIMEOUT_MS,
+    handler(() => ({ kind: 'local' }), null),
+    idle,
+  );
   bound(server, UNIX_MAX_CONNECTIONS, null);
   const addressOf = (s: http.Server | undefined): string | null => {
     const a = s?.address();
@@ -593,9 +599,10 @@ export function createControlServer(options: ControlOptions): ControlServer {
     async listenTcp({ host, port, token }, role = 'api') {
       if (token.trim() === '') throw new Error('the admin token is empty');
       const admin = digest(token);
-      const s = http.createServer(
-        { headersTimeout: TCP_HEADERS_TIMEOUT_MS, requestTimeout: TCP_HEADERS_TIMEOUT_MS },
+      const s = deadlineServer(
+        TCP_HEADERS_TIMEOUT_MS,
         handler((req) => authenticate(req, admin), admin),
+        idle,
       );
       bound(s, TCP_MAX_CONNECTIONS, TCP_MAX_PER_PEER);
       await new Promise<void>((resolve, reject) => {
@@ -623,6 +630,7 @@ export function createControlServer(options: ControlOptions): ControlServer {
     },
     async close() {
       closing = true;
+      idle.close();
       for (const res of streams) res.end();
       await Promise.all(
         servers().map(
@@ -658,6 +666,11 @@ function toRecord(line: string): LogRecord {
 const TCP_MAX_CONNECTIONS = 256;
 const TCP_MAX_PER_PEER = 16;
 const TCP_HEADERS_TIMEOUT_MS = 10_000;
+/**
+ * Node's default `headersTimeout`, which the control socket had before request-deadline.ts; the
+ * body now comes within it too (Node's `requestTimeout` was 300 s; the API's bodies are small).
+ */
+const UNIX_REQUEST_TIMEOUT_MS = 60_000;
 /** The control socket is 0600 (its owner only), but a runaway script must not exhaust fds either. */
 const UNIX_MAX_CONNECTIONS = 512;
 

@@ -10,11 +10,13 @@ const unknown: Resources = {
   used: { cpu: null, memory: null },
 };
 
-export function snapshot(rt: RunningTree): PsEntry[] {
+/** `limit`: the first so many entries in tree order (only theirs are measured). */
+export function snapshot(rt: RunningTree, limit = Number.POSITIVE_INFINITY): PsEntry[] {
   const sup = rt.supervisor;
   const now = sup.clock.now();
   const rootDepth = sup.path.split('/').length;
-  return sup.tree().map((e) => {
+  const entries = sup.tree();
+  return (limit < entries.length ? entries.slice(0, limit) : entries).map((e) => {
     let res: Resources;
     try {
       res = rt.resources(e.path);

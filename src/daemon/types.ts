@@ -48,10 +48,12 @@ export interface RunningTree {
   grant?(path: string): Resources['grant'];
   /**
    * The kernel's counters for a path's cgroup, read now (`GET /metrics`); null without a cgroup.
-   * `keep` lists the paths still worth holding files open for; others' are closed. Absent: an
-   * in-process tree (no cgroups).
+   * `want`: which (`Want` bits of runtime/cgroup/counters.ts, default all); `quota`: whether it has
+   * a cpu limit (looked up if not given). Absent: an in-process tree (no cgroups).
    */
-  counters?(path: string): Counters | null;
+  counters?(path: string, want?: number, quota?: boolean): Counters | null;
+  /** Brackets one scrape's reads (host-wide figures that spare per-group reads are taken once). */
+  countersPass?(begin: boolean): void;
   /** After a scrape: closes the counter files of paths not in `paths`. */
   retainCounters?(paths: readonly string[]): void;
   logFiles(path: string): { dir: string; name: string } | null;

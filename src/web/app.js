@@ -1,17 +1,25 @@
 // The captree dashboard: plain ES module, no build step, nothing from elsewhere.
-// States change live from the event stream (SSE, /v1/events); the figures (grant vs use) are
-// read from /v1/stats once a second while the page is visible, never while it is hidden.
+// States, pids and restarts change live from the event stream (SSE, /v1/events). The figures
+// (grant vs use) are read once a second while the page is visible, for the rows in view only
+// (/v1/stats?offset=&limit=: the daemon reads the kernel's counters of those rows alone), and not
+// at all while it is hidden. The whole tree is read when the page opens, when children come or
+// go, and when the event stream reconnects.
 
 const REFRESH_MS = 1000;
 const MAX_EVENTS = 200;
 const LOG_LINES = 200;
 
 const $ = (sel) => document.querySelector(sel);
-const rows = new Map(); // path -> { tr, cells, stats, prev }
+const rows = new Map(); // path -> { tr, cells, stats }
+let order = []; // paths in tree order, as the last whole read gave them
+const index = new Map(); // path -> its place in `order`
+const inView = new Set(); // rows on the screen now
 let selected = null;
 let logAbort = null;
 let timer = null;
-let refreshing = false;
+let reading = false;
+let again = false;
+let viewObserver = null;
 
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -85,29 +93,21 @@ function rowFor(p) {
   cells.path.style.whiteSpace = 'pre';
   const tr = el('tr', { class: p.kind, 'data-path': p.path }, ...Object.values(cells));
   if (p.kind !== 'node') tr.addEventListener('click', () => selectLog(p.path));
-  row = { tr, cells, stats: p, prev: null };
+  row = { tr, cells, stats: p };
   rows.set(p.path, row);
+  viewObserver?.observe(tr);
   return row;
 }
 
-function update(row, p, at) {
-  const prev = row.prev;
-  row.prev = { at, cpu: p.counters?.cpuSeconds ?? null, throttled: p.counters?.throttledSeconds ?? null };
+function update(row, p) {
   row.stats = p;
   setState(row, p.state);
   setText(row.cells.pid, String(p.pid ?? '–'));
   setRestarts(row, p.restarts);
-  // Use over the last interval, clamped to the grant: the quota makes more impossible, and a
-  // reading above it is only the two samples' timing.
-  let cores = null;
-  let throttled = null;
-  if (prev && prev.cpu !== null && row.prev.cpu !== null && at > prev.at) {
-    const dt = (at - prev.at) / 1000;
-    cores = Math.max(0, (row.prev.cpu - prev.cpu) / dt);
-    if (p.grant.cpu !== null) cores = Math.min(cores, p.grant.cpu);
-    if (prev.throttled !== null && row.prev.throttled !== null)
-      throttled = Math.max(0, (row.prev.throttled - prev.throttled) / dt);
-  }
+  // Use since the daemon's previous read, clamped by the daemon to the grant: the quota makes
+  // more impossible, and a reading above it is only the two samples' timing.
+  const cores = p.cores;
+  const throttled = p.throttled;
   if (cores !== null) row.tr.dataset.cpu = cores.toFixed(3);
   const grantCpu = p.grant.cpu === null ? '∞' : p.grant.cpu.toFixed(2);
   bar(row.cells.cpu, cores, p.grant.cpu, `${cores === null ? '–' : cores.toFixed(2)}/${grantCpu}`);
@@ -140,37 +140,80 @@ async function api(path) {
   return r.json();
 }
 
-async function refresh() {
-  if (refreshing || document.hidden) return;
-  refreshing = true;
-  try {
-    const s = await api('/v1/stats');
-    const body = $('#tree tbody');
-    const seen = new Set();
-    let before = null;
-    for (const p of s.paths) {
-      const row = rowFor(p);
-      seen.add(p.path);
-      update(row, p, s.at);
-      // Keep DOM order = tree order; append only what is new or moved.
-      const want = before ? before.nextSibling : body.firstChild;
-      if (want !== row.tr) body.insertBefore(row.tr, want);
-      before = row.tr;
+/** Reads the whole tree: every row, in tree order (at start, when children come or go). */
+async function readAll() {
+  const asked = performance.now();
+  const s = await api('/v1/stats');
+  const read = performance.now();
+  const body = $('#tree tbody');
+  const seen = new Set();
+  let before = null;
+  for (const p of s.paths) {
+    const row = rowFor(p);
+    seen.add(p.path);
+    update(row, p);
+    // Keep DOM order = tree order; append only what is new or moved.
+    const want = before ? before.nextSibling : body.firstChild;
+    if (want !== row.tr) body.insertBefore(row.tr, want);
+    before = row.tr;
+  }
+  for (const [path, row] of rows)
+    if (!seen.has(path)) {
+      viewObserver?.unobserve(row.tr);
+      inView.delete(row.tr);
+      row.tr.remove();
+      rows.delete(path);
     }
-    for (const [path, row] of rows)
-      if (!seen.has(path)) {
-        row.tr.remove();
-        rows.delete(path);
-      }
-    const root = s.paths[0];
-    if (root) $('#name').textContent = root.path;
-    document.body.dataset.rendered = String(s.paths.length);
+  order = s.paths.map((p) => p.path);
+  index.clear();
+  for (const [i, path] of order.entries()) index.set(path, i);
+  const root = s.paths[0];
+  if (root) $('#name').textContent = root.path;
+  document.body.dataset.rendered = String(s.paths.length);
+  // What the last whole read took, ms: the daemon and the wire, then the page's own work.
+  document.body.dataset.readMs = (read - asked).toFixed(0);
+  document.body.dataset.renderMs = (performance.now() - read).toFixed(0);
+}
+
+/** The rows in view as one window of the tree order, or null before any is. */
+function windowInView() {
+  let first = Number.POSITIVE_INFINITY;
+  let last = -1;
+  for (const tr of inView) {
+    const i = index.get(tr.dataset.path);
+    if (i === undefined) continue;
+    if (i < first) first = i;
+    if (i > last) last = i;
+  }
+  return last < 0 ? null : { offset: first, limit: last - first + 1 };
+}
+
+/** Reads the figures of the rows in view (the whole tree if the rows are not known yet). */
+async function refresh() {
+  if (document.hidden) return;
+  if (reading) {
+    again = true;
+    return;
+  }
+  reading = true;
+  try {
+    const w = windowInView();
+    if (order.length === 0 || w === null) await readAll();
+    else {
+      const s = await api(`/v1/stats?offset=${w.offset}&limit=${w.limit}`);
+      if (s.total !== order.length || s.paths.some((p, i) => order[w.offset + i] !== p.path)) await readAll();
+      else for (const p of s.paths) update(rows.get(p.path), p);
+    }
     const adm = await api('/v1/admissions');
     renderRefusals(adm.refusals);
   } catch (err) {
     console.warn(err);
   } finally {
-    refreshing = false;
+    reading = false;
+  }
+  if (again) {
+    again = false;
+    refresh();
   }
 }
 
@@ -217,15 +260,27 @@ function onEvent(r) {
     if (r.type === 'started' && r.pid) row.cells.pid.textContent = String(r.pid);
     if (r.type === 'restarting') setRestarts(row, r.restarts);
     row.tr.dataset.seq = String(r.seq);
-    // When the page applied it (ms epoch): what bench/observe.ts reads for "restart reflected".
     row.tr.dataset.changedAt = String(Date.now());
+    // When the daemon journaled the restart and when the page showed it (ms epochs, the same
+    // clock on one machine): what bench/observe.ts reads for "restart reflected".
+    if (r.type === 'restarting') {
+      row.tr.dataset.restartTs = String(r.ts);
+      row.tr.dataset.restartShown = row.tr.dataset.changedAt;
+    }
   }
   const li = el('li', {}, `${r.time.slice(11, 23)} ${r.path} ${r.type}${detail(r)}`);
   const ol = $('#events');
   ol.prepend(li);
   while (ol.childElementCount > MAX_EVENTS) ol.lastChild.remove();
-  if (r.type === 'child_added' || r.type === 'child_deleted' || r.type === 'admitted' || r.type === 'revoked')
+  if (
+    r.type === 'child_added' ||
+    r.type === 'child_deleted' ||
+    r.type === 'admitted' ||
+    r.type === 'revoked'
+  ) {
+    order = [];
     refresh();
+  }
 }
 
 function detail(r) {
@@ -239,9 +294,16 @@ function detail(r) {
 function listen() {
   const es = new EventSource('/v1/events');
   const link = $('#link');
+  let opened = false;
   es.onopen = () => {
     link.textContent = 'live';
     link.className = 'badge live';
+    // Back after a break: what happened meanwhile is read whole.
+    if (opened) {
+      order = [];
+      refresh();
+    }
+    opened = true;
   };
   es.onerror = () => {
     link.textContent = 'reconnecting';
@@ -287,6 +349,15 @@ async function start() {
   } catch {
     // a scoped token may not read /v1/daemon; the tree still shows
   }
+  // Rows scrolled into view are read at once (the next frame), not at the next tick.
+  viewObserver = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      if (e.isIntersecting) inView.add(e.target);
+      else inView.delete(e.target);
+    }
+    if (order.length > 0) requestAnimationFrame(() => refresh());
+  });
+  for (const row of rows.values()) viewObserver.observe(row.tr);
   listen();
   document.addEventListener('visibilitychange', schedule);
   schedule();

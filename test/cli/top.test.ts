@@ -119,6 +119,28 @@ children:
     await exited;
   });
 
+  test('a short terminal: the rows it has room for, and how many more there are', async (t) => {
+    if (!hasTmux) return skipOrFail(t, 'no tmux (apt-get install -y tmux)');
+    // 7 lines: 4 of header, the last kept free, so 2 rows: the root and a line saying 2 more.
+    const command = `cd ${dir} && NO_COLOR=1 ${node} ${bin} top; tmux wait-for -S ${done}-short`;
+    await tmux(socket, 'new-session', '-d', '-s', 'short', '-x', '180', '-y', '7', command);
+    const text = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const s = await tmux(socket, 'capture-pane', '-p', '-t', 'short');
+        if (/more/.test(s)) return s;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return tmux(socket, 'capture-pane', '-p', '-t', 'short');
+    })();
+    assert.match(text, new RegExp(`^/${name} +ready`, 'm'));
+    assert.match(text, /… 2 more/);
+    assert.doesNotMatch(text, /spin|idle/);
+    assert.match(text, /3\/3 up/);
+    const exited = tmux(socket, 'wait-for', `${done}-short`);
+    await tmux(socket, 'send-keys', '-t', 'short', 'q');
+    await exited;
+  });
+
   test('over --url with the admin token: the subtree at PATH', async (t) => {
     if (!hasTmux) return skipOrFail(t, 'no tmux (apt-get install -y tmux)');
     const url = daemon.info().tcp as string;

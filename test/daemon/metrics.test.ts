@@ -209,6 +209,49 @@ children:
     });
   });
 
+  test('a window of /v1/stats: counts of the whole scope, rows cut after match and sort', async () => {
+    const get = async (query: string) => {
+      const r = await call('GET', `/v1/stats?${query}`, { socket: true });
+      assert.equal(r.status, 200, r.text);
+      return JSON.parse(r.text) as StatsReply;
+    };
+    const all = await get('');
+    const first = await get('limit=2');
+    assert.equal(first.total, all.total);
+    assert.equal(first.up, all.up);
+    assert.deepEqual(
+      first.paths.map((p) => p.path),
+      all.paths.slice(0, 2).map((p) => p.path),
+    );
+    assert.ok((first.paths[1]?.counters?.pids ?? 0) > 0, 'the window rows have their counters');
+    const idle = await get('match=idle');
+    assert.equal(idle.matched, 1);
+    assert.deepEqual(
+      idle.paths.map((p) => p.path),
+      [`${root}/idle`],
+    );
+    const offset = await get('offset=1&limit=1');
+    assert.equal(offset.paths[0]?.path, all.paths[1]?.path);
+    // cpu use is measured between two reads; the busy child leads, clamped to its 0.1-core quota.
+    // (Reads closer than 100 ms keep the last rate: poll until one is measured.)
+    let busy = await get(`sort=cpu&match=${root}/&limit=1`);
+    for (const deadline = Date.now() + 10_000; busy.paths[0]?.cores == null && Date.now() < deadline; )
+      busy = await get(`sort=cpu&match=${root}/&limit=1`);
+    assert.equal(busy.paths[0]?.path, `${root}/spin`);
+    const cores = busy.paths[0]?.cores ?? -1;
+    assert.ok(cores > 0 && cores <= 0.1, `spin uses ${cores} cores`);
+    const ranked = (await get(`sort=cpu&match=${root}/`)).paths.map((p) => p.cores ?? -1);
+    assert.deepEqual(
+      ranked,
+      [...ranked].sort((a, b) => b - a),
+    );
+    const byMemory = (await get('sort=memory')).paths.map((p) => p.counters?.memoryBytes ?? -1);
+    assert.deepEqual(
+      byMemory,
+      [...byMemory].sort((a, b) => b - a),
+    );
+  });
+
   test('admissions are counted by node, result and reason; refusals are kept with their reason', async () => {
     const spec = (cpu: number) => ({
       name: `j${cpu * 100}`,
@@ -246,7 +289,12 @@ children:
       ['GET', '/metrics?path=/nope/x', 404, 'not_found'],
       ['GET', '/metrics?path=/a/../b', 400, 'bad_path'],
       ['POST', '/metrics', 405, 'method_not_allowed'],
-      ['GET', '/v1/stats?limit=3', 400, 'bad_param'],
+      ['GET', '/metrics?limit=3', 400, 'bad_param'],
+      ['GET', '/v1/stats?top=3', 400, 'bad_param'],
+      ['GET', '/v1/stats?limit=-1', 400, 'bad_param'],
+      ['GET', '/v1/stats?offset=1.5', 400, 'bad_param'],
+      ['GET', '/v1/stats?limit=', 400, 'bad_param'],
+      ['GET', '/v1/stats?sort=name', 400, 'bad_param'],
       ['GET', '/v1/stats/x', 404, 'unknown_route'],
     ];
     for (const [method, path, status, code] of cases) {
@@ -303,7 +351,8 @@ children:
     const held = () =>
       readdirSync('/proc/self/fd').filter((fd) => {
         try {
-          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(`/sys/fs/cgroup/`);
+          const target = readlinkSync(`/proc/self/fd/${fd}`);
+          return target.startsWith(`/sys/fs/cgroup/`) || target === '/proc/vmstat';
         } catch {
           return false;
         }

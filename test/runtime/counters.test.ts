@@ -1,18 +1,33 @@
 /**
  * The counter reader on real cgroups: a process's pids and memory read through held
- * descriptors, a removed group read as unknown with its descriptors closed, and a process out of
- * descriptors (prlimit) falling back to reading without holding any.
+ * descriptors, a removed group read as unknown with its descriptors closed, a read of some
+ * counters only, an OOM kill seen through the host-wide gate on re-reading OOM counts, and a
+ * process out of descriptors (prlimit) falling back to reading without holding any.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CounterReader } from '../../src/runtime/cgroup/counters.ts';
+import { CounterReader, Want } from '../../src/runtime/cgroup/counters.ts';
 import { type CgroupGroup, type CgroupHost, probeCgroups } from '../../src/runtime/cgroup/index.ts';
 import { skipOrFail, uniqueName } from '../support/host.ts';
 
 const node = resolve(import.meta.dirname, '../../node_modules/.bin/node');
+
+let python: string | null = null;
+try {
+  python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+} catch {
+  python = null;
+}
+
+/** The host's OOM kill count (`/proc/vmstat`), the figure the reader's gate watches. */
+function hostOomKills(): number | null {
+  const m = /^oom_kill (\d+)$/m.exec(readFileSync('/proc/vmstat', 'utf8'));
+  return m ? Number(m[1]) : null;
+}
 
 describe('cgroup counter reader', () => {
   let host: CgroupHost;
@@ -66,6 +81,64 @@ describe('cgroup counter reader', () => {
     assert.equal(gone.memoryBytes, null);
     assert.equal(reader.openFiles, 0);
     reader.close();
+  });
+
+  test('a read of some counters leaves the others null and their files unread', async (t) => {
+    if (!root) return skipOrFail(t, `no cgroup driver here (${host.reason})`);
+    const g = root.createChild('some');
+    const reader = new CounterReader();
+    reader.read(g.dirs);
+    const before = reader.fileReads;
+    const c = reader.read(g.dirs, false, Want.pids);
+    assert.equal(c.pids, 0);
+    assert.equal(c.memoryBytes, null);
+    assert.equal(c.cpuSeconds, null);
+    assert.equal(reader.fileReads - before, 1, 'one file read: pids.current');
+    reader.close();
+    await g.remove();
+  });
+
+  test('OOM counts: not re-read while the host counts no OOM kill; a kill in the group is seen', async (t) => {
+    if (!root) return skipOrFail(t, `no cgroup driver here (${host.reason})`);
+    if (!python) return skipOrFail(t, 'python3 not found');
+    if (hostOomKills() === null) return skipOrFail(t, 'no oom_kill in /proc/vmstat (kernel before 4.13)');
+    const g = root.createChild('hog');
+    g.setLimits({ memory: 64 * 1024 * 1024 });
+    const reader = new CounterReader();
+    const pass = () => {
+      reader.beginPass();
+      try {
+        const before = reader.fileReads;
+        const c = reader.read(g.dirs, false, Want.oomKills);
+        return { kills: c.oomKills, reads: reader.fileReads - before };
+      } finally {
+        reader.endPass();
+      }
+    };
+    // Three passes with the host's count still: the third reuses the count (another suite's OOM
+    // kill on this host reopens the gate, so only a still count is asserted on).
+    const still = hostOomKills();
+    pass();
+    pass();
+    const third = pass();
+    assert.equal(third.kills, 0);
+    if (hostOomKills() === still) assert.equal(third.reads, 0, 'the OOM count was re-read');
+    else t.diagnostic('the host counted an OOM kill meanwhile: the gate was open');
+    const script = 'chunks = []\nfor _ in range(1024): chunks.append(bytearray(1 << 20))\nprint("survived")';
+    child = spawn('sh', ['-c', 'for f in $CGP; do echo $$ > "$f"; done; exec "$PY" -c "$SCRIPT"'], {
+      env: { ...process.env, CGP: g.procsFiles.join(' '), PY: python, SCRIPT: script },
+      stdio: 'ignore',
+    });
+    const [, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    assert.equal(signal, 'SIGKILL', 'the hog was OOM-killed');
+    const after = pass();
+    assert.equal(after.kills, 1);
+    assert.equal(after.reads, 1);
+    // Outside a pass the count is always read.
+    assert.equal(reader.read(g.dirs, false, Want.oomKills).oomKills, 1);
+    reader.close();
+    await g.waitEmpty(AbortSignal.timeout(5000));
+    await g.remove();
   });
 
   test('out of descriptors: reads every group anyway, holding none', async (t) => {

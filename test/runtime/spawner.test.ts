@@ -18,6 +18,9 @@ import { HostRuntime } from '../../src/runtime/host-runtime.ts';
 import { processDriver, processOptions } from '../../src/runtime/process-driver.ts';
 import { isRoot, skipOrFail, uniqueName } from '../support/host.ts';
 
+// Spawners are opt-in (native/launcher.c, spawners_wanted): the launchers this file starts inherit it.
+process.env.CAPTREE_SPAWNERS = '1';
+
 function read(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');

@@ -1,13 +1,15 @@
 /**
  * `captree top [PATH]`: a full-screen live view of the tree, redrawn every `-d` seconds (1 by
  * default) from `GET /v1/stats`: state, grant against use for cpu, memory and pids as bars,
- * throttling, restarts and each node's intensity fill. CPU use is the counter's growth between
- * two reads, clamped to the grant (the quota makes more impossible; a higher figure is only the
- * two reads' timing). Between reads neither top nor the daemon does anything; suspended (Ctrl-Z)
- * or quit, nothing is read at all.
+ * throttling, restarts and each node's intensity fill. It asks for the rows the screen has room
+ * for (`limit`, with the sort and filter applied by the daemon), so the daemon reads the kernel's
+ * counters of those rows only (and, to sort by cpu or memory, that one counter of every row). CPU
+ * use is the daemon's: the counter's growth between two reads, clamped to the grant (the quota
+ * makes more impossible; a higher figure is only the two reads' timing). Between reads neither
+ * top nor the daemon does anything; suspended (Ctrl-Z) or quit, nothing is read at all.
  */
 import { urlPath } from '../../daemon/client.ts';
-import type { PathStats, StatsReply } from '../../daemon/metrics.ts';
+import type { StatsReply, StatsSort } from '../../daemon/metrics.ts';
 import {
   CliError,
   type Command,
@@ -19,16 +21,8 @@ import {
 } from '../cli.ts';
 import { formatBytes } from '../render.ts';
 
-type SortKey = 'tree' | 'cpu' | 'memory' | 'restarts';
-
-export interface Sample {
-  at: number;
-  cpu: Map<string, number>;
-  throttled: Map<string, number>;
-}
-
 export interface ViewState {
-  sort: SortKey;
+  sort: StatsSort;
   filter: string;
   /** Typing a filter after `/`. */
   editing: boolean;
@@ -36,6 +30,8 @@ export interface ViewState {
 }
 
 const BAR = 10;
+/** Title, keys, a blank line and the column titles. */
+const HEADER_LINES = 4;
 
 function bar(use: number | null, grant: number | null): string {
   if (grant === null || grant <= 0 || use === null) return `[${' '.repeat(BAR)}]`;
@@ -43,66 +39,48 @@ function bar(use: number | null, grant: number | null): string {
   return `[${'#'.repeat(filled)}${' '.repeat(BAR - filled)}]`;
 }
 
-function sampleOf(s: StatsReply): Sample {
-  const cpu = new Map<string, number>();
-  const throttled = new Map<string, number>();
-  for (const p of s.paths) {
-    if (p.counters?.cpuSeconds != null) cpu.set(p.path, p.counters.cpuSeconds);
-    if (p.counters?.throttledSeconds != null) throttled.set(p.path, p.counters.throttledSeconds);
-  }
-  return { at: s.at, cpu, throttled };
+/** How many rows a terminal of `rows` lines shows (the last line stays free for the cursor). */
+export function rowsFor(rows: number): number {
+  return Math.max(1, rows - 1 - HEADER_LINES);
 }
 
-/** Cores used since `prev`, clamped to the grant; null until two reads exist. */
-export function coresUsed(p: PathStats, prev: Sample | null, at: number): number | null {
-  const now = p.counters?.cpuSeconds;
-  const then = prev?.cpu.get(p.path);
-  if (now == null || then === undefined || !prev || at <= prev.at) return null;
-  const cores = Math.max(0, (now - then) / ((at - prev.at) / 1000));
-  return p.grant.cpu === null ? cores : Math.min(cores, p.grant.cpu);
+/** The `/v1/stats` query of a view: the rows it shows, sorted and filtered by the daemon. */
+export function statsQuery(path: string | null, view: ViewState, rows: number): string {
+  const q = new URLSearchParams();
+  if (path !== null) q.set('path', `/${urlPath(path)}`);
+  if (view.sort !== 'tree') q.set('sort', view.sort);
+  if (view.filter !== '') q.set('match', view.filter);
+  q.set('limit', String(rowsFor(rows)));
+  return `/v1/stats?${q.toString().replace(/%2F/g, '/')}`;
 }
 
 /** The screen for one read: header, column titles, one line per row, cut to `rows` × `columns`. */
-export function frame(
-  s: StatsReply,
-  prev: Sample | null,
-  view: ViewState,
-  size: { columns: number; rows: number },
-): string[] {
+export function frame(s: StatsReply, view: ViewState, size: { columns: number; rows: number }): string[] {
   const root = s.paths[0];
-  let list = s.paths.map((p) => ({ p, cores: coresUsed(p, prev, s.at) }));
-  if (view.filter !== '')
-    list = list.filter((r) => r.p.path.includes(view.filter) || r.p.state === view.filter);
-  if (view.sort === 'cpu') list.sort((a, b) => (b.cores ?? -1) - (a.cores ?? -1));
-  else if (view.sort === 'memory')
-    list.sort((a, b) => (b.p.counters?.memoryBytes ?? -1) - (a.p.counters?.memoryBytes ?? -1));
-  else if (view.sort === 'restarts') list.sort((a, b) => b.p.restarts - a.p.restarts);
-  const up = s.paths.filter((p) => p.up).length;
+  const room = rowsFor(size.rows);
+  const more = s.matched - s.paths.length;
+  const list = more > 0 && s.paths.length >= room ? s.paths.slice(0, room - 1) : s.paths;
   const lines = [
     `captree top ${root?.path ?? ''}  ${new Date(s.at).toISOString().slice(11, 19)}  every ${view.interval}s  ` +
-      `${up}/${s.paths.length} up  sort: ${view.sort}${view.filter ? `  filter: ${view.filter}` : ''}  (read in ${s.tookMs.toFixed(1)} ms)`,
+      `${s.up}/${s.total} up  sort: ${view.sort}${view.filter ? `  filter: ${view.filter} (${s.matched})` : ''}  (read in ${s.tookMs.toFixed(1)} ms)`,
     view.editing
       ? `filter: ${view.filter}_  (Enter keeps it, Esc clears)`
       : 'keys: q quit  c cpu  m memory  r restarts  t tree  / filter',
     '',
     `${'PATH'.padEnd(28)} ${'STATE'.padEnd(10)} ${'PID'.padStart(7)} ${'CPU use/grant'.padEnd(24)} ${'MEMORY use/grant'.padEnd(30)} ${'PIDS'.padEnd(20)} ${'THR'.padStart(4)} ${'RST'.padStart(4)} INTENSITY`,
   ];
-  for (const { p, cores } of list) {
+  for (const p of list) {
     const name =
       view.sort === 'tree'
         ? `${'  '.repeat(p.depth)}${p.depth === 0 ? p.path : p.path.split('/').at(-1)}`
         : p.path;
+    const cores = p.cores;
     const cpuText = `${cores === null ? '-' : cores.toFixed(2)}/${p.grant.cpu === null ? '-' : p.grant.cpu.toFixed(2)}`;
     const mem = p.counters?.memoryBytes ?? null;
     const memText = `${mem === null ? '-' : formatBytes(mem)}/${p.grant.memory === null ? '-' : formatBytes(p.grant.memory)}`;
     const pids = p.counters?.pids ?? null;
     const pidsText = `${pids ?? '-'}/${p.grant.pids ?? '-'}`;
-    const t0 = prev?.throttled.get(p.path);
-    const t1 = p.counters?.throttledSeconds;
-    const thr =
-      t0 !== undefined && t1 != null && prev && s.at > prev.at
-        ? `${Math.round(Math.min(1, (t1 - t0) / ((s.at - prev.at) / 1000)) * 100)}%`
-        : '';
+    const thr = p.throttled === null ? '' : `${Math.round(p.throttled * 100)}%`;
     const intensity = p.intensity
       ? `${bar(p.intensity.restarts, p.intensity.intensity || 1)} ${p.intensity.restarts}/${p.intensity.intensity}`
       : p.backoffSeconds > 0
@@ -114,6 +92,8 @@ export function frame(
         `${bar(pids, p.grant.pids)} ${pidsText.padEnd(7)} ${thr.padStart(4)} ${String(p.restarts).padStart(4)} ${intensity}`,
     );
   }
+  if (list.length < s.paths.length || more > 0)
+    lines.push(`… ${s.matched - list.length} more (a taller terminal, a sort key or / shows them)`);
   return lines.slice(0, Math.max(1, size.rows - 1)).map((l) => l.slice(0, size.columns));
 }
 
@@ -128,7 +108,8 @@ each node's and child's state, its grant against its use for cpu, memory and pid
 throttled it (THR), its restarts (RST), and for nodes the restart-intensity window's fill
 (full: the next failure makes the node give up). Keys: q (or Ctrl-C) quits, c / m / r sort by
 cpu, memory or restarts, t back to tree order, / filters by path or state.
-Nothing is read between redraws, nor while top is suspended.
+Only the rows the terminal has room for are read (sorting by cpu or memory reads that figure
+of every row); nothing is read between redraws, nor while top is suspended.
 
 Example:
   captree top
@@ -146,40 +127,52 @@ Example:
       throw new UsageError(`-d ${values.delay}: expected seconds between 0.1 and 3600`);
     const path = positionals[0] === undefined ? null : normalizePath(positionals[0]);
     const { client } = await connect(values, io);
-    const query = path === null ? '/v1/stats' : `/v1/stats?path=${encodeURIComponent(`/${urlPath(path)}`)}`;
-    // A wrong PATH fails here, before the screen is taken.
-    let stats = await client.json<StatsReply>(query);
     const out = io.stdout;
+    const view: ViewState = { sort: 'tree', filter: '', editing: false, interval };
+    const size = () => ({ columns: out.columns || 120, rows: out.rows || 40 });
+    // A wrong PATH fails here, before the screen is taken.
+    let stats = await client.json<StatsReply>(statsQuery(path, view, size().rows));
     const stdin = process.stdin;
     if (!out.isTTY || !stdin.isTTY)
       throw new CliError('captree top needs a terminal; for a snapshot use: captree ps --json');
-    const view: ViewState = { sort: 'tree', filter: '', editing: false, interval };
-    let prev: Sample | null = null;
     let timer: NodeJS.Timeout | null = null;
     let fetching = false;
+    /** A key or a resize asked for a read while one was under way: read again after it. */
+    let again = false;
+    let closed = false;
     const draw = () => {
-      const lines = frame(stats, prev, view, { columns: out.columns || 120, rows: out.rows || 40 });
-      out.write(`\x1b[H\x1b[2J${lines.join('\n')}`);
+      if (closed) return;
+      out.write(`\x1b[H\x1b[2J${frame(stats, view, size()).join('\n')}`);
     };
-    const tick = async () => {
-      if (fetching) return;
+    const tick = async (): Promise<void> => {
+      if (fetching) {
+        again = true;
+        return;
+      }
       fetching = true;
       try {
-        const next = await client.json<StatsReply>(query);
-        prev = sampleOf(stats);
-        stats = next;
+        stats = await client.json<StatsReply>(statsQuery(path, view, size().rows));
         draw();
       } catch (err) {
-        out.write(`\x1b[H\x1b[2K captree top: ${(err as Error).message}`);
+        if (!closed) out.write(`\x1b[H\x1b[2K captree top: ${(err as Error).message}`);
       } finally {
         fetching = false;
       }
+      if (again && !closed) {
+        again = false;
+        return tick();
+      }
+    };
+    const redraw = () => {
+      draw();
+      void tick();
     };
     return await new Promise<number>((resolve) => {
       const finish = () => {
+        closed = true;
         if (timer) clearInterval(timer);
         stdin.off('data', onKey);
-        out.off('resize', draw);
+        out.off('resize', redraw);
         stdin.setRawMode(false);
         stdin.pause();
         out.write('\x1b[?25h\x1b[?1049l');
@@ -201,15 +194,14 @@ Example:
           else if (ch === 't') view.sort = 'tree';
           else if (ch === '/') view.editing = true;
         }
-        draw();
+        redraw();
       };
       out.write('\x1b[?1049h\x1b[?25l');
       stdin.setRawMode(true);
       stdin.resume();
       stdin.on('data', onKey);
-      out.on('resize', draw);
+      out.on('resize', redraw);
       draw();
-      void tick();
       timer = setInterval(() => void tick(), interval * 1000);
     });
   },

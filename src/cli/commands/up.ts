@@ -155,8 +155,10 @@ function tcpOptions(values: Values, io: Io): TcpOptions | undefined {
  * The daemon lives long and mostly idles: a small young generation (V8's default semi-space is
  * 16 MiB and kept resident) and a collection once the tree is up, so the peak of parsing the
  * manifest is given back instead of staying resident (containerd keeps its shims small the same way).
+ * No memory reducer: its timer woke an idle daemon every 8 s for ever; the daemon collects once
+ * its clients have gone instead (daemon/idle-collect.ts).
  */
-const daemonV8Flags = ['--max-semi-space-size=1', '--expose-gc'];
+const daemonV8Flags = ['--max-semi-space-size=1', '--expose-gc', '--no-memory-reducer'];
 
 /**
  * Where the foreground side hands the parsed tree to the daemon: plain data (JSON), so the daemon
@@ -316,7 +318,13 @@ async function foreground(
   const header = (state: string) =>
     `captree: ${name} ${state} (state ${where}${state === 'stopped' ? '' : '; Ctrl-C to stop'})`;
   // The view exists before the daemon: the first events are emitted while it starts.
-  if (tty) view = new LiveView(io.stdout, p, () => (daemon ? snapshot(daemon.tree) : []), header('starting'));
+  if (tty)
+    view = new LiveView(
+      io.stdout,
+      p,
+      (limit) => (daemon ? snapshot(daemon.tree, limit) : []),
+      header('starting'),
+    );
   else io.stdout.write(`captree: starting ${name} (pid ${process.pid}, state ${where})\n`);
   try {
     daemon = await startDaemon({
