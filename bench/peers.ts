@@ -291,7 +291,12 @@ const captree: Tool = {
     ].join('\n');
     writeFileSync(join(dir, 'captree.yaml'), `${yaml}\n`);
     const cli = (...args: string[]) =>
-      execFileSync(process.execPath, [captreeBin, ...args], { cwd: dir, stdio: 'pipe' });
+      // Spawners are opt-in (docs/performance.md); CAPTREE_SPAWNERS=0 measures the default path.
+      execFileSync(process.execPath, [captreeBin, ...args], {
+        cwd: dir,
+        stdio: 'pipe',
+        env: { CAPTREE_SPAWNERS: '1', ...process.env },
+      });
     cli('up', '--detach');
     const root = Number(readFileSync(join(dir, '.captree', 'daemon.pid'), 'utf8').trim());
     return {
