@@ -113,8 +113,12 @@ children:
         run.tree.runtime.groupFor(`/${run.root}/${id}`).oomKills() > 0,
         `${id}: an OOM kill happened`,
       );
-    const log = readFileSync(`${run.stateDir}/logs/${run.root}.fine.log`, 'utf8');
-    assert.match(log, /killed for lack of memory; the main process ended on its own \(exit code 0\)/);
+    // The driver's note is written to the log after the exit is reported: wait for it.
+    const note = /killed for lack of memory; the main process ended on its own \(exit code 0\)/;
+    await until(() =>
+      note.test(readFileSync(`${run.stateDir}/logs/${run.root}.fine.log`, 'utf8')) ? true : null,
+    );
+    assert.match(readFileSync(`${run.stateDir}/logs/${run.root}.fine.log`, 'utf8'), note);
     await until(() => (run.tree.supervisor.child('done')?.state === 'failed' ? true : null));
     assert.equal(
       run.tree.supervisor.child('fine')?.state,
